@@ -1,0 +1,734 @@
+//! The engine: observe, plan, apply and destroy in one pass.
+//!
+//! [`Engine::apply`] walks the plan's dependency graph with bounded concurrency.
+//! A step starts as soon as the steps it depends on are done (no phases, no
+//! barriers); steps sharing a lane (a GKE cluster and its pools) never overlap.
+//! Each call is retried by error class within the [`RetryPolicy`] budgets; pending
+//! operations are polled under the [`WaitPolicy`]. Intents and secrets are saved to
+//! the [`StateStore`] *before* each mutating call, outputs after it, so a run
+//! stopped anywhere resumes by observing and adopting.
+//!
+//! Cancellation ([`Engine::cancel`]) is graceful: no new step starts, in-flight ones
+//! finish (or time out). Dropping the future is the forceful second stage; the
+//! journal makes the next run converge.
+
+mod clock;
+mod events;
+mod retry;
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use futures::stream::{FuturesUnordered, StreamExt};
+use tokio_util::sync::CancellationToken;
+
+pub use clock::Clock;
+#[cfg(feature = "tokio")]
+pub use clock::TokioClock;
+pub use events::{channel, Event, EventSink};
+pub use retry::{RetryPolicy, WaitPolicy};
+
+use crate::error::{Error, ErrorKind, Result};
+use crate::installer::{self, InstallerBundle};
+use crate::outputs::Outputs;
+use crate::plan::{self, Action, Mode, Plan, Snapshot};
+use crate::provider::{Inputs, Operation, Progress, Providers, DATABASE_PASSWORD};
+use crate::resource::{Desired, Domain, Output, ResourceId, ResourceKind};
+use crate::secret::Secret;
+use crate::spec::ReferenceArchitecture;
+use crate::state::{MemoryStateStore, State, StateStore, ENCRYPTION_KEY};
+
+/// Engine settings.
+#[non_exhaustive]
+#[derive(Debug, Clone, PartialEq)]
+pub struct Config {
+    /// Steps running at once (default 8; 1 runs strictly serially).
+    pub concurrency: usize,
+    /// Reads at once while observing (default 8).
+    pub observe_concurrency: usize,
+    /// Retries.
+    pub retry: RetryPolicy,
+    /// Operation polling.
+    pub wait: WaitPolicy,
+    /// Execute plans that replace resources disruptively.
+    pub allow_disruptive: bool,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            concurrency: 8,
+            observe_concurrency: 8,
+            retry: RetryPolicy::default(),
+            wait: WaitPolicy::default(),
+            allow_disruptive: false,
+        }
+    }
+}
+
+/// Builds an [`Engine`].
+#[must_use]
+pub struct EngineBuilder {
+    providers: Providers,
+    state: Option<Arc<dyn StateStore>>,
+    clock: Option<Arc<dyn Clock>>,
+    config: Config,
+    events: Option<EventSink>,
+}
+
+impl EngineBuilder {
+    /// Where state lives (default: in memory).
+    pub fn state(mut self, store: Arc<dyn StateStore>) -> Self {
+        self.state = Some(store);
+        self
+    }
+
+    /// The clock (default: [`TokioClock`] with the `tokio` feature).
+    pub fn clock(mut self, clock: Arc<dyn Clock>) -> Self {
+        self.clock = Some(clock);
+        self
+    }
+
+    /// All settings at once.
+    pub fn config(mut self, config: Config) -> Self {
+        self.config = config;
+        self
+    }
+
+    /// Steps running at once (at least 1).
+    pub fn concurrency(mut self, n: usize) -> Self {
+        self.config.concurrency = n.max(1);
+        self
+    }
+
+    /// The retry policy.
+    pub fn retry(mut self, retry: RetryPolicy) -> Self {
+        self.config.retry = retry;
+        self
+    }
+
+    /// The wait policy.
+    pub fn wait(mut self, wait: WaitPolicy) -> Self {
+        self.config.wait = wait;
+        self
+    }
+
+    /// Allow disruptive replacements.
+    pub fn allow_disruptive(mut self, allow: bool) -> Self {
+        self.config.allow_disruptive = allow;
+        self
+    }
+
+    /// Receive events.
+    pub fn on_event(mut self, sink: EventSink) -> Self {
+        self.events = Some(sink);
+        self
+    }
+
+    /// Build. Fails without a clock when the `tokio` feature is off.
+    pub fn build(self) -> Result<Engine> {
+        let clock = match self.clock {
+            Some(c) => c,
+            None => default_clock()?,
+        };
+        Ok(Engine {
+            providers: self.providers,
+            state: self
+                .state
+                .unwrap_or_else(|| Arc::new(MemoryStateStore::new())),
+            clock,
+            config: self.config,
+            events: self.events,
+            cancel: CancellationToken::new(),
+        })
+    }
+}
+
+#[cfg(feature = "tokio")]
+fn default_clock() -> Result<Arc<dyn Clock>> {
+    Ok(Arc::new(TokioClock::new()))
+}
+
+#[cfg(not(feature = "tokio"))]
+fn default_clock() -> Result<Arc<dyn Clock>> {
+    Err(Error::invalid_input(
+        "no clock: enable the `tokio` feature or call EngineBuilder::clock",
+    ))
+}
+
+/// The plan/apply/destroy engine for one set of providers and one state store.
+pub struct Engine {
+    providers: Providers,
+    state: Arc<dyn StateStore>,
+    clock: Arc<dyn Clock>,
+    config: Config,
+    events: Option<EventSink>,
+    cancel: CancellationToken,
+}
+
+impl std::fmt::Debug for Engine {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Engine")
+            .field("providers", &self.providers)
+            .field("config", &self.config)
+            .finish_non_exhaustive()
+    }
+}
+
+/// What a run did.
+#[must_use]
+#[non_exhaustive]
+#[derive(Debug)]
+pub struct RunReport {
+    /// Apply or destroy.
+    pub mode: Mode,
+    /// Steps that changed something.
+    pub changed: Vec<ResourceId>,
+    /// Steps that needed nothing.
+    pub unchanged: Vec<ResourceId>,
+    /// Steps that failed, with why.
+    pub failed: Vec<(ResourceId, Error)>,
+    /// Steps not run (dependency failed or run cancelled).
+    pub skipped: Vec<ResourceId>,
+    /// Resources left in place on purpose (destroy with deletion protection).
+    pub retained: Vec<(ResourceId, String)>,
+    /// Whether the run was cancelled.
+    pub cancelled: bool,
+    /// Outputs of every resource known after the run.
+    pub outputs: Outputs,
+    /// Wall time.
+    pub elapsed: Duration,
+}
+
+impl RunReport {
+    /// Whether every step succeeded and nothing was skipped.
+    pub fn is_success(&self) -> bool {
+        self.failed.is_empty() && self.skipped.is_empty() && !self.cancelled
+    }
+
+    /// Resources a destroy could not remove (failed, skipped or retained).
+    pub fn not_removed(&self) -> Vec<ResourceId> {
+        self.failed
+            .iter()
+            .map(|(id, _)| id.clone())
+            .chain(self.skipped.iter().cloned())
+            .chain(self.retained.iter().map(|(id, _)| id.clone()))
+            .collect()
+    }
+
+    /// `Ok(self)` on success, else the first failure (or a cancellation error).
+    pub fn into_result(mut self) -> Result<Self> {
+        if self.is_success() {
+            return Ok(self);
+        }
+        if !self.failed.is_empty() {
+            let (_, e) = self.failed.remove(0);
+            return Err(e);
+        }
+        Err(Error::new(
+            ErrorKind::Cancelled,
+            format!("run stopped with {} step(s) not run", self.skipped.len()),
+        ))
+    }
+}
+
+type StepFuture<'a> = Pin<Box<dyn Future<Output = (usize, Result<Option<Output>>)> + Send + 'a>>;
+
+struct Run<'a> {
+    engine: &'a Engine,
+    state: Mutex<State>,
+    outputs: Mutex<BTreeMap<ResourceId, Output>>,
+}
+
+impl Engine {
+    /// Start building an engine over these providers.
+    pub fn builder(providers: Providers) -> EngineBuilder {
+        EngineBuilder {
+            providers,
+            state: None,
+            clock: None,
+            config: Config::default(),
+            events: None,
+        }
+    }
+
+    /// Stop scheduling new steps; in-flight ones finish. Idempotent.
+    pub fn cancel(&self) {
+        self.cancel.cancel();
+    }
+
+    /// The token [`Engine::cancel`] triggers (for wiring to signals).
+    pub fn cancellation_token(&self) -> CancellationToken {
+        self.cancel.clone()
+    }
+
+    /// The clock the engine uses.
+    pub fn clock(&self) -> &Arc<dyn Clock> {
+        &self.clock
+    }
+
+    fn emit(&self, e: Event) {
+        tracing::debug!(event = ?e, "gitpod-refarch");
+        if let Some(sink) = &self.events {
+            sink(&e);
+        }
+    }
+
+    fn load_state(&self, installation: &str) -> Result<State> {
+        match self.state.load()? {
+            Some(s) if s.installation != installation => Err(Error::new(
+                ErrorKind::State,
+                format!(
+                    "the state belongs to installation '{}', not '{installation}'",
+                    s.installation
+                ),
+            )),
+            Some(s) => Ok(s),
+            None => Ok(State::new(installation)),
+        }
+    }
+
+    /// Validate the spec (no call if invalid), then read every candidate resource
+    /// once, concurrently.
+    pub async fn observe(&self, spec: &ReferenceArchitecture) -> Result<Snapshot> {
+        spec.validate()?;
+        let state = self.load_state(&spec.name)?;
+        let ids = plan::candidate_ids(spec);
+        let mut observed = BTreeMap::new();
+        let mut reads = futures::stream::iter(ids.into_iter().map(|id| async move {
+            let r = self.with_retries(&id, || self.providers.observe(&id)).await;
+            (id, r)
+        }))
+        .buffer_unordered(self.config.observe_concurrency.max(1));
+        while let Some((id, r)) = reads.next().await {
+            observed.insert(id, r?);
+        }
+        Ok(Snapshot {
+            observed,
+            stored_outputs: state.outputs,
+            cluster_provider: Some(self.providers.info(Domain::Cluster)),
+        })
+    }
+
+    /// Observe, then plan an apply.
+    pub async fn plan(&self, spec: &ReferenceArchitecture) -> Result<Plan> {
+        let snapshot = self.observe(spec).await?;
+        Ok(plan::plan(spec, &snapshot)?)
+    }
+
+    /// Observe, then plan a destroy.
+    pub async fn plan_destroy(&self, spec: &ReferenceArchitecture) -> Result<Plan> {
+        let snapshot = self.observe(spec).await?;
+        Ok(plan::plan_destroy(spec, &snapshot)?)
+    }
+
+    /// Plan and apply in one call; the report's outputs feed [`Engine::installer_bundle`].
+    pub async fn apply_spec(&self, spec: &ReferenceArchitecture) -> Result<RunReport> {
+        let plan = self.plan(spec).await?;
+        self.apply(&plan).await
+    }
+
+    /// Plan and execute a destroy. The report lists what could not be removed.
+    pub async fn destroy(&self, spec: &ReferenceArchitecture) -> Result<RunReport> {
+        let plan = self.plan_destroy(spec).await?;
+        self.apply(&plan).await
+    }
+
+    /// The outputs recorded in the state store.
+    pub fn outputs(&self, installation: &str) -> Result<Outputs> {
+        Ok(Outputs::new(self.load_state(installation)?.outputs))
+    }
+
+    /// Render the Gitpod installer config and secrets from the recorded outputs.
+    ///
+    /// The encryption key is generated from a CSPRNG on first use and kept in the
+    /// state store: losing it makes Gitpod's encrypted database fields unreadable.
+    pub fn installer_bundle(&self, spec: &ReferenceArchitecture) -> Result<InstallerBundle> {
+        let mut state = self.load_state(&spec.name)?;
+        let key = match state.secrets.get(ENCRYPTION_KEY) {
+            Some(k) => k.clone(),
+            None => {
+                let k = Secret::generate_base64_key(32);
+                state.secrets.insert(ENCRYPTION_KEY.into(), k.clone());
+                self.state.save(&state)?;
+                k
+            }
+        };
+        installer::render(spec, &Outputs::new(state.outputs), &key)
+    }
+
+    /// Execute a plan as written.
+    ///
+    /// Fails before any call if the plan replaces something disruptively and
+    /// [`Config::allow_disruptive`] is off, or if the state cannot be read. Step
+    /// failures do not fail the call: they are in the [`RunReport`]
+    /// (see [`RunReport::into_result`]).
+    pub async fn apply(&self, plan: &Plan) -> Result<RunReport> {
+        if !self.config.allow_disruptive {
+            if let Some(s) = plan.disruptive_steps().next() {
+                return Err(Error::invalid_input(format!(
+                    "the plan replaces {} disruptively; allow disruptive changes to proceed",
+                    s.id
+                ))
+                .with_resource(s.id.clone()));
+            }
+        }
+        let start = self.clock.now();
+        let state = self.load_state(plan.installation())?;
+        let mut outputs = state.outputs.clone();
+        outputs.extend(plan.known_outputs().clone());
+        let run = Run {
+            engine: self,
+            state: Mutex::new(state),
+            outputs: Mutex::new(outputs),
+        };
+        let steps = plan.steps();
+        self.emit(Event::RunStarted {
+            installation: plan.installation().to_string(),
+            mode: match plan.mode() {
+                Mode::Apply => "apply".into(),
+                Mode::Destroy => "destroy".into(),
+            },
+            steps: steps.iter().filter(|s| s.action.is_mutating()).count(),
+        });
+
+        let in_plan: BTreeSet<&ResourceId> = steps.iter().map(|s| &s.id).collect();
+        let mut done: BTreeSet<ResourceId> = BTreeSet::new();
+        let mut dead: BTreeSet<ResourceId> = BTreeSet::new();
+        let mut started = vec![false; steps.len()];
+        let mut busy_lanes: BTreeSet<&str> = BTreeSet::new();
+        let mut running: FuturesUnordered<StepFuture<'_>> = FuturesUnordered::new();
+        let mut report = RunReport {
+            mode: plan.mode(),
+            changed: vec![],
+            unchanged: vec![],
+            failed: vec![],
+            skipped: vec![],
+            retained: vec![],
+            cancelled: false,
+            outputs: Outputs::default(),
+            elapsed: Duration::ZERO,
+        };
+
+        loop {
+            let cancelled = self.cancel.is_cancelled();
+            // Settle what needs no call, skip what can no longer run, start what is ready.
+            let mut progressed = true;
+            while progressed {
+                progressed = false;
+                for (i, step) in steps.iter().enumerate() {
+                    if started[i] {
+                        continue;
+                    }
+                    if let Action::Retain { reason } = &step.action {
+                        // Left in place on purpose; the planner retained what it needs too.
+                        started[i] = true;
+                        progressed = true;
+                        dead.insert(step.id.clone());
+                        report.retained.push((step.id.clone(), reason.clone()));
+                        continue;
+                    }
+                    let deps: Vec<&ResourceId> =
+                        step.after.iter().filter(|d| in_plan.contains(d)).collect();
+                    if let Some(bad) = deps.iter().find(|d| dead.contains(**d)) {
+                        started[i] = true;
+                        progressed = true;
+                        dead.insert(step.id.clone());
+                        self.emit(Event::StepSkipped {
+                            resource: step.id.clone(),
+                            reason: format!("{bad} did not complete"),
+                        });
+                        report.skipped.push(step.id.clone());
+                        continue;
+                    }
+                    if !deps.iter().all(|d| done.contains(*d)) {
+                        continue;
+                    }
+                    if step.action == Action::NoOp {
+                        started[i] = true;
+                        progressed = true;
+                        done.insert(step.id.clone());
+                        report.unchanged.push(step.id.clone());
+                        continue;
+                    }
+                    if cancelled {
+                        continue;
+                    }
+                    if running.len() >= self.config.concurrency.max(1)
+                        || busy_lanes.contains(step.lane.as_str())
+                    {
+                        continue;
+                    }
+                    started[i] = true;
+                    progressed = true;
+                    busy_lanes.insert(step.lane.as_str());
+                    let run = &run;
+                    running.push(Box::pin(async move { (i, run.execute(step).await) }));
+                }
+            }
+            if running.is_empty() {
+                break;
+            }
+            let next = if cancelled {
+                running.next().await
+            } else {
+                let cancel = self.cancel.cancelled();
+                futures::pin_mut!(cancel);
+                match futures::future::select(running.next(), cancel).await {
+                    futures::future::Either::Left((r, _)) => r,
+                    futures::future::Either::Right(_) => continue,
+                }
+            };
+            let Some((i, result)) = next else { break };
+            let step = &steps[i];
+            busy_lanes.remove(step.lane.as_str());
+            match result {
+                Ok(_) => {
+                    done.insert(step.id.clone());
+                    report.changed.push(step.id.clone());
+                }
+                Err(e) => {
+                    self.emit(Event::StepFailed {
+                        resource: step.id.clone(),
+                        kind: e.kind(),
+                        message: e.chain(),
+                    });
+                    dead.insert(step.id.clone());
+                    report.failed.push((step.id.clone(), e));
+                }
+            }
+        }
+        if self.cancel.is_cancelled() {
+            report.cancelled = true;
+            for (i, step) in steps.iter().enumerate() {
+                if !started[i] {
+                    self.emit(Event::StepSkipped {
+                        resource: step.id.clone(),
+                        reason: "the run was cancelled".into(),
+                    });
+                    report.skipped.push(step.id.clone());
+                }
+            }
+        }
+        drop(running);
+        let outputs = run
+            .outputs
+            .into_inner()
+            .map_err(|_| Error::internal("outputs lock poisoned"))?;
+        report.outputs = Outputs::new(outputs);
+        report.elapsed = self.clock.now().saturating_sub(start);
+        self.emit(Event::RunFinished {
+            success: report.is_success(),
+            elapsed: report.elapsed,
+        });
+        Ok(report)
+    }
+
+    /// Call `f` until it succeeds, fails for good, or the class budget runs out.
+    async fn with_retries<T, F, Fut>(&self, id: &ResourceId, mut f: F) -> Result<T>
+    where
+        F: FnMut() -> Fut,
+        Fut: Future<Output = Result<T>>,
+    {
+        let start = self.clock.now();
+        let mut attempt = 0u32;
+        loop {
+            attempt += 1;
+            match f().await {
+                Ok(v) => return Ok(v),
+                Err(e) => {
+                    let e = if e.resource().is_none() {
+                        e.with_resource(id.clone())
+                    } else {
+                        e
+                    };
+                    let policy = &self.config.retry;
+                    let kind = e.kind();
+                    let delay = policy.delay(attempt);
+                    let spent = self.clock.now().saturating_sub(start);
+                    if !e.is_retryable()
+                        || attempt >= policy.attempts_for(kind)
+                        || spent + delay > policy.budget_for(kind)
+                    {
+                        return Err(e);
+                    }
+                    tracing::info!(resource = %id, attempt, kind = %kind, "retrying: {}", e.message());
+                    self.emit(Event::Retrying {
+                        resource: id.clone(),
+                        kind,
+                        attempt,
+                        delay,
+                        message: e.message().to_string(),
+                    });
+                    self.clock.sleep(delay).await;
+                }
+            }
+        }
+    }
+
+    /// Poll until the operation is done.
+    async fn wait(&self, mut op: Operation) -> Result<Option<Output>> {
+        let start = self.clock.now();
+        let mut n = 0u32;
+        loop {
+            n += 1;
+            if self.clock.now().saturating_sub(start) > self.config.wait.timeout {
+                return Err(Error::new(
+                    ErrorKind::Timeout,
+                    format!(
+                        "operation {} did not finish within {:?}",
+                        op.id, self.config.wait.timeout
+                    ),
+                )
+                .with_resource(op.resource.clone()));
+            }
+            self.clock
+                .sleep(self.config.wait.delay(n, op.poll_after))
+                .await;
+            let id = op.resource.clone();
+            match self.with_retries(&id, || self.providers.poll(&op)).await? {
+                Progress::Done(out) => return Ok(out),
+                Progress::Pending(next) => {
+                    self.emit(Event::Progress {
+                        resource: id,
+                        operation: next.id.clone(),
+                        percent: next.percent,
+                        message: next.message.clone(),
+                    });
+                    op = next;
+                }
+            }
+        }
+    }
+}
+
+impl Run<'_> {
+    fn save<R>(&self, f: impl FnOnce(&mut State) -> R) -> Result<R> {
+        let mut st = self
+            .state
+            .lock()
+            .map_err(|_| Error::internal("state lock poisoned"))?;
+        let r = f(&mut st);
+        self.engine.state.save(&st)?;
+        Ok(r)
+    }
+
+    fn inputs(&self) -> Result<Inputs> {
+        let outputs = self
+            .outputs
+            .lock()
+            .map_err(|_| Error::internal("outputs lock poisoned"))?
+            .clone();
+        let secrets = self
+            .state
+            .lock()
+            .map_err(|_| Error::internal("state lock poisoned"))?
+            .secrets
+            .clone();
+        Ok(Inputs::new(outputs, secrets))
+    }
+
+    async fn execute(&self, step: &plan::Step) -> Result<Option<Output>> {
+        let e = self.engine;
+        let started = e.clock.now();
+        let word = match &step.action {
+            Action::Create => "create",
+            Action::Update { .. } => "update",
+            Action::Replace { .. } => "replace",
+            Action::Await { .. } => "await",
+            Action::Delete => "delete",
+            Action::NoOp | Action::Retain { .. } => "none",
+        };
+        e.emit(Event::StepStarted {
+            resource: step.id.clone(),
+            action: word.into(),
+        });
+        let result = match &step.action {
+            Action::Delete => self.delete(&step.id).await.map(|()| None),
+            Action::Replace { .. } => {
+                self.delete(&step.id).await?;
+                self.ensure(step).await.map(Some)
+            }
+            Action::Await { operation } => {
+                e.wait(operation.clone()).await?;
+                self.ensure(step).await.map(Some)
+            }
+            _ => self.ensure(step).await.map(Some),
+        };
+        if result.is_ok() {
+            e.emit(Event::StepDone {
+                resource: step.id.clone(),
+                action: word.into(),
+                elapsed: e.clock.now().saturating_sub(started),
+            });
+        }
+        result
+    }
+
+    async fn ensure(&self, step: &plan::Step) -> Result<Output> {
+        let e = self.engine;
+        let desired: &Desired = step.desired.as_ref().ok_or_else(|| {
+            Error::internal("an ensure step without desired state").with_resource(step.id.clone())
+        })?;
+        // Secrets the call needs are generated and saved before the call.
+        if step.id.kind == ResourceKind::Database {
+            self.save(|st| {
+                st.secrets
+                    .entry(DATABASE_PASSWORD.to_string())
+                    .or_insert_with(|| Secret::generate_password(32));
+            })?;
+        }
+        let seq = self.save(|st| st.record_intent(&step.id, "ensure"))?;
+        let inputs = self.inputs()?;
+        let progress = e
+            .with_retries(&step.id, || e.providers.ensure(desired, &inputs))
+            .await?;
+        let out = match progress {
+            Progress::Done(out) => out,
+            Progress::Pending(op) => {
+                self.save(|st| st.update_intent(seq, Some(op.clone()), false))?;
+                e.wait(op).await?
+            }
+        };
+        let out = out.ok_or_else(|| {
+            Error::internal("the provider finished ensure without outputs")
+                .with_resource(step.id.clone())
+        })?;
+        self.outputs
+            .lock()
+            .map_err(|_| Error::internal("outputs lock poisoned"))?
+            .insert(step.id.clone(), out.clone());
+        self.save(|st| {
+            st.outputs.insert(step.id.clone(), out.clone());
+            st.update_intent(seq, None, true);
+        })?;
+        Ok(out)
+    }
+
+    async fn delete(&self, id: &ResourceId) -> Result<()> {
+        let e = self.engine;
+        let seq = self.save(|st| st.record_intent(id, "delete"))?;
+        match e.with_retries(id, || e.providers.delete(id)).await? {
+            Progress::Done(_) => {}
+            Progress::Pending(op) => {
+                self.save(|st| st.update_intent(seq, Some(op.clone()), false))?;
+                e.wait(op).await?;
+            }
+        }
+        self.outputs
+            .lock()
+            .map_err(|_| Error::internal("outputs lock poisoned"))?
+            .remove(id);
+        self.save(|st| {
+            st.outputs.remove(id);
+            if id.kind == ResourceKind::Database {
+                st.secrets.remove(DATABASE_PASSWORD);
+            }
+            st.update_intent(seq, None, true);
+        })?;
+        Ok(())
+    }
+}

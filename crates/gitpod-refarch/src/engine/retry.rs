@@ -1,0 +1,157 @@
+//! Retry and wait policies, as data.
+
+use std::time::Duration;
+
+use rand::Rng;
+
+use crate::error::ErrorKind;
+
+/// How failed calls are retried. The class of an error decides *whether*
+/// ([`ErrorKind::is_retryable`]); this decides *how long*.
+#[non_exhaustive]
+#[derive(Debug, Clone, PartialEq)]
+pub struct RetryPolicy {
+    /// First backoff.
+    pub initial_backoff: Duration,
+    /// Backoff cap.
+    pub max_backoff: Duration,
+    /// Growth factor per attempt.
+    pub multiplier: f64,
+    /// Randomise each delay to 50-100% ("equal jitter"), so parallel runs spread out.
+    pub jitter: bool,
+    /// Attempts per call, first included.
+    pub max_attempts: u32,
+    /// Total time one call may spend retrying throttling and transient errors.
+    pub budget: Duration,
+    /// Total time for propagation delays and operation-in-progress conflicts, which
+    /// are expected to last longer (IAM propagation, another cluster operation).
+    pub propagation_budget: Duration,
+}
+
+impl Default for RetryPolicy {
+    fn default() -> Self {
+        RetryPolicy {
+            initial_backoff: Duration::from_millis(500),
+            max_backoff: Duration::from_secs(30),
+            multiplier: 2.0,
+            jitter: true,
+            max_attempts: 12,
+            budget: Duration::from_secs(5 * 60),
+            propagation_budget: Duration::from_secs(15 * 60),
+        }
+    }
+}
+
+impl RetryPolicy {
+    /// No retries at all.
+    pub fn none() -> Self {
+        RetryPolicy {
+            max_attempts: 1,
+            ..Default::default()
+        }
+    }
+
+    /// The delay before attempt `attempt + 1` (attempt counts from 1).
+    pub fn delay(&self, attempt: u32) -> Duration {
+        let exp = self
+            .multiplier
+            .powi(attempt.saturating_sub(1).min(30) as i32);
+        let base = self.initial_backoff.as_secs_f64() * exp;
+        let capped = base.min(self.max_backoff.as_secs_f64());
+        let secs = if self.jitter {
+            capped * rand::rng().random_range(0.5..=1.0)
+        } else {
+            capped
+        };
+        Duration::from_secs_f64(secs)
+    }
+
+    /// The total retry time allowed for an error class.
+    pub fn budget_for(&self, kind: ErrorKind) -> Duration {
+        match kind {
+            ErrorKind::PropagationDelay | ErrorKind::OperationInProgress => self.propagation_budget,
+            _ => self.budget,
+        }
+    }
+
+    /// Attempts allowed for an error class (propagation waits are bounded by time).
+    pub fn attempts_for(&self, kind: ErrorKind) -> u32 {
+        match kind {
+            ErrorKind::PropagationDelay | ErrorKind::OperationInProgress => {
+                self.max_attempts.max(1) * 4
+            }
+            _ => self.max_attempts.max(1),
+        }
+    }
+}
+
+/// How long-running operations are polled.
+#[non_exhaustive]
+#[derive(Debug, Clone, PartialEq)]
+pub struct WaitPolicy {
+    /// First poll delay when the provider gives no hint.
+    pub min_delay: Duration,
+    /// Longest delay between polls (also caps provider hints).
+    pub max_delay: Duration,
+    /// Longest wait for one operation.
+    pub timeout: Duration,
+}
+
+impl Default for WaitPolicy {
+    fn default() -> Self {
+        WaitPolicy {
+            min_delay: Duration::from_secs(2),
+            max_delay: Duration::from_secs(30),
+            timeout: Duration::from_secs(90 * 60),
+        }
+    }
+}
+
+impl WaitPolicy {
+    /// Delay before poll number `n` (from 1), honouring a provider hint.
+    pub fn delay(&self, n: u32, hint: Option<Duration>) -> Duration {
+        match hint {
+            Some(h) => h.min(self.max_delay),
+            None => {
+                let secs =
+                    self.min_delay.as_secs_f64() * 1.5f64.powi(n.saturating_sub(1).min(20) as i32);
+                Duration::from_secs_f64(secs.min(self.max_delay.as_secs_f64()))
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_grows_and_caps() {
+        let p = RetryPolicy {
+            jitter: false,
+            ..Default::default()
+        };
+        assert_eq!(p.delay(1), Duration::from_millis(500));
+        assert_eq!(p.delay(2), Duration::from_secs(1));
+        assert_eq!(p.delay(30), Duration::from_secs(30));
+        let j = RetryPolicy::default();
+        for a in 1..10 {
+            let d = j.delay(a);
+            let full = p.delay(a);
+            assert!(d >= full / 2 && d <= full, "{d:?} vs {full:?}");
+        }
+        assert!(p.budget_for(ErrorKind::PropagationDelay) > p.budget_for(ErrorKind::Throttled));
+    }
+
+    #[test]
+    fn wait_honours_hints_up_to_the_cap() {
+        let w = WaitPolicy::default();
+        assert_eq!(
+            w.delay(1, Some(Duration::from_secs(5))),
+            Duration::from_secs(5)
+        );
+        assert_eq!(w.delay(1, Some(Duration::from_secs(500))), w.max_delay);
+        assert_eq!(w.delay(1, None), w.min_delay);
+        assert!(w.delay(3, None) > w.min_delay);
+    }
+}

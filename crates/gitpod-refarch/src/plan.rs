@@ -1,0 +1,733 @@
+//! The plan: an immutable value saying, for every resource, what apply will do.
+//!
+//! [`plan`] is synchronous, deterministic and IO-free: it derives the desired
+//! resources from the spec ([`graph`]), compares them with an observed [`Snapshot`],
+//! and decides each [`Action`]. Apply executes the plan as written and makes no new
+//! decisions. A plan prints as a readable diff (`Display`) and serialises to JSON;
+//! neither contains secret values.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::fmt;
+
+use serde::Serialize;
+use serde_json::Value;
+
+use crate::provider::{Observed, Operation, ProviderInfo};
+use crate::resource::*;
+use crate::spec::{PoolRole, ReferenceArchitecture};
+use crate::validate::{self, ValidationErrors, Warning};
+
+/// The label every resource carries with the installation name.
+pub const INSTALLATION_LABEL: &str = "gitpod-installation";
+
+/// A desired resource and what it depends on.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Node {
+    /// The desired state.
+    pub desired: Desired,
+    /// Resources that must exist first.
+    pub depends_on: Vec<ResourceId>,
+}
+
+impl Node {
+    /// The id.
+    pub fn id(&self) -> ResourceId {
+        self.desired.id()
+    }
+}
+
+/// Every resource the spec asks for, in dependency order, with edges.
+///
+/// The database, DNS zone, IAM, storage and registry never wait for the cluster; the
+/// node pools wait only for the cluster.
+pub fn graph(spec: &ReferenceArchitecture) -> Vec<Node> {
+    let name = spec.name.clone();
+    let region = spec.cluster.region.clone();
+    let mut labels = spec.labels.clone();
+    labels.insert(INSTALLATION_LABEL.into(), name.clone());
+
+    let foundation = Desired::Foundation(FoundationSpec {
+        installation: name.clone(),
+        region: region.clone(),
+        labels: labels.clone(),
+    });
+    let network = Desired::Network(NetworkSpec {
+        name: name.clone(),
+        region: region.clone(),
+        zones: spec.cluster.zones.clone(),
+        node_cidr: spec.cluster.network.node_cidr.clone(),
+        pod_cidr: spec.cluster.network.pod_cidr.clone(),
+        service_cidr: spec.cluster.network.service_cidr.clone(),
+        highly_available_nat: spec.aws.as_ref().is_some_and(|a| a.highly_available_nat),
+        labels: labels.clone(),
+    });
+    let identity = Desired::ClusterIdentity(ClusterIdentitySpec {
+        name: name.clone(),
+        labels: labels.clone(),
+    });
+    let cluster = Desired::Cluster(ClusterSpec {
+        name: name.clone(),
+        region: region.clone(),
+        zones: spec.cluster.zones.clone(),
+        kubernetes_version: spec.cluster.kubernetes_version.clone(),
+        network_policy: "calico".into(),
+        auto_upgrade: spec.cluster.auto_upgrade,
+        max_pods_per_node: spec.cluster.max_pods_per_node,
+        labels: labels.clone(),
+    });
+    let (f_id, n_id, i_id, c_id) = (foundation.id(), network.id(), identity.id(), cluster.id());
+    let mut nodes = vec![
+        Node {
+            desired: foundation,
+            depends_on: vec![],
+        },
+        Node {
+            desired: network,
+            depends_on: vec![f_id.clone()],
+        },
+        Node {
+            desired: identity,
+            depends_on: vec![f_id.clone()],
+        },
+        Node {
+            desired: cluster,
+            depends_on: vec![n_id.clone(), i_id.clone()],
+        },
+    ];
+    for role in PoolRole::ALL {
+        let p = spec.node_pools.get(role);
+        nodes.push(Node {
+            desired: Desired::NodePool(NodePoolSpec {
+                cluster: name.clone(),
+                role,
+                name: role.short_name().into(),
+                machine_type: p.machine_type.clone(),
+                disk_type: p.disk_type.clone(),
+                disk_size_gb: p.disk_size_gb,
+                min_nodes: p.min_nodes,
+                max_nodes: p.max_nodes,
+                node_labels: p.labels.clone(),
+                taints: p.taints.clone(),
+                image: p.image.clone(),
+                max_pods_per_node: spec.cluster.max_pods_per_node,
+                auto_upgrade: spec.cluster.auto_upgrade,
+                labels: labels.clone(),
+            }),
+            depends_on: vec![c_id.clone(), i_id.clone()],
+        });
+    }
+    let zone = Desired::DnsZone(DnsZoneSpec {
+        name: name.clone(),
+        dns_name: spec.zone_dns_name().to_string(),
+        labels: labels.clone(),
+    });
+    let z_id = zone.id();
+    nodes.push(Node {
+        desired: zone,
+        depends_on: vec![f_id.clone()],
+    });
+    nodes.push(Node {
+        desired: Desired::DnsIdentity(DnsIdentitySpec {
+            name: name.clone(),
+            zone_dns_name: spec.zone_dns_name().to_string(),
+        }),
+        depends_on: vec![z_id.clone()],
+    });
+    if let Some(target) = &spec.dns.records_target {
+        nodes.push(Node {
+            desired: Desired::DnsRecords(records_spec(spec, target.clone())),
+            depends_on: vec![z_id],
+        });
+    }
+    nodes.push(Node {
+        desired: Desired::ObjectStorage(ObjectStorageSpec {
+            name: name.clone(),
+            region: region.clone(),
+            bucket: spec.storage.bucket.clone(),
+            versioning: spec.storage.versioning,
+            labels: labels.clone(),
+        }),
+        depends_on: vec![f_id.clone()],
+    });
+    nodes.push(Node {
+        desired: Desired::Registry(RegistrySpec {
+            name: name.clone(),
+            region: region.clone(),
+            repository: spec.registry.repository.clone(),
+            mode: spec.registry.mode,
+            labels: labels.clone(),
+        }),
+        depends_on: vec![f_id],
+    });
+    let db = &spec.database;
+    let instance = Desired::DatabaseInstance(DatabaseInstanceSpec {
+        name: name.clone(),
+        region,
+        mysql_version: db.mysql_version.clone(),
+        tier: db.tier.clone(),
+        storage_gb: db.storage_gb,
+        storage_auto_increase: db.storage_auto_increase,
+        high_availability: db.high_availability,
+        backups_enabled: db.backups.enabled,
+        backup_retention_days: db.backups.retention_days,
+        flags: db.flags.clone(),
+        deletion_protection: db.deletion_protection,
+        labels,
+    });
+    let inst_id = instance.id();
+    nodes.push(Node {
+        desired: instance,
+        depends_on: vec![n_id],
+    });
+    nodes.push(Node {
+        desired: Desired::Database(DatabaseSpec {
+            instance: name,
+            database_name: db.database_name.clone(),
+            username: db.username.clone(),
+        }),
+        depends_on: vec![inst_id],
+    });
+    nodes
+}
+
+fn records_spec(
+    spec: &ReferenceArchitecture,
+    target: crate::spec::RecordsTarget,
+) -> DnsRecordsSpec {
+    DnsRecordsSpec {
+        zone_dns_name: spec.zone_dns_name().to_string(),
+        names: spec.gitpod_dns_names().to_vec(),
+        target,
+    }
+}
+
+/// Every resource id that may belong to the installation, desired or not (the planner
+/// observes all of them, so that a resource no longer desired is deleted).
+pub fn candidate_ids(spec: &ReferenceArchitecture) -> Vec<ResourceId> {
+    let mut ids: Vec<ResourceId> = graph(spec).iter().map(Node::id).collect();
+    let records = ResourceId::new(ResourceKind::DnsRecords, spec.zone_dns_name());
+    if !ids.contains(&records) {
+        ids.push(records);
+    }
+    ids
+}
+
+/// What was observed before planning.
+#[derive(Debug, Clone, Default)]
+pub struct Snapshot {
+    /// For each candidate id, what the provider observed (`None`: absent).
+    pub observed: BTreeMap<ResourceId, Option<Observed>>,
+    /// Outputs kept in the state store from earlier runs (with secrets).
+    pub stored_outputs: BTreeMap<ResourceId, Output>,
+    /// The cluster provider's constraints.
+    pub cluster_provider: Option<ProviderInfo>,
+}
+
+/// Whether a plan builds up or tears down.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Mode {
+    /// Create/update to match the spec.
+    Apply,
+    /// Remove everything.
+    Destroy,
+}
+
+/// How a field change can be applied.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Effect {
+    /// In place.
+    Update,
+    /// Only by replacing the resource.
+    Replace,
+}
+
+/// One changed field.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Change {
+    /// The field path in the desired state (`machineType`).
+    pub path: String,
+    /// What exists (JSON).
+    pub from: Value,
+    /// What the spec asks for (JSON).
+    pub to: Value,
+    /// Update in place or replace.
+    pub effect: Effect,
+}
+
+/// What apply does to one resource.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(rename_all = "kebab-case", tag = "type")]
+pub enum Action {
+    /// Create it.
+    Create,
+    /// Change it in place (or re-issue credentials missing from state).
+    Update {
+        /// The changed fields (may be empty when only `reason` applies).
+        changes: Vec<Change>,
+        /// Why, when not a field change.
+        reason: Option<String>,
+    },
+    /// Delete and create it again.
+    Replace {
+        /// The changed fields.
+        changes: Vec<Change>,
+        /// Why.
+        reason: String,
+        /// Whether running workloads or data are affected.
+        disruptive: bool,
+    },
+    /// Nothing to do.
+    NoOp,
+    /// Wait for an operation started by an earlier run, then converge.
+    Await {
+        /// The operation.
+        operation: Operation,
+    },
+    /// Delete it.
+    Delete,
+    /// Leave it in place on destroy.
+    Retain {
+        /// Why.
+        reason: String,
+    },
+}
+
+impl Action {
+    /// Whether executing this action calls a mutating API.
+    pub fn is_mutating(&self) -> bool {
+        !matches!(self, Action::NoOp | Action::Retain { .. })
+    }
+
+    fn symbol(&self) -> &'static str {
+        match self {
+            Action::Create => "+",
+            Action::Update { .. } => "~",
+            Action::Replace { .. } => "-/+",
+            Action::NoOp => "=",
+            Action::Await { .. } => "…",
+            Action::Delete => "-",
+            Action::Retain { .. } => "!",
+        }
+    }
+
+    fn word(&self) -> &'static str {
+        match self {
+            Action::Create => "create",
+            Action::Update { .. } => "update",
+            Action::Replace { .. } => "replace",
+            Action::NoOp => "no change",
+            Action::Await { .. } => "await",
+            Action::Delete => "delete",
+            Action::Retain { .. } => "retain",
+        }
+    }
+}
+
+/// One step of a plan.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Step {
+    /// The resource.
+    pub id: ResourceId,
+    /// What to do.
+    pub action: Action,
+    /// The desired state (absent for deletes).
+    pub desired: Option<Desired>,
+    /// Steps that must finish first.
+    pub after: Vec<ResourceId>,
+    /// Steps in the same lane never run at the same time.
+    pub lane: String,
+}
+
+/// An immutable plan.
+#[derive(Debug, Clone, Serialize)]
+pub struct Plan {
+    installation: String,
+    mode: Mode,
+    steps: Vec<Step>,
+    warnings: Vec<Warning>,
+    #[serde(skip)]
+    known_outputs: BTreeMap<ResourceId, Output>,
+}
+
+impl Plan {
+    /// The installation name.
+    pub fn installation(&self) -> &str {
+        &self.installation
+    }
+
+    /// Apply or destroy.
+    pub fn mode(&self) -> Mode {
+        self.mode
+    }
+
+    /// The steps, in dependency order.
+    pub fn steps(&self) -> &[Step] {
+        &self.steps
+    }
+
+    /// The step for a resource.
+    pub fn step(&self, id: &ResourceId) -> Option<&Step> {
+        self.steps.iter().find(|s| &s.id == id)
+    }
+
+    /// Notes about the spec.
+    pub fn warnings(&self) -> &[Warning] {
+        &self.warnings
+    }
+
+    /// Outputs already known for resources that need no change.
+    pub fn known_outputs(&self) -> &BTreeMap<ResourceId, Output> {
+        &self.known_outputs
+    }
+
+    /// Whether the plan changes anything.
+    pub fn has_changes(&self) -> bool {
+        self.steps.iter().any(|s| s.action.is_mutating())
+    }
+
+    /// Steps that replace a resource disruptively.
+    pub fn disruptive_steps(&self) -> impl Iterator<Item = &Step> {
+        self.steps.iter().filter(|s| {
+            matches!(
+                s.action,
+                Action::Replace {
+                    disruptive: true,
+                    ..
+                }
+            )
+        })
+    }
+
+    /// Counts by action word.
+    pub fn summary(&self) -> BTreeMap<&'static str, usize> {
+        let mut m = BTreeMap::new();
+        for s in &self.steps {
+            *m.entry(s.action.word()).or_insert(0) += 1;
+        }
+        m
+    }
+
+    /// The plan as pretty JSON (no secrets).
+    pub fn to_json(&self) -> Result<String, crate::Error> {
+        serde_json::to_string_pretty(self)
+            .map_err(|e| crate::Error::internal("plan does not serialize").with_source(e))
+    }
+}
+
+impl fmt::Display for Plan {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let verb = match self.mode {
+            Mode::Apply => "apply",
+            Mode::Destroy => "destroy",
+        };
+        let summary = self
+            .summary()
+            .iter()
+            .map(|(k, v)| format!("{v} {k}"))
+            .collect::<Vec<_>>()
+            .join(", ");
+        writeln!(
+            f,
+            "Plan ({verb}) for installation '{}': {summary}",
+            self.installation
+        )?;
+        for s in &self.steps {
+            writeln!(
+                f,
+                "  {:<3} {:<32} {}",
+                s.action.symbol(),
+                s.id.to_string(),
+                s.action.word()
+            )?;
+            match &s.action {
+                Action::Update { changes, reason } => {
+                    for c in changes {
+                        writeln!(f, "        {}: {} -> {}", c.path, c.from, c.to)?;
+                    }
+                    if let Some(r) = reason {
+                        writeln!(f, "        ({r})")?;
+                    }
+                }
+                Action::Replace {
+                    changes,
+                    reason,
+                    disruptive,
+                } => {
+                    let d = if *disruptive { "DISRUPTIVE: " } else { "" };
+                    writeln!(f, "        {d}{reason}")?;
+                    for c in changes {
+                        writeln!(f, "        {}: {} -> {}", c.path, c.from, c.to)?;
+                    }
+                }
+                Action::Await { operation } => {
+                    writeln!(f, "        (operation {} started earlier)", operation.id)?
+                }
+                Action::Retain { reason } => writeln!(f, "        ({reason})")?,
+                _ => {}
+            }
+        }
+        for w in &self.warnings {
+            writeln!(f, "  warning: {}: {}", w.path, w.message)?;
+        }
+        Ok(())
+    }
+}
+
+/// Fields whose change needs a replacement, by kind.
+fn replace_fields(kind: ResourceKind) -> &'static [&'static str] {
+    match kind {
+        ResourceKind::Network => &["region", "zones", "nodeCidr", "podCidr", "serviceCidr"],
+        ResourceKind::Cluster => &["region", "zones", "networkPolicy", "maxPodsPerNode", "name"],
+        ResourceKind::NodePool => &[
+            "machineType",
+            "diskType",
+            "diskSizeGb",
+            "image",
+            "maxPodsPerNode",
+            "taints",
+            "cluster",
+        ],
+        ResourceKind::DnsZone => &["dnsName"],
+        ResourceKind::DnsIdentity => &["zoneDnsName"],
+        ResourceKind::ObjectStorage => &["region", "bucket"],
+        ResourceKind::Registry => &["region", "mode"],
+        ResourceKind::DatabaseInstance => &["region"],
+        ResourceKind::Database => &["databaseName", "username", "instance"],
+        _ => &["region"],
+    }
+}
+
+/// Compare desired with actual field by field (top-level fields of the spec).
+pub fn diff(desired: &Desired, actual: &Desired) -> Vec<Change> {
+    let kind = desired.kind();
+    let to = spec_fields(desired);
+    let from = spec_fields(actual);
+    let replace = replace_fields(kind);
+    let mut keys: BTreeSet<&String> = to.keys().collect();
+    keys.extend(from.keys());
+    keys.into_iter()
+        .filter_map(|k| {
+            let t = to.get(k).cloned().unwrap_or(Value::Null);
+            let f = from.get(k).cloned().unwrap_or(Value::Null);
+            (t != f).then(|| Change {
+                path: k.clone(),
+                from: f,
+                to: t,
+                effect: if replace.contains(&k.as_str()) {
+                    Effect::Replace
+                } else {
+                    Effect::Update
+                },
+            })
+        })
+        .collect()
+}
+
+fn spec_fields(d: &Desired) -> serde_json::Map<String, Value> {
+    match serde_json::to_value(d) {
+        Ok(Value::Object(mut m)) => match m.remove("spec") {
+            Some(Value::Object(s)) => s,
+            _ => serde_json::Map::new(),
+        },
+        _ => serde_json::Map::new(),
+    }
+}
+
+/// Which replacements lose data or stop workloads.
+fn replace_is_disruptive(kind: ResourceKind) -> bool {
+    !matches!(
+        kind,
+        ResourceKind::DnsIdentity | ResourceKind::DnsRecords | ResourceKind::Registry
+    )
+}
+
+fn lane_for(id: &ResourceId, info: Option<&ProviderInfo>, cluster_name: &str) -> String {
+    let serial = info.is_some_and(|i| i.serial_cluster_operations);
+    match id.kind {
+        ResourceKind::Cluster | ResourceKind::NodePool if serial => {
+            format!("cluster/{cluster_name}")
+        }
+        _ => id.to_string(),
+    }
+}
+
+/// Plan an apply: make every desired resource match the spec.
+///
+/// Fails only on an invalid spec, before anything else.
+pub fn plan(spec: &ReferenceArchitecture, snapshot: &Snapshot) -> Result<Plan, ValidationErrors> {
+    validate::validate(spec)?;
+    let nodes = graph(spec);
+    let desired_ids: BTreeSet<ResourceId> = nodes.iter().map(Node::id).collect();
+    let info = snapshot.cluster_provider.as_ref();
+    let mut steps = Vec::new();
+    let mut known_outputs = BTreeMap::new();
+    for node in &nodes {
+        let id = node.id();
+        let observed = snapshot.observed.get(&id).and_then(Option::as_ref);
+        let stored = snapshot.stored_outputs.get(&id);
+        let action = match observed {
+            None => Action::Create,
+            Some(o) => {
+                if let Some(op) = &o.pending {
+                    Action::Await {
+                        operation: op.clone(),
+                    }
+                } else {
+                    let changes = diff(&node.desired, &o.actual);
+                    let output = o.output.clone().or_else(|| stored.cloned());
+                    if changes.iter().any(|c| c.effect == Effect::Replace) {
+                        let fields: Vec<&str> = changes
+                            .iter()
+                            .filter(|c| c.effect == Effect::Replace)
+                            .map(|c| c.path.as_str())
+                            .collect();
+                        Action::Replace {
+                            reason: format!("{} cannot change in place", fields.join(", ")),
+                            disruptive: replace_is_disruptive(id.kind),
+                            changes,
+                        }
+                    } else if !changes.is_empty() {
+                        Action::Update {
+                            changes,
+                            reason: None,
+                        }
+                    } else if let Some(out) = output {
+                        known_outputs.insert(id.clone(), out);
+                        Action::NoOp
+                    } else {
+                        Action::Update {
+                            changes: vec![],
+                            reason: Some("its credentials are not in the local state: they will be re-issued".into()),
+                        }
+                    }
+                }
+            }
+        };
+        steps.push(Step {
+            lane: lane_for(&id, info, &spec.name),
+            id,
+            action,
+            desired: Some(node.desired.clone()),
+            after: node.depends_on.clone(),
+        });
+    }
+    // Resources that exist but are no longer desired (records whose target was removed).
+    for id in candidate_ids(spec) {
+        if desired_ids.contains(&id) {
+            continue;
+        }
+        if let Some(Some(_)) = snapshot.observed.get(&id) {
+            steps.push(Step {
+                lane: lane_for(&id, info, &spec.name),
+                id,
+                action: Action::Delete,
+                desired: None,
+                after: vec![],
+            });
+        }
+    }
+    Ok(Plan {
+        installation: spec.name.clone(),
+        mode: Mode::Apply,
+        steps,
+        warnings: validate::warnings(spec),
+        known_outputs,
+    })
+}
+
+/// Plan a destroy: delete every resource of the installation, dependents first.
+///
+/// A database with deletion protection is retained, and so is everything it needs.
+pub fn plan_destroy(
+    spec: &ReferenceArchitecture,
+    snapshot: &Snapshot,
+) -> Result<Plan, ValidationErrors> {
+    validate::validate(spec)?;
+    let mut nodes = graph(spec);
+    let records = ResourceId::new(ResourceKind::DnsRecords, spec.zone_dns_name());
+    if !nodes.iter().any(|n| n.id() == records) {
+        if let Some(target) = &spec.dns.records_target {
+            nodes.push(Node {
+                desired: Desired::DnsRecords(records_spec(spec, target.clone())),
+                depends_on: vec![],
+            });
+        } else if let Some(Some(o)) = snapshot.observed.get(&records) {
+            nodes.push(Node {
+                desired: o.actual.clone(),
+                depends_on: vec![],
+            });
+        }
+    }
+    // Records depend on the zone even when they were only observed.
+    for n in nodes.iter_mut() {
+        if n.id().kind == ResourceKind::DnsRecords && n.depends_on.is_empty() {
+            n.depends_on
+                .push(ResourceId::new(ResourceKind::DnsZone, spec.name.clone()));
+        }
+    }
+    // Reverse edges: a resource is deleted after everything that depends on it.
+    let mut dependents: BTreeMap<ResourceId, Vec<ResourceId>> = BTreeMap::new();
+    for n in &nodes {
+        for d in &n.depends_on {
+            dependents.entry(d.clone()).or_default().push(n.id());
+        }
+    }
+    // Retained resources (deletion protection) keep what they depend on.
+    let mut retained: BTreeMap<ResourceId, String> = BTreeMap::new();
+    for n in &nodes {
+        if let Desired::DatabaseInstance(d) = &n.desired {
+            if d.deletion_protection {
+                retained.insert(n.id(), "deletion protection is on".into());
+            }
+        }
+    }
+    let mut changed = true;
+    while changed {
+        changed = false;
+        for n in &nodes {
+            if retained.contains_key(&n.id()) {
+                for d in &n.depends_on {
+                    if !retained.contains_key(d) {
+                        retained.insert(d.clone(), format!("still needed by retained {}", n.id()));
+                        changed = true;
+                    }
+                }
+            }
+        }
+    }
+    let info = snapshot.cluster_provider.as_ref();
+    let mut steps = Vec::new();
+    for n in nodes.iter().rev() {
+        let id = n.id();
+        let exists = matches!(snapshot.observed.get(&id), Some(Some(_)));
+        let action = if let Some(reason) = retained.get(&id) {
+            if exists {
+                Action::Retain {
+                    reason: reason.clone(),
+                }
+            } else {
+                Action::NoOp
+            }
+        } else if exists {
+            Action::Delete
+        } else {
+            Action::NoOp
+        };
+        steps.push(Step {
+            lane: lane_for(&id, info, &spec.name),
+            after: dependents.get(&id).cloned().unwrap_or_default(),
+            id,
+            action,
+            desired: None,
+        });
+    }
+    Ok(Plan {
+        installation: spec.name.clone(),
+        mode: Mode::Destroy,
+        steps,
+        warnings: Vec::new(),
+        known_outputs: BTreeMap::new(),
+    })
+}

@@ -1,0 +1,340 @@
+//! The five provider-neutral traits a cloud crate implements, and the values they
+//! exchange with the engine.
+//!
+//! Every trait has the same three verbs over the resources of its [`Domain`]:
+//!
+//! - `observe`: one read; what exists now (`None` if nothing), in the same shape as
+//!   [`Desired`] so the planner can diff it, plus its outputs where they can be read.
+//! - `ensure`: make the resource match `desired` (create or update). Must be
+//!   idempotent by *lookup before create* (deterministic name or tag), never by
+//!   trusting a create error. May return a pending [`Operation`] the engine polls.
+//! - `delete`: remove it; deleting something absent succeeds.
+//!
+//! and `poll` for operations they returned. Any mix of implementations composes: the
+//! engine routes each resource to the trait of its [`ResourceKind::domain`].
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use serde::{Deserialize, Serialize};
+
+use crate::error::{Error, Result};
+use crate::resource::{Desired, Domain, Output, ResourceId, ResourceKind};
+use crate::secret::Secret;
+
+/// What a provider says about itself.
+#[non_exhaustive]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ProviderInfo {
+    /// A short name (`gke`, `eks`, `route53`, `sim`).
+    pub name: String,
+    /// Operations on a cluster and its node pools must not overlap (GKE, AKS): the
+    /// planner puts them in one serial lane.
+    pub serial_cluster_operations: bool,
+}
+
+impl ProviderInfo {
+    /// Info with the given name and no constraints.
+    pub fn new(name: impl Into<String>) -> Self {
+        ProviderInfo {
+            name: name.into(),
+            serial_cluster_operations: false,
+        }
+    }
+
+    /// Declare that cluster and node-pool operations must be serialised.
+    #[must_use]
+    pub fn with_serial_cluster_operations(mut self, serial: bool) -> Self {
+        self.serial_cluster_operations = serial;
+        self
+    }
+}
+
+/// An in-flight long-running operation.
+#[non_exhaustive]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Operation {
+    /// The provider's operation id or URL.
+    pub id: String,
+    /// The resource it concerns.
+    pub resource: ResourceId,
+    /// When to poll next, if the provider knows (Retry-After, estimates).
+    pub poll_after: Option<Duration>,
+    /// Percent done, if known.
+    pub percent: Option<u8>,
+    /// A status message, if any.
+    pub message: Option<String>,
+}
+
+impl Operation {
+    /// A new operation.
+    pub fn new(id: impl Into<String>, resource: ResourceId) -> Self {
+        Operation {
+            id: id.into(),
+            resource,
+            poll_after: None,
+            percent: None,
+            message: None,
+        }
+    }
+
+    /// Set the poll hint.
+    #[must_use]
+    pub fn poll_after(mut self, d: Duration) -> Self {
+        self.poll_after = Some(d);
+        self
+    }
+}
+
+/// The result of `ensure`, `delete` or `poll`.
+#[must_use]
+#[derive(Debug, Clone)]
+pub enum Progress {
+    /// Finished; for ensure, the resource's outputs.
+    Done(Option<Output>),
+    /// Still running: poll this operation.
+    Pending(Operation),
+}
+
+/// What `observe` found.
+#[non_exhaustive]
+#[derive(Debug, Clone)]
+pub struct Observed {
+    /// The resource as it exists, in the shape of [`Desired`].
+    pub actual: Desired,
+    /// Its outputs, if the provider can read them all (not for secrets it cannot read back).
+    pub output: Option<Output>,
+    /// An operation still running on it (a create or delete started by an earlier run).
+    pub pending: Option<Operation>,
+}
+
+impl Observed {
+    /// A resource that exists and is ready.
+    pub fn ready(actual: Desired, output: Option<Output>) -> Self {
+        Observed {
+            actual,
+            output,
+            pending: None,
+        }
+    }
+
+    /// A resource with an operation in flight.
+    pub fn pending(actual: Desired, op: Operation) -> Self {
+        Observed {
+            actual,
+            output: None,
+            pending: Some(op),
+        }
+    }
+}
+
+/// What `ensure` receives besides the desired state: the outputs of the resources it
+/// depends on, and secrets the engine generated and saved before the call.
+#[derive(Debug, Clone, Default)]
+pub struct Inputs {
+    outputs: BTreeMap<ResourceId, Output>,
+    secrets: BTreeMap<String, Secret>,
+}
+
+/// The key of the generated database password in [`Inputs::secret`].
+pub const DATABASE_PASSWORD: &str = "database-password";
+
+impl Inputs {
+    /// Inputs from dependency outputs and engine secrets.
+    pub fn new(outputs: BTreeMap<ResourceId, Output>, secrets: BTreeMap<String, Secret>) -> Self {
+        Inputs { outputs, secrets }
+    }
+
+    /// The output of a dependency.
+    pub fn get(&self, id: &ResourceId) -> Option<&Output> {
+        self.outputs.get(id)
+    }
+
+    /// The first dependency output of `kind`.
+    pub fn of_kind(&self, kind: ResourceKind) -> Result<&Output> {
+        self.outputs
+            .iter()
+            .find(|(id, _)| id.kind == kind)
+            .map(|(_, o)| o)
+            .ok_or_else(|| Error::internal(format!("no {} output among the inputs", kind.as_str())))
+    }
+
+    /// A secret generated by the engine (for example [`DATABASE_PASSWORD`]).
+    pub fn secret(&self, key: &str) -> Result<&Secret> {
+        self.secrets.get(key).ok_or_else(|| {
+            Error::internal(format!("secret '{key}' was not provided by the engine"))
+        })
+    }
+}
+
+/// Account preparation, network, cluster identity, cluster and node pools.
+#[async_trait]
+pub trait ClusterProvider: Send + Sync {
+    /// Name and constraints.
+    fn info(&self) -> ProviderInfo;
+    /// One read of what exists.
+    async fn observe(&self, id: &ResourceId) -> Result<Option<Observed>>;
+    /// Create or update to match.
+    async fn ensure(&self, desired: &Desired, inputs: &Inputs) -> Result<Progress>;
+    /// Remove (absent is success).
+    async fn delete(&self, id: &ResourceId) -> Result<Progress>;
+    /// Poll an operation this provider returned.
+    async fn poll(&self, op: &Operation) -> Result<Progress>;
+}
+
+/// The DNS zone, the DNS identity and the Gitpod records.
+#[async_trait]
+pub trait DnsProvider: Send + Sync {
+    /// Name and constraints.
+    fn info(&self) -> ProviderInfo;
+    /// One read of what exists.
+    async fn observe(&self, id: &ResourceId) -> Result<Option<Observed>>;
+    /// Create or update to match.
+    async fn ensure(&self, desired: &Desired, inputs: &Inputs) -> Result<Progress>;
+    /// Remove (absent is success).
+    async fn delete(&self, id: &ResourceId) -> Result<Progress>;
+    /// Poll an operation this provider returned.
+    async fn poll(&self, op: &Operation) -> Result<Progress>;
+}
+
+/// Object storage and its credentials.
+#[async_trait]
+pub trait ObjectStore: Send + Sync {
+    /// Name and constraints.
+    fn info(&self) -> ProviderInfo;
+    /// One read of what exists.
+    async fn observe(&self, id: &ResourceId) -> Result<Option<Observed>>;
+    /// Create or update to match.
+    async fn ensure(&self, desired: &Desired, inputs: &Inputs) -> Result<Progress>;
+    /// Remove (absent is success).
+    async fn delete(&self, id: &ResourceId) -> Result<Progress>;
+    /// Poll an operation this provider returned.
+    async fn poll(&self, op: &Operation) -> Result<Progress>;
+}
+
+/// The OCI registry and its push credentials.
+#[async_trait]
+pub trait Registry: Send + Sync {
+    /// Name and constraints.
+    fn info(&self) -> ProviderInfo;
+    /// One read of what exists.
+    async fn observe(&self, id: &ResourceId) -> Result<Option<Observed>>;
+    /// Create or update to match.
+    async fn ensure(&self, desired: &Desired, inputs: &Inputs) -> Result<Progress>;
+    /// Remove (absent is success).
+    async fn delete(&self, id: &ResourceId) -> Result<Progress>;
+    /// Poll an operation this provider returned.
+    async fn poll(&self, op: &Operation) -> Result<Progress>;
+}
+
+/// The MySQL instance, the `gitpod` database and its user.
+#[async_trait]
+pub trait Database: Send + Sync {
+    /// Name and constraints.
+    fn info(&self) -> ProviderInfo;
+    /// One read of what exists.
+    async fn observe(&self, id: &ResourceId) -> Result<Option<Observed>>;
+    /// Create or update to match. For [`Desired::Database`] the user's password is
+    /// `inputs.secret(DATABASE_PASSWORD)`.
+    async fn ensure(&self, desired: &Desired, inputs: &Inputs) -> Result<Progress>;
+    /// Remove (absent is success).
+    async fn delete(&self, id: &ResourceId) -> Result<Progress>;
+    /// Poll an operation this provider returned.
+    async fn poll(&self, op: &Operation) -> Result<Progress>;
+}
+
+/// One implementation of each trait; they may come from different clouds.
+#[derive(Clone)]
+pub struct Providers {
+    /// Cluster and account.
+    pub cluster: Arc<dyn ClusterProvider>,
+    /// DNS.
+    pub dns: Arc<dyn DnsProvider>,
+    /// Object storage.
+    pub object_store: Arc<dyn ObjectStore>,
+    /// Registry.
+    pub registry: Arc<dyn Registry>,
+    /// Database.
+    pub database: Arc<dyn Database>,
+}
+
+impl std::fmt::Debug for Providers {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Providers")
+            .field("cluster", &self.cluster.info().name)
+            .field("dns", &self.dns.info().name)
+            .field("object_store", &self.object_store.info().name)
+            .field("registry", &self.registry.info().name)
+            .field("database", &self.database.info().name)
+            .finish()
+    }
+}
+
+impl Providers {
+    /// Use one value implementing all five traits (a simulated or single-cloud provider).
+    pub fn all<P>(p: Arc<P>) -> Self
+    where
+        P: ClusterProvider + DnsProvider + ObjectStore + Registry + Database + 'static,
+    {
+        Providers {
+            cluster: p.clone(),
+            dns: p.clone(),
+            object_store: p.clone(),
+            registry: p.clone(),
+            database: p,
+        }
+    }
+
+    pub(crate) fn info(&self, domain: Domain) -> ProviderInfo {
+        match domain {
+            Domain::Cluster => self.cluster.info(),
+            Domain::Dns => self.dns.info(),
+            Domain::ObjectStore => self.object_store.info(),
+            Domain::Registry => self.registry.info(),
+            Domain::Database => self.database.info(),
+        }
+    }
+
+    pub(crate) async fn observe(&self, id: &ResourceId) -> Result<Option<Observed>> {
+        match id.kind.domain() {
+            Domain::Cluster => self.cluster.observe(id).await,
+            Domain::Dns => self.dns.observe(id).await,
+            Domain::ObjectStore => self.object_store.observe(id).await,
+            Domain::Registry => self.registry.observe(id).await,
+            Domain::Database => self.database.observe(id).await,
+        }
+    }
+
+    pub(crate) async fn ensure(&self, desired: &Desired, inputs: &Inputs) -> Result<Progress> {
+        match desired.kind().domain() {
+            Domain::Cluster => self.cluster.ensure(desired, inputs).await,
+            Domain::Dns => self.dns.ensure(desired, inputs).await,
+            Domain::ObjectStore => self.object_store.ensure(desired, inputs).await,
+            Domain::Registry => self.registry.ensure(desired, inputs).await,
+            Domain::Database => self.database.ensure(desired, inputs).await,
+        }
+    }
+
+    pub(crate) async fn delete(&self, id: &ResourceId) -> Result<Progress> {
+        match id.kind.domain() {
+            Domain::Cluster => self.cluster.delete(id).await,
+            Domain::Dns => self.dns.delete(id).await,
+            Domain::ObjectStore => self.object_store.delete(id).await,
+            Domain::Registry => self.registry.delete(id).await,
+            Domain::Database => self.database.delete(id).await,
+        }
+    }
+
+    pub(crate) async fn poll(&self, op: &Operation) -> Result<Progress> {
+        match op.resource.kind.domain() {
+            Domain::Cluster => self.cluster.poll(op).await,
+            Domain::Dns => self.dns.poll(op).await,
+            Domain::ObjectStore => self.object_store.poll(op).await,
+            Domain::Registry => self.registry.poll(op).await,
+            Domain::Database => self.database.poll(op).await,
+        }
+    }
+}

@@ -1,0 +1,614 @@
+//! The cloud-neutral resources of the reference architecture: their ids, their
+//! desired state (what the planner derives from the spec) and their outputs (what a
+//! provider reports once a resource exists).
+
+use std::collections::BTreeMap;
+use std::fmt;
+
+use serde::{Deserialize, Serialize};
+
+use crate::secret::Secret;
+use crate::spec::{PoolRole, RecordsTarget, RegistryMode, Taint};
+
+/// The kinds of resource, each owned by one provider trait (see [`ResourceKind::domain`]).
+#[non_exhaustive]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum ResourceKind {
+    /// Account preparation: GCP project, billing link and APIs; Azure resource group and
+    /// provider registrations; the AWS account check.
+    Foundation,
+    /// VPC/VNet, subnets, NAT, routes, security groups.
+    Network,
+    /// The cluster's service account/role and its roles.
+    ClusterIdentity,
+    /// The Kubernetes control plane.
+    Cluster,
+    /// One of the three node pools.
+    NodePool,
+    /// The DNS zone for the domain.
+    DnsZone,
+    /// The least-privilege identity for external-dns and the DNS-01 solver.
+    DnsIdentity,
+    /// DOMAIN, `*.DOMAIN`, `*.ws.DOMAIN` when a target is known.
+    DnsRecords,
+    /// Object storage and its credentials.
+    ObjectStorage,
+    /// The OCI registry and its push credentials.
+    Registry,
+    /// The managed MySQL instance.
+    DatabaseInstance,
+    /// The `gitpod` database and its dedicated user.
+    Database,
+}
+
+/// Which provider trait owns a resource kind.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Domain {
+    /// [`crate::provider::ClusterProvider`].
+    Cluster,
+    /// [`crate::provider::DnsProvider`].
+    Dns,
+    /// [`crate::provider::ObjectStore`].
+    ObjectStore,
+    /// [`crate::provider::Registry`].
+    Registry,
+    /// [`crate::provider::Database`].
+    Database,
+}
+
+impl ResourceKind {
+    /// Every kind.
+    pub const ALL: [ResourceKind; 12] = [
+        ResourceKind::Foundation,
+        ResourceKind::Network,
+        ResourceKind::ClusterIdentity,
+        ResourceKind::Cluster,
+        ResourceKind::NodePool,
+        ResourceKind::DnsZone,
+        ResourceKind::DnsIdentity,
+        ResourceKind::DnsRecords,
+        ResourceKind::ObjectStorage,
+        ResourceKind::Registry,
+        ResourceKind::DatabaseInstance,
+        ResourceKind::Database,
+    ];
+
+    /// The provider trait that owns this kind.
+    pub fn domain(self) -> Domain {
+        match self {
+            ResourceKind::Foundation
+            | ResourceKind::Network
+            | ResourceKind::ClusterIdentity
+            | ResourceKind::Cluster
+            | ResourceKind::NodePool => Domain::Cluster,
+            ResourceKind::DnsZone | ResourceKind::DnsIdentity | ResourceKind::DnsRecords => {
+                Domain::Dns
+            }
+            ResourceKind::ObjectStorage => Domain::ObjectStore,
+            ResourceKind::Registry => Domain::Registry,
+            ResourceKind::DatabaseInstance | ResourceKind::Database => Domain::Database,
+        }
+    }
+
+    /// The kebab-case name used in ids.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ResourceKind::Foundation => "foundation",
+            ResourceKind::Network => "network",
+            ResourceKind::ClusterIdentity => "cluster-identity",
+            ResourceKind::Cluster => "cluster",
+            ResourceKind::NodePool => "node-pool",
+            ResourceKind::DnsZone => "dns-zone",
+            ResourceKind::DnsIdentity => "dns-identity",
+            ResourceKind::DnsRecords => "dns-records",
+            ResourceKind::ObjectStorage => "object-storage",
+            ResourceKind::Registry => "registry",
+            ResourceKind::DatabaseInstance => "database-instance",
+            ResourceKind::Database => "database",
+        }
+    }
+}
+
+/// A resource of one installation: its kind and a logical name (`node-pool/services`).
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct ResourceId {
+    /// The kind.
+    pub kind: ResourceKind,
+    /// The logical name, unique within the kind.
+    pub name: String,
+}
+
+impl ResourceId {
+    /// A resource id.
+    pub fn new(kind: ResourceKind, name: impl Into<String>) -> Self {
+        ResourceId {
+            kind,
+            name: name.into(),
+        }
+    }
+}
+
+impl fmt::Display for ResourceId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}/{}", self.kind.as_str(), self.name)
+    }
+}
+
+/// Account preparation.
+#[non_exhaustive]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct FoundationSpec {
+    /// Installation name.
+    pub installation: String,
+    /// Region.
+    pub region: String,
+    /// Labels/tags for everything.
+    pub labels: BTreeMap<String, String>,
+}
+
+/// The network.
+#[non_exhaustive]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct NetworkSpec {
+    /// Name (the installation name; providers add their own prefixes).
+    pub name: String,
+    /// Region.
+    pub region: String,
+    /// Zones (empty: provider's regional default).
+    pub zones: Vec<String>,
+    /// Node range.
+    pub node_cidr: String,
+    /// Pod range, where the cluster uses one.
+    pub pod_cidr: Option<String>,
+    /// Service range.
+    pub service_cidr: String,
+    /// One NAT per zone.
+    pub highly_available_nat: bool,
+    /// Labels/tags.
+    pub labels: BTreeMap<String, String>,
+}
+
+/// The cluster's identity (node service account / roles).
+#[non_exhaustive]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ClusterIdentitySpec {
+    /// Name.
+    pub name: String,
+    /// Labels/tags.
+    pub labels: BTreeMap<String, String>,
+}
+
+/// The Kubernetes control plane.
+#[non_exhaustive]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ClusterSpec {
+    /// Name.
+    pub name: String,
+    /// Region.
+    pub region: String,
+    /// Zones.
+    pub zones: Vec<String>,
+    /// Kubernetes version.
+    pub kubernetes_version: String,
+    /// Network policy provider: always `calico` (never GKE Dataplane V2).
+    pub network_policy: String,
+    /// Cloud-driven upgrades (false).
+    pub auto_upgrade: bool,
+    /// Pods per node.
+    pub max_pods_per_node: u32,
+    /// Labels/tags.
+    pub labels: BTreeMap<String, String>,
+}
+
+/// One node pool.
+#[non_exhaustive]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct NodePoolSpec {
+    /// The cluster's name.
+    pub cluster: String,
+    /// Which pool.
+    pub role: PoolRole,
+    /// Pool name (`services`, `regular-ws`, `headless-ws`).
+    pub name: String,
+    /// Machine type.
+    pub machine_type: String,
+    /// Disk type.
+    pub disk_type: String,
+    /// Disk size (GB).
+    pub disk_size_gb: u32,
+    /// Autoscaling minimum.
+    pub min_nodes: u32,
+    /// Autoscaling maximum.
+    pub max_nodes: u32,
+    /// Node labels.
+    pub node_labels: BTreeMap<String, String>,
+    /// Node taints.
+    pub taints: Vec<Taint>,
+    /// Node image, if not the managed default.
+    pub image: Option<String>,
+    /// Pods per node.
+    pub max_pods_per_node: u32,
+    /// Cloud-driven upgrades (false).
+    pub auto_upgrade: bool,
+    /// Labels/tags on the cloud resources.
+    pub labels: BTreeMap<String, String>,
+}
+
+/// The DNS zone.
+#[non_exhaustive]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct DnsZoneSpec {
+    /// Name.
+    pub name: String,
+    /// DNS name, without trailing dot.
+    pub dns_name: String,
+    /// Labels/tags.
+    pub labels: BTreeMap<String, String>,
+}
+
+/// The identity external-dns and the DNS-01 solver use, scoped to the zone.
+#[non_exhaustive]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct DnsIdentitySpec {
+    /// Name.
+    pub name: String,
+    /// The zone's DNS name it may change.
+    pub zone_dns_name: String,
+}
+
+/// The three Gitpod records.
+#[non_exhaustive]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct DnsRecordsSpec {
+    /// The zone's DNS name.
+    pub zone_dns_name: String,
+    /// DOMAIN, `*.DOMAIN`, `*.ws.DOMAIN`.
+    pub names: Vec<String>,
+    /// Where they point.
+    pub target: RecordsTarget,
+}
+
+/// Object storage.
+#[non_exhaustive]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ObjectStorageSpec {
+    /// Name (installation name).
+    pub name: String,
+    /// Region.
+    pub region: String,
+    /// Bucket for single-bucket mode, if the user chose one.
+    pub bucket: Option<String>,
+    /// Versioning.
+    pub versioning: bool,
+    /// Labels/tags.
+    pub labels: BTreeMap<String, String>,
+}
+
+/// The OCI registry.
+#[non_exhaustive]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct RegistrySpec {
+    /// Name (installation name).
+    pub name: String,
+    /// Region.
+    pub region: String,
+    /// Repository.
+    pub repository: String,
+    /// Managed or in-cluster.
+    pub mode: RegistryMode,
+    /// Labels/tags.
+    pub labels: BTreeMap<String, String>,
+}
+
+/// The MySQL instance.
+#[non_exhaustive]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct DatabaseInstanceSpec {
+    /// Name (providers add a suffix where names cannot be reused).
+    pub name: String,
+    /// Region.
+    pub region: String,
+    /// MySQL version.
+    pub mysql_version: String,
+    /// Tier.
+    pub tier: String,
+    /// Storage (GB).
+    pub storage_gb: u32,
+    /// Auto-increase storage.
+    pub storage_auto_increase: bool,
+    /// Failover replica.
+    pub high_availability: bool,
+    /// Backups (and binary logging).
+    pub backups_enabled: bool,
+    /// Backup retention (days).
+    pub backup_retention_days: u32,
+    /// Flags.
+    pub flags: BTreeMap<String, String>,
+    /// Deletion protection.
+    pub deletion_protection: bool,
+    /// Labels/tags.
+    pub labels: BTreeMap<String, String>,
+}
+
+/// The `gitpod` database and user inside the instance.
+#[non_exhaustive]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct DatabaseSpec {
+    /// The instance's logical name.
+    pub instance: String,
+    /// Database name (`gitpod`).
+    pub database_name: String,
+    /// User name (`gitpod`).
+    pub username: String,
+}
+
+/// The desired state of one resource.
+#[non_exhaustive]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case", tag = "kind", content = "spec")]
+pub enum Desired {
+    /// Account preparation.
+    Foundation(FoundationSpec),
+    /// Network.
+    Network(NetworkSpec),
+    /// Cluster identity.
+    ClusterIdentity(ClusterIdentitySpec),
+    /// Cluster.
+    Cluster(ClusterSpec),
+    /// Node pool.
+    NodePool(NodePoolSpec),
+    /// DNS zone.
+    DnsZone(DnsZoneSpec),
+    /// DNS identity.
+    DnsIdentity(DnsIdentitySpec),
+    /// DNS records.
+    DnsRecords(DnsRecordsSpec),
+    /// Object storage.
+    ObjectStorage(ObjectStorageSpec),
+    /// Registry.
+    Registry(RegistrySpec),
+    /// Database instance.
+    DatabaseInstance(DatabaseInstanceSpec),
+    /// Database and user.
+    Database(DatabaseSpec),
+}
+
+impl Desired {
+    /// The id of this resource.
+    pub fn id(&self) -> ResourceId {
+        let (kind, name) = match self {
+            Desired::Foundation(s) => (ResourceKind::Foundation, s.installation.as_str()),
+            Desired::Network(s) => (ResourceKind::Network, s.name.as_str()),
+            Desired::ClusterIdentity(s) => (ResourceKind::ClusterIdentity, s.name.as_str()),
+            Desired::Cluster(s) => (ResourceKind::Cluster, s.name.as_str()),
+            Desired::NodePool(s) => (ResourceKind::NodePool, s.name.as_str()),
+            Desired::DnsZone(s) => (ResourceKind::DnsZone, s.name.as_str()),
+            Desired::DnsIdentity(s) => (ResourceKind::DnsIdentity, s.name.as_str()),
+            Desired::DnsRecords(s) => (ResourceKind::DnsRecords, s.zone_dns_name.as_str()),
+            Desired::ObjectStorage(s) => (ResourceKind::ObjectStorage, s.name.as_str()),
+            Desired::Registry(s) => (ResourceKind::Registry, s.name.as_str()),
+            Desired::DatabaseInstance(s) => (ResourceKind::DatabaseInstance, s.name.as_str()),
+            Desired::Database(s) => (ResourceKind::Database, s.database_name.as_str()),
+        };
+        ResourceId::new(kind, name)
+    }
+
+    /// The kind of this resource.
+    pub fn kind(&self) -> ResourceKind {
+        self.id().kind
+    }
+}
+
+/// Storage credentials and location, in the shape the installer wants.
+#[non_exhaustive]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", tag = "type")]
+pub enum StorageOutput {
+    /// S3 or an S3-compatible store (`objectStorage.s3`, secret `storage-s3`).
+    #[serde(rename_all = "camelCase")]
+    S3 {
+        /// Endpoint host (`s3.<region>.amazonaws.com`).
+        endpoint: String,
+        /// Region.
+        region: String,
+        /// Bucket (single-bucket mode).
+        bucket: String,
+        /// Access key id.
+        access_key_id: String,
+        /// Secret access key.
+        secret_access_key: Secret,
+    },
+    /// Google Cloud Storage (`objectStorage.cloudStorage`, secret `storage-gcp`).
+    #[serde(rename_all = "camelCase")]
+    Gcs {
+        /// Project.
+        project: String,
+        /// Region.
+        region: String,
+        /// The storage service account's key JSON.
+        service_account_json: Secret,
+    },
+    /// Azure Blob (the installer's legacy `objectStorage.azure`, secret `storage-azure`).
+    #[serde(rename_all = "camelCase")]
+    AzureBlob {
+        /// Region.
+        region: String,
+        /// Storage account.
+        account_name: String,
+        /// Account key.
+        account_key: Secret,
+    },
+}
+
+/// Registry coordinates and credentials.
+#[non_exhaustive]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", tag = "type")]
+pub enum RegistryOutput {
+    /// An external registry with push credentials (`containerRegistry.external`).
+    #[serde(rename_all = "camelCase")]
+    External {
+        /// Image URL prefix (`europe-docker.pkg.dev/<project>/gitpod`).
+        url: String,
+        /// Registry host (`europe-docker.pkg.dev`).
+        server: String,
+        /// User (`_json_key` on GCP).
+        username: String,
+        /// Password or token.
+        password: Secret,
+    },
+    /// Gitpod's in-cluster registry on S3-compatible storage (`containerRegistry.s3storage`).
+    #[serde(rename_all = "camelCase")]
+    InClusterS3 {
+        /// Bucket.
+        bucket: String,
+        /// Region.
+        region: String,
+        /// Endpoint host.
+        endpoint: String,
+        /// Access key.
+        access_key_id: String,
+        /// Secret key.
+        secret_access_key: Secret,
+    },
+}
+
+/// How Gitpod reaches the database.
+#[non_exhaustive]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", tag = "type")]
+pub enum DatabaseEndpoint {
+    /// Host and port (`database.external`).
+    #[serde(rename_all = "camelCase")]
+    Host {
+        /// Host name.
+        host: String,
+        /// Port.
+        port: u16,
+    },
+    /// A Cloud SQL connection name `project:region:instance` (`database.cloudSQL`).
+    #[serde(rename_all = "camelCase")]
+    CloudSql {
+        /// Connection name.
+        connection_name: String,
+    },
+}
+
+/// What a resource reports once it exists.
+#[non_exhaustive]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case", tag = "kind")]
+pub enum Output {
+    /// Foundation: the account/project/subscription it prepared.
+    #[serde(rename_all = "camelCase")]
+    Foundation {
+        /// Account id, project id or subscription/resource group.
+        account: String,
+    },
+    /// Network.
+    #[serde(rename_all = "camelCase")]
+    Network {
+        /// Provider id of the network.
+        network_id: String,
+        /// Provider ids of the subnets.
+        subnet_ids: Vec<String>,
+    },
+    /// Cluster identity.
+    #[serde(rename_all = "camelCase")]
+    ClusterIdentity {
+        /// Principal (service-account email, role ARN, identity id).
+        principal: String,
+    },
+    /// Cluster.
+    #[serde(rename_all = "camelCase")]
+    Cluster {
+        /// Provider name of the cluster.
+        name: String,
+        /// API server URL.
+        endpoint: String,
+        /// Cluster CA certificate (PEM).
+        ca_certificate_pem: String,
+    },
+    /// Node pool.
+    #[serde(rename_all = "camelCase")]
+    NodePool {
+        /// Provider name of the pool.
+        name: String,
+    },
+    /// DNS zone.
+    #[serde(rename_all = "camelCase")]
+    DnsZone {
+        /// Provider id of the zone.
+        zone_id: String,
+        /// Name servers to delegate to from the parent zone.
+        name_servers: Vec<String>,
+    },
+    /// DNS identity.
+    #[serde(rename_all = "camelCase")]
+    DnsIdentity {
+        /// Principal.
+        principal: String,
+        /// Key/credentials for external-dns and the solver (none with workload identity).
+        credentials: Option<Secret>,
+    },
+    /// DNS records.
+    #[serde(rename_all = "camelCase")]
+    DnsRecords {
+        /// The names that now resolve.
+        names: Vec<String>,
+    },
+    /// Object storage.
+    ObjectStorage(StorageOutput),
+    /// Registry.
+    Registry(RegistryOutput),
+    /// Database instance.
+    #[serde(rename_all = "camelCase")]
+    DatabaseInstance {
+        /// Provider name of the instance.
+        instance: String,
+        /// How to reach it.
+        endpoint: DatabaseEndpoint,
+    },
+    /// Database and user.
+    #[serde(rename_all = "camelCase")]
+    Database {
+        /// Database name.
+        database: String,
+        /// User.
+        username: String,
+        /// Password.
+        password: Secret,
+        /// Key of the client service account (Cloud SQL proxy), if one is needed.
+        client_credentials: Option<Secret>,
+    },
+}
+
+impl Output {
+    /// Whether this output carries a secret that a provider cannot read back later
+    /// (keys and passwords). Such outputs live in the state store.
+    pub fn has_secret(&self) -> bool {
+        matches!(
+            self,
+            Output::DnsIdentity {
+                credentials: Some(_),
+                ..
+            } | Output::ObjectStorage(_)
+                | Output::Registry(_)
+                | Output::Database { .. }
+        )
+    }
+}

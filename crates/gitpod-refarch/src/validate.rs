@@ -1,0 +1,914 @@
+//! Checks a [`ReferenceArchitecture`] without any network call and reports every
+//! problem at once, each with its field path (`nodePools.services.maxNodes`) and a
+//! plain message. Run before any provider is called; the engine refuses invalid specs.
+
+use std::fmt;
+use std::net::Ipv4Addr;
+
+use ipnet::Ipv4Net;
+
+use crate::spec::*;
+
+/// One problem in a spec.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct Problem {
+    /// The field path, in the spec's own (camelCase) names; empty for the whole spec.
+    pub path: String,
+    /// What is wrong and, where possible, what would be right.
+    pub message: String,
+}
+
+impl Problem {
+    /// A problem at `path`.
+    pub fn new(path: impl Into<String>, message: impl Into<String>) -> Self {
+        Problem {
+            path: path.into(),
+            message: message.into(),
+        }
+    }
+}
+
+impl fmt::Display for Problem {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.path.is_empty() {
+            f.write_str(&self.message)
+        } else {
+            write!(f, "{}: {}", self.path, self.message)
+        }
+    }
+}
+
+/// Every problem found in a spec.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ValidationErrors(Vec<Problem>);
+
+impl ValidationErrors {
+    pub(crate) fn one(p: Problem) -> Self {
+        ValidationErrors(vec![p])
+    }
+
+    /// The problems, in spec order.
+    pub fn problems(&self) -> &[Problem] {
+        &self.0
+    }
+
+    /// Whether any problem concerns `path` exactly.
+    pub fn has_path(&self, path: &str) -> bool {
+        self.0.iter().any(|p| p.path == path)
+    }
+}
+
+impl fmt::Display for ValidationErrors {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "invalid spec ({} problem(s))", self.0.len())?;
+        for p in &self.0 {
+            write!(f, "\n  - {p}")?;
+        }
+        Ok(())
+    }
+}
+
+impl std::error::Error for ValidationErrors {}
+
+/// A non-fatal note about a valid spec, shown in the plan.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct Warning {
+    /// The field path.
+    pub path: String,
+    /// The note.
+    pub message: String,
+}
+
+/// Check every value of `spec`.
+pub fn validate(spec: &ReferenceArchitecture) -> Result<(), ValidationErrors> {
+    let mut v = Checker::default();
+    v.spec(spec);
+    if v.problems.is_empty() {
+        Ok(())
+    } else {
+        Err(ValidationErrors(v.problems))
+    }
+}
+
+/// Notes about a valid spec (old versions, risky settings).
+pub fn warnings(spec: &ReferenceArchitecture) -> Vec<Warning> {
+    let mut out = Vec::new();
+    if spec.database.mysql_version == "5.7" {
+        out.push(Warning {
+            path: "database.mysqlVersion".into(),
+            message:
+                "MySQL 5.7 is past standard support on every cloud (extended support is billed); \
+                      it is the guide's version, choose 8.0 once your Gitpod release supports it"
+                    .into(),
+        });
+    }
+    if !spec.database.high_availability {
+        out.push(Warning {
+            path: "database.highAvailability".into(),
+            message: "no failover replica: a zone outage stops Gitpod".into(),
+        });
+    }
+    for role in PoolRole::ALL {
+        if spec.node_pools.get(role).min_nodes == 0 {
+            out.push(Warning {
+                path: format!("nodePools.{}.minNodes", role.field()),
+                message: "0: the first workspace after scale-down waits for a node to boot".into(),
+            });
+        }
+    }
+    out
+}
+
+#[derive(Default)]
+struct Checker {
+    problems: Vec<Problem>,
+}
+
+impl Checker {
+    fn err(&mut self, path: impl Into<String>, message: impl Into<String>) {
+        self.problems.push(Problem::new(path, message));
+    }
+
+    fn spec(&mut self, s: &ReferenceArchitecture) {
+        self.name(s);
+        self.domain("domain", &s.domain);
+        self.cluster(s);
+        for role in PoolRole::ALL {
+            self.pool(s.cloud, role, s.node_pools.get(role));
+        }
+        self.database(s);
+        self.dns(s);
+        self.storage(s);
+        self.registry(s);
+        self.certificates(s);
+        self.labels(s);
+        self.cloud_sections(s);
+    }
+
+    fn name(&mut self, s: &ReferenceArchitecture) {
+        // Derived names (`gke-sa-<name>`, `<name>-svc-ng-xxxx`, storage accounts) must
+        // fit each cloud's limits: 15 characters on GCP/AWS, 11 on Azure.
+        let max = match s.cloud {
+            Cloud::Azure => 11,
+            _ => 15,
+        };
+        let n = &s.name;
+        if n.is_empty() {
+            return self.err("name", "required");
+        }
+        if n.len() > max {
+            self.err(
+                "name",
+                format!(
+                    "{} characters; at most {max} on {} (derived resource names must fit)",
+                    n.len(),
+                    s.cloud
+                ),
+            );
+        }
+        if !n.starts_with(|c: char| c.is_ascii_lowercase()) {
+            self.err("name", "must start with a lower-case letter");
+        }
+        if !n
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
+        {
+            self.err(
+                "name",
+                "only lower-case letters, digits and '-' are allowed",
+            );
+        }
+        if n.ends_with('-') {
+            self.err("name", "must not end with '-'");
+        }
+    }
+
+    fn domain(&mut self, path: &str, d: &str) {
+        if d.is_empty() {
+            return self.err(path, "required (for example gitpod.example.com)");
+        }
+        if d.ends_with('.') {
+            return self.err(path, "write the domain without a trailing dot");
+        }
+        if d.starts_with("*.") {
+            return self.err(
+                path,
+                "give the base domain; the wildcards are added for you",
+            );
+        }
+        if d.len() > 253 {
+            return self.err(path, format!("{} characters; at most 253", d.len()));
+        }
+        if d.chars().any(|c| c.is_ascii_uppercase()) {
+            return self.err(path, "must be lower case");
+        }
+        let labels: Vec<&str> = d.split('.').collect();
+        if labels.len() < 2 {
+            return self.err(
+                path,
+                "must have at least two labels (for example gitpod.example.com)",
+            );
+        }
+        for l in &labels {
+            if let Some(msg) = dns_label_problem(l) {
+                return self.err(path, format!("label '{l}': {msg}"));
+            }
+        }
+        if labels
+            .last()
+            .is_some_and(|tld| tld.chars().all(|c| c.is_ascii_digit()))
+        {
+            self.err(
+                path,
+                "the top-level label cannot be numeric (an IP address is not a domain)",
+            );
+        }
+        // `*.ws.DOMAIN` must itself fit in 253 characters.
+        if d.len() + 5 > 253 {
+            self.err(path, "too long for the certificate name *.ws.DOMAIN");
+        }
+    }
+
+    fn cluster(&mut self, s: &ReferenceArchitecture) {
+        let c = &s.cluster;
+        let region_ok = match s.cloud {
+            Cloud::Gcp => is_gcp_region(&c.region),
+            Cloud::Aws => is_aws_region(&c.region),
+            Cloud::Azure => {
+                !c.region.is_empty()
+                    && c.region
+                        .chars()
+                        .all(|ch| ch.is_ascii_lowercase() || ch.is_ascii_digit())
+            }
+        };
+        if !region_ok {
+            self.err(
+                "cluster.region",
+                format!("'{}' is not a {} region name", c.region, s.cloud),
+            );
+        }
+        let mut seen = std::collections::BTreeSet::new();
+        for (i, z) in c.zones.iter().enumerate() {
+            let path = format!("cluster.zones[{i}]");
+            if !seen.insert(z) {
+                self.err(&path, format!("zone '{z}' is listed twice"));
+            }
+            let ok = match s.cloud {
+                Cloud::Gcp => z
+                    .strip_prefix(&c.region)
+                    .and_then(|r| r.strip_prefix('-'))
+                    .is_some_and(|r| r.len() == 1 && r.chars().all(|ch| ch.is_ascii_lowercase())),
+                Cloud::Aws => z
+                    .strip_prefix(&c.region)
+                    .is_some_and(|r| r.len() == 1 && r.chars().all(|ch| ch.is_ascii_lowercase())),
+                Cloud::Azure => matches!(z.as_str(), "1" | "2" | "3"),
+            };
+            if !ok {
+                self.err(
+                    path,
+                    format!("'{z}' is not a zone of region '{}'", c.region),
+                );
+            }
+        }
+        if s.cloud == Cloud::Aws && c.zones.len() < 2 {
+            self.err(
+                "cluster.zones",
+                "EKS and RDS subnet groups need at least two availability zones",
+            );
+        }
+        self.kubernetes_version(&c.kubernetes_version);
+        if c.max_pods_per_node < 8 || c.max_pods_per_node > 256 {
+            self.err(
+                "cluster.maxPodsPerNode",
+                "must be between 8 and 256 (the guide uses 110)",
+            );
+        }
+        self.network(s);
+    }
+
+    fn kubernetes_version(&mut self, v: &str) {
+        let path = "cluster.kubernetesVersion";
+        let parts: Vec<&str> = v.split('.').collect();
+        let numeric = |p: &&str| !p.is_empty() && p.chars().all(|c| c.is_ascii_digit());
+        if !(2..=3).contains(&parts.len()) || !parts.iter().all(numeric) {
+            return self.err(path, format!("'{v}' is not a version like 1.33 or 1.33.2"));
+        }
+        if parts[0] != "1" {
+            return self.err(path, format!("unknown Kubernetes major version in '{v}'"));
+        }
+        if parts[1].parse::<u32>().is_ok_and(|minor| minor < 28) {
+            self.err(
+                path,
+                format!(
+                    "'{v}' is past end of support on every managed Kubernetes; use 1.28 or later"
+                ),
+            );
+        }
+    }
+
+    fn network(&mut self, s: &ReferenceArchitecture) {
+        let n = &s.cluster.network;
+        let mut nets: Vec<(&str, Ipv4Net)> = Vec::new();
+        let parse = |this: &mut Self, path: &'static str, text: &str| -> Option<Ipv4Net> {
+            match text.parse::<Ipv4Net>() {
+                Ok(net) => {
+                    if net.network() != net.addr() {
+                        this.err(
+                            path,
+                            format!("'{text}' has host bits set; did you mean {}?", net.trunc()),
+                        );
+                        return None;
+                    }
+                    if !net.network().is_private() {
+                        this.err(path, format!("'{text}' is not a private (RFC 1918) range"));
+                    }
+                    Some(net)
+                }
+                Err(_) => {
+                    this.err(
+                        path,
+                        format!("'{text}' is not an IPv4 CIDR like 10.0.0.0/16"),
+                    );
+                    None
+                }
+            }
+        };
+        if let Some(net) = parse(self, "cluster.network.nodeCidr", &n.node_cidr) {
+            if !(8..=24).contains(&net.prefix_len()) {
+                self.err(
+                    "cluster.network.nodeCidr",
+                    "prefix must be between /8 and /24 to fit nodes and subnets",
+                );
+            }
+            nets.push(("cluster.network.nodeCidr", net));
+        }
+        if let Some(p) = &n.pod_cidr {
+            if let Some(net) = parse(self, "cluster.network.podCidr", p) {
+                if net.prefix_len() > 21 {
+                    self.err(
+                        "cluster.network.podCidr",
+                        "prefix must be /21 or larger for 110 pods per node",
+                    );
+                }
+                nets.push(("cluster.network.podCidr", net));
+            }
+        }
+        if let Some(net) = parse(self, "cluster.network.serviceCidr", &n.service_cidr) {
+            if net.prefix_len() > 24 {
+                self.err(
+                    "cluster.network.serviceCidr",
+                    "prefix must be /24 or larger",
+                );
+            }
+            nets.push(("cluster.network.serviceCidr", net));
+        }
+        for i in 0..nets.len() {
+            for j in (i + 1)..nets.len() {
+                let (pa, a) = nets[i];
+                let (pb, b) = nets[j];
+                if a.contains(&b.network()) || b.contains(&a.network()) {
+                    self.err(pb, format!("{b} overlaps {pa} ({a})"));
+                }
+            }
+        }
+    }
+
+    fn pool(&mut self, cloud: Cloud, role: PoolRole, p: &NodePool) {
+        let base = format!("nodePools.{}", role.field());
+        let machine_ok = match cloud {
+            Cloud::Gcp => {
+                p.machine_type.contains('-')
+                    && p.machine_type
+                        .chars()
+                        .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
+            }
+            Cloud::Aws => {
+                let mut it = p.machine_type.split('.');
+                matches!((it.next(), it.next(), it.next()), (Some(a), Some(b), None) if !a.is_empty() && !b.is_empty())
+                    && p.machine_type.chars().all(|c| {
+                        c.is_ascii_lowercase() || c.is_ascii_digit() || c == '.' || c == '-'
+                    })
+            }
+            Cloud::Azure => {
+                p.machine_type.starts_with("Standard_")
+                    && p.machine_type.len() > 9
+                    && p.machine_type
+                        .chars()
+                        .all(|c| c.is_ascii_alphanumeric() || c == '_')
+            }
+        };
+        if !machine_ok {
+            self.err(
+                format!("{base}.machineType"),
+                format!("'{}' is not a {cloud} machine type", p.machine_type),
+            );
+        }
+        let disk_types: &[&str] = match cloud {
+            Cloud::Gcp => &["pd-ssd", "pd-balanced", "pd-standard", "hyperdisk-balanced"],
+            Cloud::Aws => &["gp3", "gp2", "io1", "io2"],
+            Cloud::Azure => &["Managed", "Ephemeral"],
+        };
+        if !disk_types.contains(&p.disk_type.as_str()) {
+            self.err(
+                format!("{base}.diskType"),
+                format!("'{}' is not one of {}", p.disk_type, disk_types.join(", ")),
+            );
+        }
+        if !(30..=65_536).contains(&p.disk_size_gb) {
+            self.err(
+                format!("{base}.diskSizeGb"),
+                "must be between 30 and 65536 GB",
+            );
+        }
+        if p.min_nodes > p.max_nodes {
+            self.err(
+                format!("{base}.minNodes"),
+                format!("{} is more than maxNodes ({})", p.min_nodes, p.max_nodes),
+            );
+        }
+        if p.max_nodes == 0 {
+            self.err(format!("{base}.maxNodes"), "must be at least 1");
+        }
+        if p.max_nodes > 1000 {
+            self.err(format!("{base}.maxNodes"), "at most 1000 nodes per pool");
+        }
+        for (k, v) in &p.labels {
+            if let Some(msg) = qualified_name_problem(k) {
+                self.err(format!("{base}.labels"), format!("key '{k}': {msg}"));
+            }
+            if let Some(msg) = label_value_problem(v) {
+                self.err(format!("{base}.labels"), format!("value of '{k}': {msg}"));
+            }
+        }
+        for l in role.required_labels() {
+            if p.labels.get(*l).map(String::as_str) != Some("true") {
+                self.err(
+                    format!("{base}.labels"),
+                    format!("'{l}=true' is required on this pool (Gitpod schedules by it)"),
+                );
+            }
+        }
+        for (i, t) in p.taints.iter().enumerate() {
+            if let Some(msg) = qualified_name_problem(&t.key) {
+                self.err(format!("{base}.taints[{i}].key"), msg);
+            }
+            if let Some(msg) = label_value_problem(&t.value) {
+                self.err(format!("{base}.taints[{i}].value"), msg);
+            }
+            if !matches!(
+                t.effect.as_str(),
+                "NoSchedule" | "PreferNoSchedule" | "NoExecute"
+            ) {
+                self.err(
+                    format!("{base}.taints[{i}].effect"),
+                    "must be NoSchedule, PreferNoSchedule or NoExecute",
+                );
+            }
+        }
+        if let Some(img) = &p.image {
+            if img.is_empty() {
+                self.err(
+                    format!("{base}.image"),
+                    "empty; omit it for the cloud's default image",
+                );
+            } else if cloud == Cloud::Aws
+                && img.starts_with("ami-")
+                && !(img.len() >= 12 && img[4..].chars().all(|c| c.is_ascii_hexdigit()))
+            {
+                self.err(
+                    format!("{base}.image"),
+                    format!("'{img}' is not an AMI id like ami-0123456789abcdef0"),
+                );
+            }
+        }
+    }
+
+    fn database(&mut self, s: &ReferenceArchitecture) {
+        let d = &s.database;
+        if !matches!(d.mysql_version.as_str(), "5.7" | "8.0") {
+            self.err(
+                "database.mysqlVersion",
+                format!(
+                    "'{}' is not a supported MySQL version (5.7 or 8.0)",
+                    d.mysql_version
+                ),
+            );
+        }
+        let tier_ok = match s.cloud {
+            Cloud::Gcp => d.tier.starts_with("db-") && d.tier.len() > 3,
+            Cloud::Aws => d.tier.starts_with("db.") && d.tier.matches('.').count() == 2,
+            Cloud::Azure => d.tier.starts_with("Standard_") && d.tier.len() > 9,
+        };
+        if !tier_ok {
+            self.err(
+                "database.tier",
+                format!("'{}' is not a {} database tier", d.tier, s.cloud),
+            );
+        }
+        if !(20..=65_536).contains(&d.storage_gb) {
+            self.err("database.storageGb", "must be between 20 and 65536 GB");
+        }
+        if d.backups.enabled && !(1..=35).contains(&d.backups.retention_days) {
+            self.err(
+                "database.backups.retentionDays",
+                "must be between 1 and 35 days",
+            );
+        }
+        if d.high_availability && !d.backups.enabled {
+            self.err(
+                "database.backups.enabled",
+                "high availability needs backups and binary logging on",
+            );
+        }
+        match d
+            .flags
+            .get("explicit_defaults_for_timestamp")
+            .map(|v| v.to_ascii_lowercase())
+        {
+            Some(v) if v == "off" || v == "0" => {}
+            Some(v) => self.err(
+                "database.flags.explicit_defaults_for_timestamp",
+                format!("'{v}': Gitpod requires off"),
+            ),
+            None => self.err(
+                "database.flags",
+                "explicit_defaults_for_timestamp=off is required by Gitpod",
+            ),
+        }
+        for k in d.flags.keys() {
+            if k.is_empty()
+                || !k
+                    .chars()
+                    .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_')
+            {
+                self.err(
+                    "database.flags",
+                    format!("'{k}' is not a MySQL variable name"),
+                );
+            }
+        }
+        if !is_mysql_identifier(&d.database_name, 64) {
+            self.err(
+                "database.databaseName",
+                "1-64 characters: letters, digits, '_' (Gitpod expects 'gitpod')",
+            );
+        }
+        if !is_mysql_identifier(&d.username, 16)
+            || !d.username.starts_with(|c: char| c.is_ascii_alphabetic())
+        {
+            self.err(
+                "database.username",
+                "1-16 characters, starting with a letter: letters, digits, '_'",
+            );
+        }
+        if matches!(
+            d.username.as_str(),
+            "root" | "admin" | "rdsadmin" | "mysql" | "cloudsqlsuperuser"
+        ) {
+            self.err("database.username", format!("'{}' is reserved", d.username));
+        }
+    }
+
+    fn dns(&mut self, s: &ReferenceArchitecture) {
+        if let Some(zone) = &s.dns.zone {
+            self.domain("dns.zone", zone);
+            if !s.domain.is_empty() && s.domain != *zone && !s.domain.ends_with(&format!(".{zone}"))
+            {
+                self.err(
+                    "dns.zone",
+                    format!("the domain '{}' is not inside zone '{zone}'", s.domain),
+                );
+            }
+        }
+        match &s.dns.records_target {
+            Some(RecordsTarget::Ipv4(ip)) => match ip.parse::<Ipv4Addr>() {
+                Ok(a)
+                    if a.is_unspecified()
+                        || a.is_loopback()
+                        || a.is_multicast()
+                        || a.is_broadcast() =>
+                {
+                    self.err(
+                        "dns.recordsTarget.ipv4",
+                        format!("'{ip}' cannot be a load balancer address"),
+                    )
+                }
+                Ok(_) => {}
+                Err(_) => self.err(
+                    "dns.recordsTarget.ipv4",
+                    format!("'{ip}' is not an IPv4 address"),
+                ),
+            },
+            Some(RecordsTarget::Hostname(h)) => self.domain("dns.recordsTarget.hostname", h),
+            None => {}
+        }
+    }
+
+    fn storage(&mut self, s: &ReferenceArchitecture) {
+        if let Some(b) = &s.storage.bucket {
+            let ok_chars = b
+                .chars()
+                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '.');
+            if !(3..=63).contains(&b.len()) || !ok_chars {
+                self.err(
+                    "storage.bucket",
+                    "3-63 characters: lower-case letters, digits, '-' and '.'",
+                );
+            } else if !b.starts_with(|c: char| c.is_ascii_alphanumeric())
+                || !b.ends_with(|c: char| c.is_ascii_alphanumeric())
+            {
+                self.err(
+                    "storage.bucket",
+                    "must start and end with a letter or digit",
+                );
+            } else if b.contains("..")
+                || b.parse::<Ipv4Addr>().is_ok()
+                || b.starts_with("goog")
+                || b.starts_with("xn--")
+            {
+                self.err(
+                    "storage.bucket",
+                    format!("'{b}' is not allowed as a bucket name"),
+                );
+            }
+        }
+    }
+
+    fn registry(&mut self, s: &ReferenceArchitecture) {
+        let r = &s.registry.repository;
+        let ok = !r.is_empty()
+            && r.len() <= 63
+            && r.starts_with(|c: char| c.is_ascii_lowercase())
+            && r.chars()
+                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
+            && !r.ends_with('-');
+        if !ok {
+            self.err(
+                "registry.repository",
+                "1-63 characters: lower-case letters, digits and '-', starting with a letter",
+            );
+        }
+    }
+
+    fn certificates(&mut self, s: &ReferenceArchitecture) {
+        match &s.certificates {
+            CertificateSettings::Acme { email, server } => {
+                if email.is_empty() {
+                    self.err(
+                        "certificates.email",
+                        "required: the ACME account email for expiry notices",
+                    );
+                } else if !is_email(email) {
+                    self.err(
+                        "certificates.email",
+                        format!("'{email}' is not an email address"),
+                    );
+                }
+                let local = server.starts_with("http://127.0.0.1")
+                    || server.starts_with("http://localhost");
+                if !(local || server.starts_with("https://") && server.len() > 8) {
+                    self.err(
+                        "certificates.server",
+                        "must be an https:// ACME directory URL",
+                    );
+                }
+            }
+            CertificateSettings::BringYourOwn { secret_name } => {
+                if dns_label_problem(secret_name).is_some()
+                    || secret_name.chars().any(|c| c.is_ascii_uppercase())
+                {
+                    self.err(
+                        "certificates.secretName",
+                        "must be a Kubernetes name: lower-case letters, digits, '-', at most 63",
+                    );
+                }
+            }
+        }
+    }
+
+    fn labels(&mut self, s: &ReferenceArchitecture) {
+        for (k, v) in &s.labels {
+            // The strictest common rules: GCP labels.
+            let key_ok = !k.is_empty()
+                && k.len() <= 63
+                && k.starts_with(|c: char| c.is_ascii_lowercase())
+                && k.chars()
+                    .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '_');
+            if !key_ok {
+                self.err("labels", format!("key '{k}': 1-63 lower-case letters, digits, '-' or '_', starting with a letter"));
+            }
+            if v.len() > 63
+                || !v
+                    .chars()
+                    .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '_')
+            {
+                self.err(
+                    "labels",
+                    format!("value of '{k}': at most 63 lower-case letters, digits, '-' or '_'"),
+                );
+            }
+        }
+    }
+
+    fn cloud_sections(&mut self, s: &ReferenceArchitecture) {
+        if s.cloud == Cloud::Gcp && s.gcp.is_none() {
+            self.err("gcp", "required when cloud is gcp (at least gcp.project)");
+        }
+        if s.cloud == Cloud::Azure && s.azure.is_none() {
+            self.err(
+                "azure",
+                "required when cloud is azure (at least azure.subscriptionId)",
+            );
+        }
+        if let Some(g) = &s.gcp {
+            let p = &g.project;
+            let ok = (6..=30).contains(&p.len())
+                && p.starts_with(|c: char| c.is_ascii_lowercase())
+                && p.chars()
+                    .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
+                && !p.ends_with('-');
+            if p.is_empty() {
+                self.err("gcp.project", "required");
+            } else if !ok {
+                self.err("gcp.project", format!("'{p}' is not a project id: 6-30 lower-case letters, digits, '-', starting with a letter"));
+            }
+            match &g.billing_account {
+                Some(b) if !is_billing_account(b) => self.err(
+                    "gcp.billingAccount",
+                    format!("'{b}' is not a billing account id like 0X0X0X-0X0X0X-0X0X0X"),
+                ),
+                None if g.create_project => {
+                    self.err("gcp.billingAccount", "required to create a project")
+                }
+                _ => {}
+            }
+        }
+        if let Some(a) = &s.aws {
+            if let Some(id) = &a.account_id {
+                if id.len() != 12 || !id.chars().all(|c| c.is_ascii_digit()) {
+                    self.err(
+                        "aws.accountId",
+                        format!("'{id}' is not a 12-digit account id"),
+                    );
+                }
+            }
+        }
+        if let Some(z) = &s.azure {
+            if z.subscription_id.is_empty() {
+                self.err("azure.subscriptionId", "required");
+            } else if !is_uuid(&z.subscription_id) {
+                self.err(
+                    "azure.subscriptionId",
+                    format!("'{}' is not a subscription id (a UUID)", z.subscription_id),
+                );
+            }
+            if let Some(rg) = &z.resource_group {
+                let ok = !rg.is_empty()
+                    && rg.len() <= 90
+                    && rg
+                        .chars()
+                        .all(|c| c.is_alphanumeric() || matches!(c, '-' | '_' | '.' | '(' | ')'))
+                    && !rg.ends_with('.');
+                if !ok {
+                    self.err(
+                        "azure.resourceGroup",
+                        "1-90 letters, digits, '-', '_', '.', '(' or ')', not ending in '.'",
+                    );
+                }
+            }
+        }
+    }
+}
+
+fn dns_label_problem(l: &str) -> Option<&'static str> {
+    if l.is_empty() {
+        return Some("empty label (two dots in a row?)");
+    }
+    if l.len() > 63 {
+        return Some("longer than 63 characters");
+    }
+    if !l.chars().all(|c| c.is_ascii_alphanumeric() || c == '-') {
+        return Some("only letters, digits and '-' are allowed");
+    }
+    if l.starts_with('-') || l.ends_with('-') {
+        return Some("must not start or end with '-'");
+    }
+    None
+}
+
+/// Kubernetes qualified name: `[prefix/]name`.
+fn qualified_name_problem(k: &str) -> Option<String> {
+    let (prefix, name) = match k.split_once('/') {
+        Some((p, n)) => (Some(p), n),
+        None => (None, k),
+    };
+    if let Some(p) = prefix {
+        if p.is_empty()
+            || p.len() > 253
+            || p.split('.').any(|l| dns_label_problem(l).is_some())
+            || p.chars().any(|c| c.is_ascii_uppercase())
+        {
+            return Some(format!("prefix '{p}' is not a lower-case DNS subdomain"));
+        }
+    }
+    if name.is_empty() || name.len() > 63 {
+        return Some("the name part must be 1-63 characters".into());
+    }
+    if !name
+        .chars()
+        .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
+    {
+        return Some("the name part allows letters, digits, '-', '_' and '.'".into());
+    }
+    if !name.starts_with(|c: char| c.is_ascii_alphanumeric())
+        || !name.ends_with(|c: char| c.is_ascii_alphanumeric())
+    {
+        return Some("the name part must start and end with a letter or digit".into());
+    }
+    None
+}
+
+fn label_value_problem(v: &str) -> Option<String> {
+    if v.is_empty() {
+        return None;
+    }
+    if v.len() > 63 {
+        return Some("at most 63 characters".into());
+    }
+    if !v
+        .chars()
+        .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
+        || !v.starts_with(|c: char| c.is_ascii_alphanumeric())
+        || !v.ends_with(|c: char| c.is_ascii_alphanumeric())
+    {
+        return Some(format!(
+            "'{v}' allows letters, digits, '-', '_', '.', starting and ending alphanumeric"
+        ));
+    }
+    None
+}
+
+fn is_gcp_region(r: &str) -> bool {
+    let mut parts = r.split('-');
+    match (parts.next(), parts.next(), parts.next()) {
+        (Some(a), Some(b), None) => {
+            !a.is_empty()
+                && a.chars().all(|c| c.is_ascii_lowercase())
+                && b.len() >= 2
+                && b.chars().last().is_some_and(|c| c.is_ascii_digit())
+                && b.chars()
+                    .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit())
+        }
+        _ => false,
+    }
+}
+
+fn is_aws_region(r: &str) -> bool {
+    let parts: Vec<&str> = r.split('-').collect();
+    (3..=4).contains(&parts.len())
+        && parts[0].len() == 2
+        && parts
+            .iter()
+            .take(parts.len() - 1)
+            .all(|p| !p.is_empty() && p.chars().all(|c| c.is_ascii_lowercase()))
+        && parts
+            .last()
+            .is_some_and(|p| !p.is_empty() && p.chars().all(|c| c.is_ascii_digit()))
+}
+
+fn is_mysql_identifier(s: &str, max: usize) -> bool {
+    !s.is_empty() && s.len() <= max && s.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
+}
+
+fn is_email(e: &str) -> bool {
+    match e.split_once('@') {
+        Some((local, domain)) => {
+            !local.is_empty()
+                && !local.contains(char::is_whitespace)
+                && !domain.contains('@')
+                && domain.contains('.')
+                && domain.split('.').all(|l| dns_label_problem(l).is_none())
+        }
+        None => false,
+    }
+}
+
+fn is_billing_account(b: &str) -> bool {
+    let parts: Vec<&str> = b.split('-').collect();
+    parts.len() == 3
+        && parts.iter().all(|p| {
+            p.len() == 6
+                && p.chars()
+                    .all(|c| c.is_ascii_digit() || ('A'..='F').contains(&c))
+        })
+}
+
+fn is_uuid(u: &str) -> bool {
+    let lens = [8, 4, 4, 4, 12];
+    let parts: Vec<&str> = u.split('-').collect();
+    parts.len() == 5
+        && parts
+            .iter()
+            .zip(lens)
+            .all(|(p, n)| p.len() == n && p.chars().all(|c| c.is_ascii_hexdigit()))
+}

@@ -1,0 +1,543 @@
+//! End-to-end behaviour of the engine on the simulated cloud, on virtual time.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    unused_must_use
+)]
+
+mod common;
+
+use std::time::Duration;
+
+use common::{spec, Harness};
+use gitpod_refarch::engine::Event;
+use gitpod_refarch::plan::{self, Action, Effect};
+use gitpod_refarch::resource::{Desired, ResourceId, ResourceKind};
+use gitpod_refarch::sim::{Faults, LatencyProfile};
+use gitpod_refarch::spec::{Cloud, PoolRole, RecordsTarget};
+use gitpod_refarch::ErrorKind;
+
+fn all_ids(s: &gitpod_refarch::ReferenceArchitecture) -> Vec<ResourceId> {
+    let mut v: Vec<ResourceId> = plan::graph(s).iter().map(|n| n.id()).collect();
+    v.sort();
+    v
+}
+
+fn sorted(mut v: Vec<ResourceId>) -> Vec<ResourceId> {
+    v.sort();
+    v
+}
+
+/// Mutating calls of one clean apply (the number of steps to fail or crash at).
+async fn mutations_of_clean_apply(s: &gitpod_refarch::ReferenceArchitecture) -> u64 {
+    let h = Harness::new(LatencyProfile::realistic());
+    h.engine()
+        .apply_spec(s)
+        .await
+        .unwrap()
+        .into_result()
+        .unwrap();
+    h.sim.counts().mutating
+}
+
+#[tokio::test(start_paused = true)]
+async fn apply_creates_everything_and_reapply_makes_no_mutating_call() {
+    let s = spec(Cloud::Gcp);
+    let h = Harness::new(LatencyProfile::realistic());
+    let engine = h.engine();
+    let plan = engine.plan(&s).await.unwrap();
+    assert!(
+        plan.steps().iter().all(|st| st.action == Action::Create),
+        "{plan}"
+    );
+    let report = engine.apply(&plan).await.unwrap().into_result().unwrap();
+    assert_eq!(sorted(report.changed.clone()), all_ids(&s));
+    assert_eq!(sorted(h.sim.resources()), all_ids(&s));
+    assert!(h.sim.duplicates().is_empty());
+    assert_eq!(report.outputs.name_servers().map(<[String]>::len), Some(4));
+    assert!(report
+        .outputs
+        .cluster()
+        .is_some_and(|c| c.endpoint.starts_with("https://")));
+
+    // A new process: same cloud, same state.
+    h.sim.reset_counts();
+    let engine = h.engine();
+    let plan = engine.plan(&s).await.unwrap();
+    assert!(!plan.has_changes(), "{plan}");
+    let report = engine.apply(&plan).await.unwrap().into_result().unwrap();
+    assert!(report.changed.is_empty());
+    let c = h.sim.counts();
+    assert_eq!(c.mutating, 0, "{c:?}");
+    assert_eq!(c.polls, 0);
+    // One read per candidate resource (the records id is observed though not desired).
+    assert_eq!(c.reads, plan::candidate_ids(&s).len() as u64, "{c:?}");
+    // Outputs with secrets come from state, complete.
+    assert!(report.outputs.database().is_some());
+    assert!(report.outputs.storage().is_some());
+}
+
+#[tokio::test(start_paused = true)]
+async fn running_every_step_twice_changes_nothing_the_second_time() {
+    // Execute the same all-create plan twice: every ensure runs again on an existing
+    // resource and must adopt it (lookup before create).
+    let s = spec(Cloud::Aws);
+    let h = Harness::new(LatencyProfile::realistic());
+    let engine = h.engine();
+    let plan = engine.plan(&s).await.unwrap();
+    engine.apply(&plan).await.unwrap().into_result().unwrap();
+    let first = h.sim.counts().mutating;
+    engine.apply(&plan).await.unwrap().into_result().unwrap();
+    assert_eq!(h.sim.counts().mutating, first, "second execution mutated");
+    assert!(h.sim.duplicates().is_empty());
+    assert!(!engine.plan(&s).await.unwrap().has_changes());
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_failure_at_every_step_then_a_rerun_converges() {
+    let s = spec(Cloud::Gcp);
+    let n = mutations_of_clean_apply(&s).await;
+    assert!(n >= 13, "{n}");
+    for k in 1..=n {
+        let h = Harness::new(LatencyProfile::realistic());
+        h.sim.set_faults(Faults::fail_at(k));
+        let report = h.engine().apply_spec(&s).await.unwrap();
+        assert!(!report.is_success(), "k={k}: expected a failure");
+        assert_eq!(report.failed.len(), 1, "k={k}");
+        assert_eq!(report.failed[0].1.kind(), ErrorKind::Permission);
+        h.sim.set_faults(Faults::none());
+        let report = h.engine().apply_spec(&s).await.unwrap();
+        assert!(
+            report.is_success(),
+            "k={k}: rerun failed: {:?}",
+            report.failed
+        );
+        assert!(h.sim.duplicates().is_empty(), "k={k}");
+        assert_eq!(sorted(h.sim.resources()), all_ids(&s), "k={k}");
+        assert!(!h.engine().plan(&s).await.unwrap().has_changes(), "k={k}");
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_crash_at_every_step_then_a_resume_converges() {
+    let s = spec(Cloud::Gcp);
+    let n = mutations_of_clean_apply(&s).await;
+    for k in 1..=n {
+        let h = Harness::new(LatencyProfile::realistic());
+        h.sim.set_faults(Faults::crash_at(k));
+        {
+            let engine = h.engine();
+            let s2 = s.clone();
+            tokio::select! {
+                r = engine.apply_spec(&s2) => panic!("k={k}: the run finished despite the crash: {:?}", r.map(|r| r.changed)),
+                () = h.sim.crashed() => {}
+            }
+            // The engine and its in-flight futures are dropped here, like a killed process.
+        }
+        h.sim.set_faults(Faults::none());
+        let report = h.engine().apply_spec(&s).await.unwrap();
+        assert!(
+            report.is_success(),
+            "k={k}: resume failed: {:?}",
+            report.failed
+        );
+        assert!(h.sim.duplicates().is_empty(), "k={k}");
+        assert_eq!(sorted(h.sim.resources()), all_ids(&s), "k={k}");
+        assert!(!h.engine().plan(&s).await.unwrap().has_changes(), "k={k}");
+        // The database password survived the crash: the user's password equals state's.
+        let out = h.engine().outputs("gp").unwrap();
+        assert!(out.database().is_some(), "k={k}");
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn twenty_percent_transient_faults_still_converge_without_duplicates() {
+    for seed in [1u64, 2, 3, 4, 5] {
+        let s = spec(Cloud::Azure);
+        let h = Harness::new(LatencyProfile::realistic());
+        h.sim.set_faults(Faults::random(0.2, seed));
+        let report = h.engine().apply_spec(&s).await.unwrap();
+        assert!(report.is_success(), "seed {seed}: {:?}", report.failed);
+        assert!(h.sim.duplicates().is_empty(), "seed {seed}");
+        assert_eq!(sorted(h.sim.resources()), all_ids(&s));
+        assert!(
+            h.sim.counts().injected_errors > 0,
+            "seed {seed}: no fault was injected"
+        );
+        assert!(h
+            .events()
+            .iter()
+            .any(|e| matches!(e, Event::Retrying { .. })));
+        let report = h.engine().destroy(&s).await.unwrap();
+        assert!(
+            report.is_success(),
+            "seed {seed}: destroy: {:?}",
+            report.failed
+        );
+        assert!(
+            h.sim.resources().is_empty(),
+            "seed {seed}: left {:?}",
+            h.sim.resources()
+        );
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn destroy_removes_everything_in_reverse_order_and_is_safe_to_repeat() {
+    let s = spec(Cloud::Aws);
+    let h = Harness::new(LatencyProfile::realistic());
+    h.engine()
+        .apply_spec(&s)
+        .await
+        .unwrap()
+        .into_result()
+        .unwrap();
+    let plan = h.engine().plan_destroy(&s).await.unwrap();
+    let pos = |k: ResourceKind| plan.steps().iter().position(|st| st.id.kind == k).unwrap();
+    assert!(pos(ResourceKind::NodePool) < pos(ResourceKind::Cluster));
+    assert!(pos(ResourceKind::Cluster) < pos(ResourceKind::Network));
+    assert!(pos(ResourceKind::Database) < pos(ResourceKind::DatabaseInstance));
+    let report = h
+        .engine()
+        .apply(&plan)
+        .await
+        .unwrap()
+        .into_result()
+        .unwrap();
+    assert!(report.not_removed().is_empty());
+    assert!(h.sim.resources().is_empty(), "{:?}", h.sim.resources());
+    // The sim refuses out-of-order deletes, so success above proves the order was honoured.
+    h.sim.reset_counts();
+    let again = h.engine().destroy(&s).await.unwrap().into_result().unwrap();
+    assert!(again.changed.is_empty());
+    assert_eq!(h.sim.counts().mutating, 0);
+}
+
+#[tokio::test(start_paused = true)]
+async fn drift_shows_up_as_an_update_and_apply_repairs_it() {
+    let s = spec(Cloud::Gcp);
+    let h = Harness::new(LatencyProfile::instant());
+    h.engine()
+        .apply_spec(&s)
+        .await
+        .unwrap()
+        .into_result()
+        .unwrap();
+    let pool = ResourceId::new(ResourceKind::NodePool, "regular-ws");
+    assert!(h.sim.tamper(&pool, |d| {
+        if let Desired::NodePool(p) = d {
+            p.max_nodes = 7;
+        }
+    }));
+    let plan = h.engine().plan(&s).await.unwrap();
+    match &plan.step(&pool).unwrap().action {
+        Action::Update { changes, .. } => {
+            assert_eq!(changes.len(), 1);
+            assert_eq!(changes[0].path, "maxNodes");
+            assert_eq!(changes[0].from, 7);
+            assert_eq!(changes[0].to, 50);
+            assert_eq!(changes[0].effect, Effect::Update);
+        }
+        other => panic!("expected an update, got {other:?}"),
+    }
+    assert!(plan.to_string().contains("maxNodes: 7 -> 50"), "{plan}");
+    h.engine()
+        .apply(&plan)
+        .await
+        .unwrap()
+        .into_result()
+        .unwrap();
+    assert!(!h.engine().plan(&s).await.unwrap().has_changes());
+}
+
+#[tokio::test(start_paused = true)]
+async fn disruptive_replacement_is_refused_before_any_call_unless_allowed() {
+    let mut s = spec(Cloud::Gcp);
+    let h = Harness::new(LatencyProfile::instant());
+    h.engine()
+        .apply_spec(&s)
+        .await
+        .unwrap()
+        .into_result()
+        .unwrap();
+    s.node_pools
+        .get_mut(PoolRole::HeadlessWorkspaces)
+        .machine_type = "n2d-standard-32".into();
+    let plan = h.engine().plan(&s).await.unwrap();
+    let id = ResourceId::new(ResourceKind::NodePool, "headless-ws");
+    assert!(matches!(
+        plan.step(&id).unwrap().action,
+        Action::Replace {
+            disruptive: true,
+            ..
+        }
+    ));
+    h.sim.reset_counts();
+    let err = h.engine().apply(&plan).await.unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::InvalidInput);
+    assert_eq!(err.resource(), Some(&id));
+    assert_eq!(h.sim.counts().mutating, 0);
+    let engine = h.engine_with(|b| b.allow_disruptive(true));
+    engine.apply(&plan).await.unwrap().into_result().unwrap();
+    match h.sim.get(&id) {
+        Some(Desired::NodePool(p)) => assert_eq!(p.machine_type, "n2d-standard-32"),
+        other => panic!("{other:?}"),
+    }
+    assert!(h.sim.duplicates().is_empty());
+}
+
+#[tokio::test(start_paused = true)]
+async fn wall_time_equals_the_critical_path_and_serial_lanes_avoid_conflicts() {
+    let s = spec(Cloud::Gcp);
+    let profile = LatencyProfile::realistic();
+    let h = Harness::new(profile.clone());
+    let report = h
+        .engine()
+        .apply_spec(&s)
+        .await
+        .unwrap()
+        .into_result()
+        .unwrap();
+    // foundation -> network -> cluster -> three pools, one after another on a serial
+    // cluster lane; everything else runs beside it.
+    let cp = profile.create(ResourceKind::Foundation)
+        + profile.create(ResourceKind::Network)
+        + profile.create(ResourceKind::Cluster)
+        + profile.create(ResourceKind::NodePool) * 3;
+    let elapsed = report.elapsed;
+    assert!(elapsed >= cp, "{elapsed:?} < {cp:?}");
+    assert!(
+        elapsed.as_secs_f64() <= cp.as_secs_f64() * 1.02,
+        "{elapsed:?} vs {cp:?}"
+    );
+    assert_eq!(h.sim.counts().conflicts, 0);
+
+    // Strictly serial: the sum of all steps.
+    let h2 = Harness::new(profile.clone());
+    let serial = h2
+        .engine_with(|b| b.concurrency(1))
+        .apply_spec(&s)
+        .await
+        .unwrap();
+    assert!(
+        serial.elapsed > elapsed + Duration::from_secs(500),
+        "{:?}",
+        serial.elapsed
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_failed_dependency_skips_its_dependents_and_independent_work_completes() {
+    let s = spec(Cloud::Aws);
+    let h = Harness::new(LatencyProfile::instant());
+    // The network is the second mutating call with concurrency 1 (after the foundation).
+    h.sim.set_faults(Faults::fail_at(2));
+    let report = h
+        .engine_with(|b| b.concurrency(1))
+        .apply_spec(&s)
+        .await
+        .unwrap();
+    assert_eq!(report.failed.len(), 1);
+    assert_eq!(report.failed[0].0.kind, ResourceKind::Network);
+    let skipped: Vec<ResourceKind> = report.skipped.iter().map(|id| id.kind).collect();
+    for k in [
+        ResourceKind::Cluster,
+        ResourceKind::NodePool,
+        ResourceKind::DatabaseInstance,
+        ResourceKind::Database,
+    ] {
+        assert!(skipped.contains(&k), "{k:?} not skipped: {skipped:?}");
+    }
+    let changed: Vec<ResourceKind> = report.changed.iter().map(|id| id.kind).collect();
+    for k in [
+        ResourceKind::DnsZone,
+        ResourceKind::ObjectStorage,
+        ResourceKind::Registry,
+        ResourceKind::ClusterIdentity,
+    ] {
+        assert!(changed.contains(&k), "{k:?} not done: {changed:?}");
+    }
+    assert!(report.into_result().is_err());
+}
+
+#[tokio::test(start_paused = true)]
+async fn cancel_stops_scheduling_lets_in_flight_finish_and_a_rerun_converges() {
+    let s = spec(Cloud::Gcp);
+    let h = Harness::new(LatencyProfile::realistic());
+    let engine = std::sync::Arc::new(h.engine());
+    let e2 = engine.clone();
+    let s2 = s.clone();
+    let run = tokio::spawn(async move { e2.apply_spec(&s2).await });
+    // Cancel while the cluster is being created.
+    tokio::time::sleep(Duration::from_secs(120)).await;
+    engine.cancel();
+    let report = run.await.unwrap().unwrap();
+    assert!(report.cancelled);
+    assert!(!report.skipped.is_empty());
+    assert!(report.failed.is_empty(), "{:?}", report.failed);
+    // In-flight operations were allowed to finish: nothing is left half-created.
+    let rerun = h.engine().apply_spec(&s).await.unwrap();
+    assert!(rerun.is_success());
+    assert!(h.sim.duplicates().is_empty());
+    assert!(!h.engine().plan(&s).await.unwrap().has_changes());
+}
+
+#[tokio::test(start_paused = true)]
+async fn deletion_protection_retains_the_database_and_what_it_needs() {
+    let mut s = spec(Cloud::Aws);
+    s.database.deletion_protection = true;
+    let h = Harness::new(LatencyProfile::instant());
+    h.engine()
+        .apply_spec(&s)
+        .await
+        .unwrap()
+        .into_result()
+        .unwrap();
+    let report = h.engine().destroy(&s).await.unwrap();
+    let retained: Vec<ResourceKind> = report.retained.iter().map(|(id, _)| id.kind).collect();
+    assert!(retained.contains(&ResourceKind::DatabaseInstance));
+    assert!(retained.contains(&ResourceKind::Network));
+    assert!(retained.contains(&ResourceKind::Foundation));
+    let left: Vec<ResourceKind> = h.sim.resources().iter().map(|id| id.kind).collect();
+    assert!(!left.contains(&ResourceKind::Cluster));
+    assert!(!left.contains(&ResourceKind::Database));
+    assert!(left.contains(&ResourceKind::DatabaseInstance));
+    assert!(!report.not_removed().is_empty());
+}
+
+#[tokio::test(start_paused = true)]
+async fn records_are_created_with_a_target_and_deleted_when_it_is_removed() {
+    let mut s = spec(Cloud::Gcp);
+    s.dns.records_target = Some(RecordsTarget::Ipv4("203.0.113.10".into()));
+    let h = Harness::new(LatencyProfile::instant());
+    h.engine()
+        .apply_spec(&s)
+        .await
+        .unwrap()
+        .into_result()
+        .unwrap();
+    let rec = ResourceId::new(ResourceKind::DnsRecords, "gitpod.example.com");
+    match h.sim.get(&rec) {
+        Some(Desired::DnsRecords(r)) => {
+            assert_eq!(
+                r.names,
+                vec![
+                    "gitpod.example.com",
+                    "*.gitpod.example.com",
+                    "*.ws.gitpod.example.com"
+                ]
+            )
+        }
+        other => panic!("{other:?}"),
+    }
+    s.dns.records_target = None;
+    let plan = h.engine().plan(&s).await.unwrap();
+    assert_eq!(plan.step(&rec).unwrap().action, Action::Delete);
+    h.engine()
+        .apply(&plan)
+        .await
+        .unwrap()
+        .into_result()
+        .unwrap();
+    assert!(h.sim.get(&rec).is_none());
+}
+
+#[tokio::test(start_paused = true)]
+async fn providers_from_different_clouds_compose() {
+    use gitpod_refarch::sim::SimCloud;
+    use std::sync::Arc;
+    let s = spec(Cloud::Aws);
+    let h = Harness::new(LatencyProfile::instant());
+    let dns = Arc::new(SimCloud::new(h.clock.clone(), LatencyProfile::instant()));
+    let providers = gitpod_refarch::Providers {
+        cluster: h.sim.clone(),
+        dns: dns.clone(),
+        object_store: h.sim.clone(),
+        registry: h.sim.clone(),
+        database: h.sim.clone(),
+    };
+    let engine = gitpod_refarch::Engine::builder(providers)
+        .clock(h.clock.clone())
+        .state(h.store.clone())
+        .build()
+        .unwrap();
+    engine.apply_spec(&s).await.unwrap().into_result().unwrap();
+    let dns_kinds: Vec<ResourceKind> = dns.resources().iter().map(|id| id.kind).collect();
+    assert_eq!(
+        dns_kinds,
+        vec![ResourceKind::DnsZone, ResourceKind::DnsIdentity]
+    );
+    assert!(h
+        .sim
+        .resources()
+        .iter()
+        .all(|id| id.kind.domain() != gitpod_refarch::resource::Domain::Dns));
+    engine.destroy(&s).await.unwrap().into_result().unwrap();
+    assert!(dns.resources().is_empty() && h.sim.resources().is_empty());
+}
+
+#[tokio::test(start_paused = true)]
+async fn lost_credentials_are_reissued_and_the_password_is_kept() {
+    let s = spec(Cloud::Gcp);
+    let h = Harness::new(LatencyProfile::instant());
+    h.engine()
+        .apply_spec(&s)
+        .await
+        .unwrap()
+        .into_result()
+        .unwrap();
+    let before = h.engine().installer_bundle(&s).unwrap();
+    // Lose the stored outputs (not the generated secrets).
+    let mut st = h.store.snapshot().unwrap();
+    st.outputs
+        .retain(|id, _| id.kind != ResourceKind::DnsIdentity);
+    gitpod_refarch::state::StateStore::save(h.store.as_ref(), &st).unwrap();
+    let plan = h.engine().plan(&s).await.unwrap();
+    let id = ResourceId::new(ResourceKind::DnsIdentity, "gp");
+    assert!(
+        matches!(
+            &plan.step(&id).unwrap().action,
+            Action::Update {
+                reason: Some(_),
+                ..
+            }
+        ),
+        "{plan}"
+    );
+    h.engine()
+        .apply(&plan)
+        .await
+        .unwrap()
+        .into_result()
+        .unwrap();
+    assert!(h
+        .engine()
+        .outputs("gp")
+        .unwrap()
+        .dns_credentials()
+        .is_some());
+    let after = h.engine().installer_bundle(&s).unwrap();
+    assert_eq!(
+        before.secret("database").unwrap().data,
+        after.secret("database").unwrap().data
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn state_of_another_installation_is_refused() {
+    let s = spec(Cloud::Gcp);
+    let h = Harness::new(LatencyProfile::instant());
+    h.engine()
+        .apply_spec(&s)
+        .await
+        .unwrap()
+        .into_result()
+        .unwrap();
+    let mut other = s.clone();
+    other.name = "other".into();
+    h.sim.reset_counts();
+    let err = h.engine().plan(&other).await.unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::State);
+    assert_eq!(h.sim.counts().reads, 0);
+}

@@ -1,0 +1,1193 @@
+//! `validate()` rejects bad specs with the right field path, reports every problem at
+//! once, and the engine refuses an invalid spec before making any provider call.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use std::collections::BTreeSet;
+use std::sync::Arc;
+
+use gitpod_refarch::engine::{Clock, TokioClock};
+use gitpod_refarch::sim::{LatencyProfile, SimCloud};
+use gitpod_refarch::spec::{
+    labels, CertificateSettings, Cloud, RecordsTarget, ReferenceArchitecture, Taint,
+    LETS_ENCRYPT_PRODUCTION,
+};
+use gitpod_refarch::validate::ValidationErrors;
+use gitpod_refarch::{Engine, ErrorKind, Providers};
+
+const SUBSCRIPTION: &str = "0f8fad5b-d9cb-469f-a165-70867728950e";
+
+fn gcp() -> ReferenceArchitecture {
+    ReferenceArchitecture::builder(Cloud::Gcp)
+        .name("gp")
+        .domain("gitpod.example.com")
+        .gcp_project("my-project-123")
+        .acme_email("ops@example.com")
+        .build_unchecked()
+}
+
+fn aws() -> ReferenceArchitecture {
+    ReferenceArchitecture::builder(Cloud::Aws)
+        .name("gp")
+        .domain("gitpod.example.com")
+        .acme_email("ops@example.com")
+        .build_unchecked()
+}
+
+fn azure() -> ReferenceArchitecture {
+    ReferenceArchitecture::builder(Cloud::Azure)
+        .name("gp")
+        .domain("gitpod.example.com")
+        .azure_subscription(SUBSCRIPTION)
+        .acme_email("ops@example.com")
+        .build_unchecked()
+}
+
+/// One invalid spec: a valid baseline, a mutation that breaks it, and the path
+/// `validate` must report.
+struct Case {
+    name: &'static str,
+    base: fn() -> ReferenceArchitecture,
+    mutate: fn(&mut ReferenceArchitecture),
+    path: &'static str,
+}
+
+impl Case {
+    fn spec(&self) -> ReferenceArchitecture {
+        let mut s = (self.base)();
+        (self.mutate)(&mut s);
+        s
+    }
+}
+
+const fn case(
+    name: &'static str,
+    base: fn() -> ReferenceArchitecture,
+    mutate: fn(&mut ReferenceArchitecture),
+    path: &'static str,
+) -> Case {
+    Case {
+        name,
+        base,
+        mutate,
+        path,
+    }
+}
+
+fn acme(email: &str, server: &str) -> CertificateSettings {
+    CertificateSettings::Acme {
+        email: email.into(),
+        server: server.into(),
+    }
+}
+
+fn cases() -> Vec<Case> {
+    vec![
+        // --- name ---
+        case("name empty", gcp, |s| s.name = String::new(), "name"),
+        case(
+            "name too long on gcp (16)",
+            gcp,
+            |s| s.name = "a".repeat(16),
+            "name",
+        ),
+        case(
+            "name too long on aws (16)",
+            aws,
+            |s| s.name = "a".repeat(16),
+            "name",
+        ),
+        case(
+            "name too long on azure (12)",
+            azure,
+            |s| s.name = "a".repeat(12),
+            "name",
+        ),
+        case("name upper case", gcp, |s| s.name = "Gitpod".into(), "name"),
+        case(
+            "name trailing hyphen",
+            aws,
+            |s| s.name = "gp-".into(),
+            "name",
+        ),
+        case(
+            "name starts with digit",
+            azure,
+            |s| s.name = "1gp".into(),
+            "name",
+        ),
+        case("name underscore", gcp, |s| s.name = "g_p".into(), "name"),
+        // --- domain ---
+        case("domain empty", gcp, |s| s.domain = String::new(), "domain"),
+        case(
+            "domain trailing dot",
+            gcp,
+            |s| s.domain = "gitpod.example.com.".into(),
+            "domain",
+        ),
+        case(
+            "domain wildcard",
+            aws,
+            |s| s.domain = "*.gitpod.example.com".into(),
+            "domain",
+        ),
+        case(
+            "domain upper case",
+            azure,
+            |s| s.domain = "Gitpod.Example.com".into(),
+            "domain",
+        ),
+        case(
+            "domain single label",
+            gcp,
+            |s| s.domain = "localhost".into(),
+            "domain",
+        ),
+        case(
+            "domain empty label",
+            gcp,
+            |s| s.domain = "gitpod..example.com".into(),
+            "domain",
+        ),
+        case(
+            "domain label too long",
+            aws,
+            |s| s.domain = format!("{}.example.com", "a".repeat(64)),
+            "domain",
+        ),
+        case(
+            "domain bad chars",
+            gcp,
+            |s| s.domain = "git_pod.example.com".into(),
+            "domain",
+        ),
+        case(
+            "domain label starts with hyphen",
+            gcp,
+            |s| s.domain = "-gitpod.example.com".into(),
+            "domain",
+        ),
+        case(
+            "domain numeric tld",
+            azure,
+            |s| s.domain = "10.0.0.1".into(),
+            "domain",
+        ),
+        case(
+            "domain too long for *.ws.",
+            gcp,
+            |s| {
+                s.domain = format!(
+                    "{}.{}.example.com",
+                    vec!["a".repeat(60); 3].join("."),
+                    "b".repeat(55)
+                )
+            },
+            "domain",
+        ),
+        // --- region ---
+        case(
+            "gcp region",
+            gcp,
+            |s| s.cluster.region = "europe west1".into(),
+            "cluster.region",
+        ),
+        case(
+            "gcp region aws-style",
+            gcp,
+            |s| s.cluster.region = "eu-west-1".into(),
+            "cluster.region",
+        ),
+        case(
+            "aws region",
+            aws,
+            |s| s.cluster.region = "eu-west".into(),
+            "cluster.region",
+        ),
+        case(
+            "aws region gcp-style",
+            aws,
+            |s| s.cluster.region = "europe-west1".into(),
+            "cluster.region",
+        ),
+        case(
+            "azure region",
+            azure,
+            |s| s.cluster.region = "North Europe".into(),
+            "cluster.region",
+        ),
+        case(
+            "region empty",
+            azure,
+            |s| s.cluster.region = String::new(),
+            "cluster.region",
+        ),
+        // --- zones ---
+        case(
+            "gcp zone of another region",
+            gcp,
+            |s| s.cluster.zones = vec!["europe-west1-b".into(), "us-central1-a".into()],
+            "cluster.zones[1]",
+        ),
+        case(
+            "aws zone of another region",
+            aws,
+            |s| s.cluster.zones = vec!["us-east-1a".into(), "eu-west-1c".into()],
+            "cluster.zones[0]",
+        ),
+        case(
+            "azure zone 4",
+            azure,
+            |s| s.cluster.zones = vec!["1".into(), "4".into()],
+            "cluster.zones[1]",
+        ),
+        case(
+            "duplicate zone",
+            aws,
+            |s| s.cluster.zones = vec!["eu-west-1b".into(), "eu-west-1b".into()],
+            "cluster.zones[1]",
+        ),
+        case(
+            "aws one zone",
+            aws,
+            |s| s.cluster.zones = vec!["eu-west-1b".into()],
+            "cluster.zones",
+        ),
+        case(
+            "aws no zones",
+            aws,
+            |s| s.cluster.zones.clear(),
+            "cluster.zones",
+        ),
+        // --- kubernetes version ---
+        case(
+            "kubernetes version garbage",
+            gcp,
+            |s| s.cluster.kubernetes_version = "latest".into(),
+            "cluster.kubernetesVersion",
+        ),
+        case(
+            "kubernetes version too old",
+            aws,
+            |s| s.cluster.kubernetes_version = "1.22".into(),
+            "cluster.kubernetesVersion",
+        ),
+        case(
+            "kubernetes version major 2",
+            azure,
+            |s| s.cluster.kubernetes_version = "2.0".into(),
+            "cluster.kubernetesVersion",
+        ),
+        case(
+            "kubernetes version bad patch",
+            gcp,
+            |s| s.cluster.kubernetes_version = "1.33.x".into(),
+            "cluster.kubernetesVersion",
+        ),
+        // --- max pods ---
+        case(
+            "maxPodsPerNode too low",
+            gcp,
+            |s| s.cluster.max_pods_per_node = 4,
+            "cluster.maxPodsPerNode",
+        ),
+        case(
+            "maxPodsPerNode too high",
+            aws,
+            |s| s.cluster.max_pods_per_node = 300,
+            "cluster.maxPodsPerNode",
+        ),
+        // --- CIDRs ---
+        case(
+            "node cidr syntax",
+            gcp,
+            |s| s.cluster.network.node_cidr = "10.255.0.0".into(),
+            "cluster.network.nodeCidr",
+        ),
+        case(
+            "pod cidr syntax",
+            gcp,
+            |s| s.cluster.network.pod_cidr = Some("10.0.0.0/33".into()),
+            "cluster.network.podCidr",
+        ),
+        case(
+            "service cidr syntax",
+            azure,
+            |s| s.cluster.network.service_cidr = "services".into(),
+            "cluster.network.serviceCidr",
+        ),
+        case(
+            "node cidr host bits",
+            gcp,
+            |s| s.cluster.network.node_cidr = "10.255.0.1/16".into(),
+            "cluster.network.nodeCidr",
+        ),
+        case(
+            "pod cidr host bits",
+            azure,
+            |s| s.cluster.network.pod_cidr = Some("10.244.1.0/16".into()),
+            "cluster.network.podCidr",
+        ),
+        case(
+            "node cidr public range",
+            aws,
+            |s| s.cluster.network.node_cidr = "8.8.0.0/16".into(),
+            "cluster.network.nodeCidr",
+        ),
+        case(
+            "service cidr public range",
+            gcp,
+            |s| s.cluster.network.service_cidr = "100.64.0.0/16".into(),
+            "cluster.network.serviceCidr",
+        ),
+        case(
+            "pod overlaps node",
+            gcp,
+            |s| s.cluster.network.pod_cidr = Some("10.255.128.0/17".into()),
+            "cluster.network.podCidr",
+        ),
+        case(
+            "service overlaps node (gcp)",
+            gcp,
+            |s| s.cluster.network.service_cidr = "10.255.0.0/20".into(),
+            "cluster.network.serviceCidr",
+        ),
+        case(
+            "service overlaps node (aws)",
+            aws,
+            |s| s.cluster.network.service_cidr = "10.100.0.0/16".into(),
+            "cluster.network.serviceCidr",
+        ),
+        case(
+            "service overlaps pod (azure)",
+            azure,
+            |s| s.cluster.network.service_cidr = "10.244.0.0/20".into(),
+            "cluster.network.serviceCidr",
+        ),
+        case(
+            "node cidr prefix too small",
+            gcp,
+            |s| s.cluster.network.node_cidr = "10.255.0.0/28".into(),
+            "cluster.network.nodeCidr",
+        ),
+        case(
+            "pod cidr prefix too small",
+            gcp,
+            |s| s.cluster.network.pod_cidr = Some("10.0.0.0/24".into()),
+            "cluster.network.podCidr",
+        ),
+        case(
+            "service cidr prefix too small",
+            aws,
+            |s| s.cluster.network.service_cidr = "172.20.0.0/28".into(),
+            "cluster.network.serviceCidr",
+        ),
+        // --- node pools ---
+        case(
+            "services min > max",
+            gcp,
+            |s| {
+                s.node_pools.services.min_nodes = 5;
+                s.node_pools.services.max_nodes = 4;
+            },
+            "nodePools.services.minNodes",
+        ),
+        case(
+            "services max 0",
+            gcp,
+            |s| {
+                s.node_pools.services.min_nodes = 0;
+                s.node_pools.services.max_nodes = 0;
+            },
+            "nodePools.services.maxNodes",
+        ),
+        case(
+            "regular max over 1000",
+            aws,
+            |s| s.node_pools.regular_workspaces.max_nodes = 1001,
+            "nodePools.regularWorkspaces.maxNodes",
+        ),
+        case(
+            "gcp machine type",
+            gcp,
+            |s| s.node_pools.services.machine_type = "n2d_standard_4".into(),
+            "nodePools.services.machineType",
+        ),
+        case(
+            "aws machine type",
+            aws,
+            |s| s.node_pools.regular_workspaces.machine_type = "m6i".into(),
+            "nodePools.regularWorkspaces.machineType",
+        ),
+        case(
+            "azure machine type",
+            azure,
+            |s| s.node_pools.headless_workspaces.machine_type = "D16_v4".into(),
+            "nodePools.headlessWorkspaces.machineType",
+        ),
+        case(
+            "gcp disk type",
+            gcp,
+            |s| s.node_pools.regular_workspaces.disk_type = "gp3".into(),
+            "nodePools.regularWorkspaces.diskType",
+        ),
+        case(
+            "aws disk type",
+            aws,
+            |s| s.node_pools.services.disk_type = "pd-ssd".into(),
+            "nodePools.services.diskType",
+        ),
+        case(
+            "azure disk type",
+            azure,
+            |s| s.node_pools.services.disk_type = "Premium_LRS".into(),
+            "nodePools.services.diskType",
+        ),
+        case(
+            "disk too small",
+            gcp,
+            |s| s.node_pools.headless_workspaces.disk_size_gb = 10,
+            "nodePools.headlessWorkspaces.diskSizeGb",
+        ),
+        case(
+            "services missing meta label",
+            gcp,
+            |s| {
+                s.node_pools.services.labels.remove(labels::META);
+            },
+            "nodePools.services.labels",
+        ),
+        case(
+            "services missing services label",
+            aws,
+            |s| {
+                s.node_pools.services.labels.remove(labels::SERVICES);
+            },
+            "nodePools.services.labels",
+        ),
+        case(
+            "regular missing label",
+            gcp,
+            |s| {
+                s.node_pools
+                    .regular_workspaces
+                    .labels
+                    .remove(labels::WORKSPACE_REGULAR);
+            },
+            "nodePools.regularWorkspaces.labels",
+        ),
+        case(
+            "headless missing label",
+            azure,
+            |s| {
+                s.node_pools
+                    .headless_workspaces
+                    .labels
+                    .remove(labels::WORKSPACE_HEADLESS);
+            },
+            "nodePools.headlessWorkspaces.labels",
+        ),
+        case(
+            "label value not true",
+            gcp,
+            |s| {
+                s.node_pools
+                    .services
+                    .labels
+                    .insert(labels::IDE.into(), "false".into());
+            },
+            "nodePools.services.labels",
+        ),
+        case(
+            "label key bad",
+            aws,
+            |s| {
+                s.node_pools
+                    .regular_workspaces
+                    .labels
+                    .insert("bad key!".into(), "x".into());
+            },
+            "nodePools.regularWorkspaces.labels",
+        ),
+        case(
+            "label key bad prefix",
+            gcp,
+            |s| {
+                s.node_pools
+                    .services
+                    .labels
+                    .insert("Example.COM/team".into(), "x".into());
+            },
+            "nodePools.services.labels",
+        ),
+        case(
+            "label value bad",
+            gcp,
+            |s| {
+                s.node_pools
+                    .headless_workspaces
+                    .labels
+                    .insert("team".into(), "-x-".into());
+            },
+            "nodePools.headlessWorkspaces.labels",
+        ),
+        case(
+            "taint effect",
+            gcp,
+            |s| s.node_pools.services.taints = vec![Taint::new("dedicated", "gitpod", "Never")],
+            "nodePools.services.taints[0].effect",
+        ),
+        case(
+            "taint key",
+            aws,
+            |s| {
+                s.node_pools.regular_workspaces.taints = vec![
+                    Taint::new("ok", "", "NoSchedule"),
+                    Taint::new("", "x", "NoExecute"),
+                ];
+            },
+            "nodePools.regularWorkspaces.taints[1].key",
+        ),
+        case(
+            "aws bad ami",
+            aws,
+            |s| s.node_pools.services.image = Some("ami-xyz".into()),
+            "nodePools.services.image",
+        ),
+        case(
+            "empty image",
+            gcp,
+            |s| s.node_pools.headless_workspaces.image = Some(String::new()),
+            "nodePools.headlessWorkspaces.image",
+        ),
+        // --- database ---
+        case(
+            "mysql 5.6",
+            gcp,
+            |s| s.database.mysql_version = "5.6".into(),
+            "database.mysqlVersion",
+        ),
+        case(
+            "gcp tier",
+            gcp,
+            |s| s.database.tier = "n1-standard-2".into(),
+            "database.tier",
+        ),
+        case(
+            "aws tier",
+            aws,
+            |s| s.database.tier = "db.m5large".into(),
+            "database.tier",
+        ),
+        case(
+            "azure tier",
+            azure,
+            |s| s.database.tier = "D2ds_v4".into(),
+            "database.tier",
+        ),
+        case(
+            "database storage too small",
+            aws,
+            |s| s.database.storage_gb = 10,
+            "database.storageGb",
+        ),
+        case(
+            "backup retention 0",
+            gcp,
+            |s| s.database.backups.retention_days = 0,
+            "database.backups.retentionDays",
+        ),
+        case(
+            "backup retention 36",
+            azure,
+            |s| s.database.backups.retention_days = 36,
+            "database.backups.retentionDays",
+        ),
+        case(
+            "HA without backups",
+            aws,
+            |s| {
+                s.database.high_availability = true;
+                s.database.backups.enabled = false;
+            },
+            "database.backups.enabled",
+        ),
+        case(
+            "explicit_defaults_for_timestamp on",
+            gcp,
+            |s| {
+                s.database
+                    .flags
+                    .insert("explicit_defaults_for_timestamp".into(), "ON".into());
+            },
+            "database.flags.explicit_defaults_for_timestamp",
+        ),
+        case(
+            "explicit_defaults_for_timestamp missing",
+            azure,
+            |s| {
+                s.database.flags.remove("explicit_defaults_for_timestamp");
+            },
+            "database.flags",
+        ),
+        case(
+            "bad flag name",
+            gcp,
+            |s| {
+                s.database
+                    .flags
+                    .insert("Max-Connections".into(), "100".into());
+            },
+            "database.flags",
+        ),
+        case(
+            "username bad chars",
+            gcp,
+            |s| s.database.username = "git-pod".into(),
+            "database.username",
+        ),
+        case(
+            "username starts with digit",
+            aws,
+            |s| s.database.username = "1gitpod".into(),
+            "database.username",
+        ),
+        case(
+            "username too long",
+            gcp,
+            |s| s.database.username = "g".repeat(17),
+            "database.username",
+        ),
+        case(
+            "username root",
+            aws,
+            |s| s.database.username = "root".into(),
+            "database.username",
+        ),
+        case(
+            "username cloudsqlsuperuser",
+            gcp,
+            |s| s.database.username = "cloudsqlsuperuser".into(),
+            "database.username",
+        ),
+        case(
+            "database name bad",
+            azure,
+            |s| s.database.database_name = "git-pod".into(),
+            "database.databaseName",
+        ),
+        case(
+            "database name empty",
+            gcp,
+            |s| s.database.database_name = String::new(),
+            "database.databaseName",
+        ),
+        // --- dns ---
+        case(
+            "zone does not contain domain",
+            gcp,
+            |s| s.dns.zone = Some("example.org".into()),
+            "dns.zone",
+        ),
+        case(
+            "zone is a suffix but not a parent",
+            aws,
+            |s| s.dns.zone = Some("ample.com".into()),
+            "dns.zone",
+        ),
+        case(
+            "zone trailing dot",
+            gcp,
+            |s| s.dns.zone = Some("example.com.".into()),
+            "dns.zone",
+        ),
+        case(
+            "records target bad ip",
+            gcp,
+            |s| s.dns.records_target = Some(RecordsTarget::Ipv4("300.1.2.3".into())),
+            "dns.recordsTarget.ipv4",
+        ),
+        case(
+            "records target loopback",
+            azure,
+            |s| s.dns.records_target = Some(RecordsTarget::Ipv4("127.0.0.1".into())),
+            "dns.recordsTarget.ipv4",
+        ),
+        case(
+            "records target unspecified",
+            gcp,
+            |s| s.dns.records_target = Some(RecordsTarget::Ipv4("0.0.0.0".into())),
+            "dns.recordsTarget.ipv4",
+        ),
+        case(
+            "records target bad hostname",
+            aws,
+            |s| s.dns.records_target = Some(RecordsTarget::Hostname("lb_1.example.com".into())),
+            "dns.recordsTarget.hostname",
+        ),
+        // --- storage ---
+        case(
+            "bucket upper case",
+            aws,
+            |s| s.storage.bucket = Some("Gitpod_Bucket".into()),
+            "storage.bucket",
+        ),
+        case(
+            "bucket too short",
+            gcp,
+            |s| s.storage.bucket = Some("gp".into()),
+            "storage.bucket",
+        ),
+        case(
+            "bucket leading hyphen",
+            aws,
+            |s| s.storage.bucket = Some("-gitpod".into()),
+            "storage.bucket",
+        ),
+        case(
+            "bucket ip address",
+            aws,
+            |s| s.storage.bucket = Some("192.168.1.1".into()),
+            "storage.bucket",
+        ),
+        case(
+            "bucket goog prefix",
+            gcp,
+            |s| s.storage.bucket = Some("google-gitpod".into()),
+            "storage.bucket",
+        ),
+        // --- registry ---
+        case(
+            "registry upper case",
+            gcp,
+            |s| s.registry.repository = "Gitpod".into(),
+            "registry.repository",
+        ),
+        case(
+            "registry empty",
+            azure,
+            |s| s.registry.repository = String::new(),
+            "registry.repository",
+        ),
+        case(
+            "registry trailing hyphen",
+            aws,
+            |s| s.registry.repository = "gitpod-".into(),
+            "registry.repository",
+        ),
+        // --- certificates ---
+        case(
+            "acme email missing",
+            gcp,
+            |s| s.certificates = acme("", LETS_ENCRYPT_PRODUCTION),
+            "certificates.email",
+        ),
+        case(
+            "acme email bad",
+            aws,
+            |s| s.certificates = acme("ops-at-example.com", LETS_ENCRYPT_PRODUCTION),
+            "certificates.email",
+        ),
+        case(
+            "acme email without dot",
+            gcp,
+            |s| s.certificates = acme("ops@localhost", LETS_ENCRYPT_PRODUCTION),
+            "certificates.email",
+        ),
+        case(
+            "acme http server",
+            azure,
+            |s| s.certificates = acme("ops@example.com", "http://acme.example.com/directory"),
+            "certificates.server",
+        ),
+        case(
+            "byo secret name bad",
+            gcp,
+            |s| {
+                s.certificates = CertificateSettings::BringYourOwn {
+                    secret_name: "Https_Certificates".into(),
+                }
+            },
+            "certificates.secretName",
+        ),
+        case(
+            "byo secret name empty",
+            aws,
+            |s| {
+                s.certificates = CertificateSettings::BringYourOwn {
+                    secret_name: String::new(),
+                }
+            },
+            "certificates.secretName",
+        ),
+        // --- labels ---
+        case(
+            "label key upper case",
+            gcp,
+            |s| {
+                s.labels.insert("Team".into(), "platform".into());
+            },
+            "labels",
+        ),
+        case(
+            "label key starts with digit",
+            aws,
+            |s| {
+                s.labels.insert("1team".into(), "platform".into());
+            },
+            "labels",
+        ),
+        case(
+            "label value with space",
+            azure,
+            |s| {
+                s.labels.insert("team".into(), "platform team".into());
+            },
+            "labels",
+        ),
+        // --- gcp ---
+        case("gcp section missing", gcp, |s| s.gcp = None, "gcp"),
+        case(
+            "gcp project empty",
+            gcp,
+            |s| s.gcp.as_mut().unwrap().project = String::new(),
+            "gcp.project",
+        ),
+        case(
+            "gcp project bad chars",
+            gcp,
+            |s| s.gcp.as_mut().unwrap().project = "My_Project".into(),
+            "gcp.project",
+        ),
+        case(
+            "gcp project too short",
+            gcp,
+            |s| s.gcp.as_mut().unwrap().project = "proj".into(),
+            "gcp.project",
+        ),
+        case(
+            "gcp create project without billing",
+            gcp,
+            |s| {
+                let g = s.gcp.as_mut().unwrap();
+                g.create_project = true;
+                g.billing_account = None;
+            },
+            "gcp.billingAccount",
+        ),
+        case(
+            "gcp billing account bad",
+            gcp,
+            |s| s.gcp.as_mut().unwrap().billing_account = Some("123-456".into()),
+            "gcp.billingAccount",
+        ),
+        // --- aws ---
+        case(
+            "aws account id short",
+            aws,
+            |s| s.aws.as_mut().unwrap().account_id = Some("12345".into()),
+            "aws.accountId",
+        ),
+        case(
+            "aws account id letters",
+            aws,
+            |s| s.aws.as_mut().unwrap().account_id = Some("12345678901a".into()),
+            "aws.accountId",
+        ),
+        // --- azure ---
+        case("azure section missing", azure, |s| s.azure = None, "azure"),
+        case(
+            "azure subscription empty",
+            azure,
+            |s| s.azure.as_mut().unwrap().subscription_id = String::new(),
+            "azure.subscriptionId",
+        ),
+        case(
+            "azure subscription not a uuid",
+            azure,
+            |s| s.azure.as_mut().unwrap().subscription_id = "not-a-uuid".into(),
+            "azure.subscriptionId",
+        ),
+        case(
+            "azure resource group trailing dot",
+            azure,
+            |s| s.azure.as_mut().unwrap().resource_group = Some("gitpod-rg.".into()),
+            "azure.resourceGroup",
+        ),
+        case(
+            "azure resource group bad chars",
+            azure,
+            |s| s.azure.as_mut().unwrap().resource_group = Some("gitpod rg!".into()),
+            "azure.resourceGroup",
+        ),
+        case(
+            "azure resource group too long",
+            azure,
+            |s| s.azure.as_mut().unwrap().resource_group = Some("r".repeat(91)),
+            "azure.resourceGroup",
+        ),
+    ]
+}
+
+#[test]
+fn the_table_is_large_and_its_names_distinct() {
+    let cases = cases();
+    assert!(cases.len() >= 45, "only {} cases", cases.len());
+    let mut names = BTreeSet::new();
+    for c in &cases {
+        assert!(names.insert(c.name), "duplicate case name '{}'", c.name);
+    }
+    // Every row really changes its baseline.
+    for c in &cases {
+        assert_ne!(
+            c.spec(),
+            (c.base)(),
+            "case '{}' does not change the spec",
+            c.name
+        );
+    }
+}
+
+#[test]
+fn the_valid_baselines_pass() {
+    for (cloud, spec) in [("gcp", gcp()), ("aws", aws()), ("azure", azure())] {
+        if let Err(e) = spec.validate() {
+            panic!("{cloud} baseline should be valid:\n{e}");
+        }
+    }
+}
+
+#[test]
+fn every_invalid_spec_is_rejected_with_its_path() {
+    let mut failures = Vec::new();
+    for c in cases() {
+        match c.spec().validate() {
+            Ok(()) => failures.push(format!(
+                "[{}] accepted; expected a problem at '{}'",
+                c.name, c.path
+            )),
+            Err(errs) if !errs.has_path(c.path) => {
+                failures.push(format!("[{}] no problem at '{}':\n{errs}", c.name, c.path));
+            }
+            Err(_) => {}
+        }
+    }
+    assert!(
+        failures.is_empty(),
+        "{} case(s) failed:\n{}",
+        failures.len(),
+        failures.join("\n")
+    );
+}
+
+#[test]
+fn every_problem_display_contains_its_path() {
+    for c in cases() {
+        let errs = c.spec().validate().expect_err(c.name);
+        assert!(!errs.problems().is_empty(), "[{}] no problems", c.name);
+        let whole = errs.to_string();
+        for p in errs.problems() {
+            assert!(
+                !p.path.is_empty(),
+                "[{}] problem without a path: {p}",
+                c.name
+            );
+            let shown = p.to_string();
+            assert!(
+                shown.starts_with(&format!("{}: ", p.path)),
+                "[{}] '{shown}' does not start with its path '{}'",
+                c.name,
+                p.path
+            );
+            assert!(
+                !p.message.is_empty(),
+                "[{}] empty message at {}",
+                c.name,
+                p.path
+            );
+            assert!(
+                whole.contains(&shown),
+                "[{}] '{shown}' missing from:\n{whole}",
+                c.name
+            );
+        }
+        assert!(
+            whole.contains(c.path),
+            "[{}] '{}' missing from:\n{whole}",
+            c.name,
+            c.path
+        );
+    }
+}
+
+#[test]
+fn several_problems_are_all_reported() {
+    let mut s = gcp();
+    s.name = "Bad-".into();
+    s.node_pools.services.min_nodes = 0;
+    s.node_pools.services.max_nodes = 0;
+    s.cluster.network.pod_cidr = Some("not-a-cidr".into());
+    s.certificates = acme("", LETS_ENCRYPT_PRODUCTION);
+    s.database.username = "root".into();
+    let errs = s.validate().expect_err("several problems");
+    let expected = [
+        "name",
+        "nodePools.services.maxNodes",
+        "cluster.network.podCidr",
+        "certificates.email",
+        "database.username",
+    ];
+    assert!(
+        errs.problems().len() >= expected.len(),
+        "too few problems:\n{errs}"
+    );
+    for path in expected {
+        assert!(errs.has_path(path), "no problem at '{path}':\n{errs}");
+    }
+    assert!(
+        errs.to_string().starts_with(&format!(
+            "invalid spec ({} problem(s))",
+            errs.problems().len()
+        )),
+        "{errs}"
+    );
+}
+
+#[test]
+fn yaml_loading_errors_carry_the_path() {
+    // Unknown fields: serde_path_to_error 0.1.20 reports the path down to the unknown
+    // key itself (`nodePools.services.maxNodez`); the parent path is accepted too. The
+    // message names the field either way.
+    let unknown: [(&str, &str, &str, &str); 3] = [
+        (
+            "unknown field under nodePools.services",
+            "cloud: gcp\nnodePools:\n  services:\n    maxNodez: 3\n",
+            "nodePools.services",
+            "maxNodez",
+        ),
+        (
+            "unknown field under cluster.network",
+            "cloud: azure\ncluster:\n  network:\n    podCidrs: 10.0.0.0/8\n",
+            "cluster.network",
+            "podCidrs",
+        ),
+        (
+            "unknown field under database.backups",
+            "cloud: aws\ndatabase:\n  backups:\n    retention: 7\n",
+            "database.backups",
+            "retention",
+        ),
+    ];
+    for (name, yaml, parent, field) in unknown {
+        let errs = match ReferenceArchitecture::from_yaml(yaml) {
+            Ok(spec) => panic!("[{name}] loaded: {spec:?}"),
+            Err(e) => e,
+        };
+        let full = format!("{parent}.{field}");
+        let p = errs
+            .problems()
+            .iter()
+            .find(|p| p.path == parent || p.path == full)
+            .unwrap_or_else(|| panic!("[{name}] no problem at '{parent}' or '{full}':\n{errs}"));
+        assert!(p.message.contains(field), "[{name}] {errs}");
+        assert!(errs.to_string().contains(parent), "[{name}] {errs}");
+    }
+    // Wrong types and values: the path of the field itself.
+    let typed: [(&str, &str, &str); 3] = [
+        (
+            "wrong type for database.storageGb",
+            "cloud: gcp\ndatabase:\n  storageGb: lots\n",
+            "database.storageGb",
+        ),
+        (
+            "negative maxNodes",
+            "cloud: aws\nnodePools:\n  regularWorkspaces:\n    maxNodes: -1\n",
+            "nodePools.regularWorkspaces.maxNodes",
+        ),
+        ("unknown cloud", "cloud: ibm\nname: gp\n", "cloud"),
+    ];
+    for (name, yaml, path) in typed {
+        let errs: ValidationErrors = match ReferenceArchitecture::from_yaml(yaml) {
+            Ok(spec) => panic!("[{name}] loaded: {spec:?}"),
+            Err(e) => e,
+        };
+        assert!(
+            errs.has_path(path),
+            "[{name}] no problem at '{path}':\n{errs}"
+        );
+        assert!(errs.to_string().contains(path), "[{name}] {errs}");
+    }
+    // A spec that loads but has a bad value: validate names the field.
+    let spec = ReferenceArchitecture::from_yaml(
+        "cloud: gcp\nname: gp\ndomain: gitpod.example.com\ngcp:\n  project: my-project-123\n\
+         certificates:\n  issuer: acme\n  email: ops@example.com\n  server: https://acme.example.com/dir\n\
+         nodePools:\n  headlessWorkspaces:\n    minNodes: 3\n    maxNodes: 2\n",
+    )
+    .expect("loads");
+    let errs = spec.validate().expect_err("minNodes > maxNodes");
+    assert!(
+        errs.has_path("nodePools.headlessWorkspaces.minNodes"),
+        "{errs}"
+    );
+    assert_eq!(errs.problems().len(), 1, "{errs}");
+}
+
+#[tokio::test]
+async fn the_engine_makes_no_call_for_an_invalid_spec() {
+    let clock: Arc<dyn Clock> = Arc::new(TokioClock::new());
+    let sim = Arc::new(SimCloud::new(clock.clone(), LatencyProfile::instant()));
+    let engine = Engine::builder(Providers::all(sim.clone()))
+        .clock(clock.clone())
+        .build()
+        .unwrap();
+    let cases = cases();
+    for c in &cases {
+        let spec = c.spec();
+        match engine.plan(&spec).await {
+            Ok(plan) => panic!("[{}] planned an invalid spec: {plan:?}", c.name),
+            Err(e) => {
+                assert_eq!(
+                    e.kind(),
+                    ErrorKind::InvalidInput,
+                    "[{}] {}",
+                    c.name,
+                    e.chain()
+                );
+                let errs = std::error::Error::source(&e)
+                    .and_then(|s| s.downcast_ref::<ValidationErrors>())
+                    .unwrap_or_else(|| {
+                        panic!("[{}] no ValidationErrors source: {}", c.name, e.chain())
+                    });
+                assert!(
+                    errs.has_path(c.path),
+                    "[{}] no problem at '{}':\n{errs}",
+                    c.name,
+                    c.path
+                );
+            }
+        }
+        let n = sim.counts();
+        assert!(
+            n.reads == 0 && n.mutating == 0 && n.polls == 0,
+            "[{}] provider calls were made: {n:?}",
+            c.name
+        );
+    }
+    let n = sim.counts();
+    assert_eq!(
+        (n.reads, n.mutating, n.polls),
+        (0, 0, 0),
+        "after {} invalid specs: {n:?}",
+        cases.len()
+    );
+    assert!(sim.resources().is_empty());
+
+    // Control: the counters do count, so the zeros above mean something.
+    let control = Arc::new(SimCloud::new(clock.clone(), LatencyProfile::instant()));
+    let engine = Engine::builder(Providers::all(control.clone()))
+        .clock(clock)
+        .build()
+        .unwrap();
+    engine.plan(&gcp()).await.expect("a valid spec plans");
+    assert!(control.counts().reads > 0, "{:?}", control.counts());
+    assert_eq!(control.counts().mutating, 0, "{:?}", control.counts());
+}

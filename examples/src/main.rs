@@ -1,0 +1,393 @@
+//! `gitpod-refarch`: plan, apply, destroy and inspect the Gitpod single-cluster
+//! reference architecture.
+//!
+//! With `--cloud sim` (the default) it runs on the simulated cloud, whose resources
+//! persist in the state directory between invocations, so `apply`, `apply` again and
+//! `destroy` behave as they would against a real account.
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use clap::{Parser, Subcommand, ValueEnum};
+use gitpod_refarch::engine::{Clock, Event, EventSink, TokioClock};
+use gitpod_refarch::sim::{LatencyProfile, SimCloud};
+use gitpod_refarch::state::FileStateStore;
+use gitpod_refarch::{Engine, ErrorKind, Providers, ReferenceArchitecture};
+use indicatif::{MultiProgress, ProgressBar, ProgressStyle};
+
+const DEFAULT_SPEC: &str = include_str!("../specs/reference.yaml");
+
+#[derive(Parser)]
+#[command(
+    name = "gitpod-refarch",
+    version,
+    about = "Provision the Gitpod single-cluster reference architecture"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+    /// Spec file (YAML or JSON); the embedded reference spec if omitted.
+    #[arg(long, global = true)]
+    spec: Option<PathBuf>,
+    /// Where resources are made.
+    #[arg(long, global = true, value_enum, default_value_t = CloudArg::Sim)]
+    cloud: CloudArg,
+    /// API endpoint override for emulators and fakes (moto, the GCP fake).
+    #[arg(long, global = true)]
+    endpoint: Option<String>,
+    /// State directory (state.json, and sim-cloud.json for the simulated cloud).
+    #[arg(long, global = true, default_value = ".gitpod-refarch")]
+    state: PathBuf,
+    /// Print events as JSON lines on stdout instead of progress bars.
+    #[arg(long, global = true)]
+    json: bool,
+    /// Simulated cloud: real-time fraction of the realistic durations (0 = instant).
+    #[arg(long, global = true, default_value_t = 0.002)]
+    time_scale: f64,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum CloudArg {
+    Sim,
+    Gcp,
+    Aws,
+    Azure,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Show what apply would do.
+    Plan {
+        /// Print the plan as JSON.
+        #[arg(long)]
+        plan_json: bool,
+        /// Print the resolved spec (with defaults) too.
+        #[arg(long)]
+        show_spec: bool,
+    },
+    /// Make the installation match the spec, then write the installer config and secrets.
+    Apply {
+        /// Directory for gitpod.config.yaml and secrets/ (secrets are mode 0600).
+        #[arg(long, default_value = "out")]
+        out: PathBuf,
+        /// Allow replacements that stop workloads or lose data.
+        #[arg(long)]
+        allow_disruptive: bool,
+        /// Steps at once.
+        #[arg(long, default_value_t = 8)]
+        concurrency: usize,
+    },
+    /// Remove everything the installation created.
+    Destroy,
+    /// Print the recorded outputs (no secret values).
+    Outputs,
+}
+
+fn load_spec(path: Option<&Path>) -> Result<ReferenceArchitecture, String> {
+    let (text, name) = match path {
+        Some(p) => (
+            std::fs::read_to_string(p).map_err(|e| format!("cannot read {}: {e}", p.display()))?,
+            p.display().to_string(),
+        ),
+        None => (
+            DEFAULT_SPEC.to_string(),
+            "the embedded reference spec".to_string(),
+        ),
+    };
+    let parsed = if name.ends_with(".json") {
+        ReferenceArchitecture::from_json(&text)
+    } else {
+        ReferenceArchitecture::from_yaml(&text)
+    };
+    let spec = parsed.map_err(|e| format!("{name}: {e}"))?;
+    spec.validate().map_err(|e| format!("{name}: {e}"))?;
+    Ok(spec)
+}
+
+/// Renders events as progress bars (stderr) or JSON lines (stdout).
+fn event_sink(json: bool) -> EventSink {
+    if json {
+        return Arc::new(|e: &Event| {
+            if let Ok(line) = serde_json::to_string(e) {
+                println!("{line}");
+            }
+        });
+    }
+    let multi = MultiProgress::new();
+    let bars: Mutex<std::collections::BTreeMap<String, ProgressBar>> =
+        Mutex::new(Default::default());
+    let style = ProgressStyle::with_template("{spinner} {prefix:<34} {wide_msg}")
+        .unwrap_or_else(|_| ProgressStyle::default_spinner());
+    Arc::new(move |e: &Event| {
+        let Ok(mut bars) = bars.lock() else { return };
+        match e {
+            Event::StepStarted { resource, action } => {
+                let pb = multi.add(ProgressBar::new_spinner());
+                pb.set_style(style.clone());
+                pb.set_prefix(resource.to_string());
+                pb.set_message(format!("{action}…"));
+                pb.enable_steady_tick(Duration::from_millis(120));
+                bars.insert(resource.to_string(), pb);
+            }
+            Event::Progress {
+                resource,
+                message,
+                percent,
+                ..
+            } => {
+                if let Some(pb) = bars.get(&resource.to_string()) {
+                    let pct = percent.map(|p| format!(" {p}%")).unwrap_or_default();
+                    pb.set_message(format!(
+                        "waiting{pct} {}",
+                        message.clone().unwrap_or_default()
+                    ));
+                }
+            }
+            Event::Retrying {
+                resource,
+                kind,
+                attempt,
+                ..
+            } => {
+                if let Some(pb) = bars.get(&resource.to_string()) {
+                    pb.set_message(format!("retrying ({kind}, attempt {attempt})"));
+                }
+            }
+            Event::StepDone {
+                resource,
+                action,
+                elapsed,
+            } => {
+                if let Some(pb) = bars.get(&resource.to_string()) {
+                    pb.finish_with_message(format!("✓ {action} ({:.1}s)", elapsed.as_secs_f64()));
+                }
+            }
+            Event::StepFailed {
+                resource, message, ..
+            } => {
+                if let Some(pb) = bars.get(&resource.to_string()) {
+                    pb.abandon_with_message(format!("✗ {message}"));
+                }
+            }
+            Event::StepSkipped { resource, reason } => {
+                let _ = multi.println(format!("  skipped {resource}: {reason}"));
+            }
+            _ => {}
+        }
+    })
+}
+
+struct Setup {
+    engine: Engine,
+    sim: Option<Arc<SimCloud>>,
+    sim_file: PathBuf,
+}
+
+fn setup(cli: &Cli, concurrency: usize, allow_disruptive: bool) -> Result<Setup, String> {
+    let providers_for =
+        |name: &str| format!("the {name} provider is not built yet; use --cloud sim");
+    let clock: Arc<dyn Clock> = Arc::new(TokioClock::new());
+    let sim_file = cli.state.join("sim-cloud.json");
+    let (providers, sim) = match cli.cloud {
+        CloudArg::Sim => {
+            if cli.endpoint.is_some() {
+                return Err(
+                    "--endpoint points cloud clients at an emulator; the simulated cloud has none"
+                        .into(),
+                );
+            }
+            let profile = if cli.time_scale > 0.0 {
+                LatencyProfile::realistic().scaled(cli.time_scale)
+            } else {
+                LatencyProfile::instant()
+            };
+            let sim = Arc::new(SimCloud::new(clock.clone(), profile));
+            match std::fs::read_to_string(&sim_file) {
+                Ok(text) => sim.load_json(&text).map_err(|e| e.chain())?,
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(e) => return Err(format!("cannot read {}: {e}", sim_file.display())),
+            }
+            (Providers::all(sim.clone()), Some(sim))
+        }
+        CloudArg::Gcp => return Err(providers_for("gcp")),
+        CloudArg::Aws => return Err(providers_for("aws")),
+        CloudArg::Azure => return Err(providers_for("azure")),
+    };
+    let engine = Engine::builder(providers)
+        .clock(clock)
+        .state(Arc::new(FileStateStore::new(cli.state.join("state.json"))))
+        .concurrency(concurrency)
+        .allow_disruptive(allow_disruptive)
+        .on_event(event_sink(cli.json))
+        .build()
+        .map_err(|e| e.chain())?;
+    Ok(Setup {
+        engine,
+        sim,
+        sim_file,
+    })
+}
+
+fn save_sim(setup: &Setup) -> Result<(), String> {
+    if let Some(sim) = &setup.sim {
+        let json = sim.to_json().map_err(|e| e.chain())?;
+        gitpod_refarch::state::write_private(&setup.sim_file, json.as_bytes())
+            .map_err(|e| e.chain())?;
+    }
+    Ok(())
+}
+
+/// Ctrl-C once: stop scheduling, let running operations finish. Twice: exit now.
+fn wire_ctrl_c(engine: &Engine) {
+    let token = engine.cancellation_token();
+    tokio::spawn(async move {
+        if tokio::signal::ctrl_c().await.is_ok() {
+            eprintln!("\ncancelling: waiting for running operations (Ctrl-C again to exit now)");
+            token.cancel();
+            if tokio::signal::ctrl_c().await.is_ok() {
+                std::process::exit(130);
+            }
+        }
+    });
+}
+
+async fn run(cli: Cli) -> Result<(), (u8, String)> {
+    let usage = |e: String| (2u8, e);
+    let failed = |e: String| (1u8, e);
+    let spec = load_spec(cli.spec.as_deref()).map_err(usage)?;
+    match &cli.command {
+        Command::Plan {
+            plan_json,
+            show_spec,
+        } => {
+            let setup = setup(&cli, 8, false).map_err(usage)?;
+            if *show_spec {
+                println!("{}", spec.to_yaml().map_err(|e| failed(e.chain()))?);
+            }
+            let plan = setup
+                .engine
+                .plan(&spec)
+                .await
+                .map_err(|e| failed(e.chain()))?;
+            if *plan_json {
+                println!("{}", plan.to_json().map_err(|e| failed(e.chain()))?);
+            } else {
+                print!("{plan}");
+            }
+        }
+        Command::Apply {
+            out,
+            allow_disruptive,
+            concurrency,
+        } => {
+            let setup = setup(&cli, *concurrency, *allow_disruptive).map_err(usage)?;
+            wire_ctrl_c(&setup.engine);
+            let plan = setup
+                .engine
+                .plan(&spec)
+                .await
+                .map_err(|e| failed(e.chain()))?;
+            if !cli.json {
+                print!("{plan}");
+            }
+            let result = setup.engine.apply(&plan).await;
+            save_sim(&setup).map_err(failed)?;
+            let report = result.map_err(|e| {
+                (
+                    if e.kind() == ErrorKind::InvalidInput {
+                        2
+                    } else {
+                        1
+                    },
+                    e.chain(),
+                )
+            })?;
+            if !report.is_success() {
+                let first = report
+                    .failed
+                    .first()
+                    .map(|(_, e)| e.chain())
+                    .unwrap_or_else(|| "cancelled".into());
+                return Err(failed(format!(
+                    "apply incomplete: {} failed, {} skipped ({first}); run apply again to resume",
+                    report.failed.len(),
+                    report.skipped.len()
+                )));
+            }
+            let bundle = setup
+                .engine
+                .installer_bundle(&spec)
+                .map_err(|e| failed(e.chain()))?;
+            let files = bundle.write_to(out).map_err(|e| failed(e.chain()))?;
+            if !cli.json {
+                if plan.has_changes() {
+                    println!(
+                        "applied: {} changed, {} unchanged in {:.1}s",
+                        report.changed.len(),
+                        report.unchanged.len(),
+                        report.elapsed.as_secs_f64()
+                    );
+                } else {
+                    println!("no changes: the installation matches the spec");
+                }
+                if let Some(ns) = report.outputs.name_servers() {
+                    println!("delegate {} to: {}", spec.zone_dns_name(), ns.join(", "));
+                }
+                println!("wrote {} files to {}", files.len(), out.display());
+            }
+        }
+        Command::Destroy => {
+            let setup = setup(&cli, 8, false).map_err(usage)?;
+            wire_ctrl_c(&setup.engine);
+            let result = setup.engine.destroy(&spec).await;
+            save_sim(&setup).map_err(failed)?;
+            let report = result.map_err(|e| failed(e.chain()))?;
+            let left = report.not_removed();
+            if !left.is_empty() {
+                let names: Vec<String> = left.iter().map(ToString::to_string).collect();
+                return Err(failed(format!("not removed: {}", names.join(", "))));
+            }
+            if !cli.json {
+                println!("destroyed: {} removed", report.changed.len());
+            }
+        }
+        Command::Outputs => {
+            let setup = setup(&cli, 8, false).map_err(usage)?;
+            let o = setup
+                .engine
+                .outputs(&spec.name)
+                .map_err(|e| failed(e.chain()))?;
+            let view = serde_json::json!({
+                "account": o.account(),
+                "cluster": o.cluster().map(|c| serde_json::json!({"name": c.name, "endpoint": c.endpoint})),
+                "nameServers": o.name_servers(),
+                "database": o.database().map(|d| serde_json::json!({"endpoint": d.endpoint, "database": d.database, "username": d.username})),
+            });
+            println!(
+                "{}",
+                serde_json::to_string_pretty(&view).map_err(|e| failed(e.to_string()))?
+            );
+        }
+    }
+    Ok(())
+}
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::from_env(
+            "GITPOD_REFARCH_LOG",
+        ))
+        .with_writer(std::io::stderr)
+        .init();
+    let cli = Cli::parse();
+    match run(cli).await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err((code, msg)) => {
+            eprintln!("error: {msg}");
+            ExitCode::from(code)
+        }
+    }
+}

@@ -1,0 +1,91 @@
+//! The example binary end to end, as a user runs it.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use std::path::Path;
+use std::process::{Command, Output};
+
+fn run(dir: &Path, args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_gitpod-refarch"))
+        .current_dir(dir)
+        .args(["--time-scale", "0.0002"])
+        .args(args)
+        .output()
+        .expect("runs")
+}
+
+fn text(o: &Output) -> String {
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    )
+}
+
+#[test]
+fn apply_reapply_outputs_and_destroy_on_the_simulated_cloud() {
+    let dir = tempfile::tempdir().unwrap();
+    let o = run(dir.path(), &["apply"]);
+    assert!(o.status.success(), "{}", text(&o));
+    assert!(
+        text(&o).contains("delegate gitpod.example.com to:"),
+        "{}",
+        text(&o)
+    );
+    let config = std::fs::read_to_string(dir.path().join("out/gitpod.config.yaml")).unwrap();
+    assert!(config.contains("domain: gitpod.example.com"), "{config}");
+    assert!(dir.path().join("out/secrets/database.yaml").exists());
+
+    let o = run(dir.path(), &["apply"]);
+    assert!(o.status.success(), "{}", text(&o));
+    assert!(text(&o).contains("no changes"), "{}", text(&o));
+
+    let o = run(dir.path(), &["outputs"]);
+    assert!(o.status.success());
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(v["nameServers"].as_array().map(Vec::len), Some(4));
+
+    let o = run(dir.path(), &["--json", "destroy"]);
+    assert!(o.status.success(), "{}", text(&o));
+    let events: Vec<serde_json::Value> = String::from_utf8_lossy(&o.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert!(events.iter().any(|e| e["event"] == "step-done"));
+    assert_eq!(events.last().unwrap()["event"], "run-finished");
+    let sim = std::fs::read_to_string(dir.path().join(".gitpod-refarch/sim-cloud.json")).unwrap();
+    let left: Vec<serde_json::Value> = serde_json::from_str(&sim).unwrap();
+    assert!(left.is_empty(), "{sim}");
+}
+
+#[test]
+fn an_invalid_spec_fails_with_every_problem_and_exit_code_2() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("bad.yaml"),
+        "cloud: aws\nname: Bad_Name\ndomain: example\nnodePools:\n  services:\n    minNodes: 9\n",
+    )
+    .unwrap();
+    let o = run(dir.path(), &["--spec", "bad.yaml", "apply"]);
+    assert_eq!(o.status.code(), Some(2), "{}", text(&o));
+    let t = text(&o);
+    for path in [
+        "name:",
+        "domain:",
+        "nodePools.services.minNodes:",
+        "certificates.email:",
+    ] {
+        assert!(t.contains(path), "missing {path} in {t}");
+    }
+    assert!(
+        !dir.path().join(".gitpod-refarch").exists(),
+        "state was written for an invalid spec"
+    );
+}
+
+#[test]
+fn clouds_not_built_yet_say_so() {
+    let dir = tempfile::tempdir().unwrap();
+    let o = run(dir.path(), &["--cloud", "aws", "plan"]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(text(&o).contains("not built yet"), "{}", text(&o));
+}
