@@ -71,8 +71,8 @@ async fn apply_creates_everything_and_reapply_makes_no_mutating_call() {
     let c = h.sim.counts();
     assert_eq!(c.mutating, 0, "{c:?}");
     assert_eq!(c.polls, 0);
-    // One read per candidate resource (the records id is observed though not desired).
-    assert_eq!(c.reads, plan::candidate_ids(&s).len() as u64, "{c:?}");
+    // Exactly one read per resource.
+    assert_eq!(c.reads, plan::graph(&s).len() as u64, "{c:?}");
     // Outputs with secrets come from state, complete.
     assert!(report.outputs.database().is_some());
     assert!(report.outputs.storage().is_some());

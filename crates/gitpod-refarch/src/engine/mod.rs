@@ -291,12 +291,22 @@ impl Engine {
         }
     }
 
-    /// Validate the spec (no call if invalid), then read every candidate resource
-    /// once, concurrently.
+    /// Validate the spec (no call if invalid), then read every resource of the
+    /// installation once, concurrently.
     pub async fn observe(&self, spec: &ReferenceArchitecture) -> Result<Snapshot> {
         spec.validate()?;
         let state = self.load_state(&spec.name)?;
-        let ids = plan::candidate_ids(spec);
+        // Desired resources, plus optional ones this installation is known to have
+        // made (so that one no longer desired is deleted): one read per resource.
+        let desired: BTreeSet<ResourceId> = plan::graph(spec).iter().map(plan::Node::id).collect();
+        let ids: Vec<ResourceId> = plan::candidate_ids(spec)
+            .into_iter()
+            .filter(|id| {
+                desired.contains(id)
+                    || state.outputs.contains_key(id)
+                    || state.journal.iter().any(|j| &j.resource == id && !j.done)
+            })
+            .collect();
         let mut observed = BTreeMap::new();
         let mut reads = futures::stream::iter(ids.into_iter().map(|id| async move {
             let r = self.with_retries(&id, || self.providers.observe(&id)).await;
