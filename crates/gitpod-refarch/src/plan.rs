@@ -442,6 +442,11 @@ impl fmt::Display for Plan {
                 s.action.word()
             )?;
             match &s.action {
+                Action::Create => {
+                    if let Some(d) = &s.desired {
+                        writeln!(f, "        {}", d.summary())?;
+                    }
+                }
                 Action::Update { changes, reason } => {
                     for c in changes {
                         writeln!(f, "        {}: {} -> {}", c.path, c.from, c.to)?;

@@ -411,6 +411,78 @@ impl Desired {
     pub fn kind(&self) -> ResourceKind {
         self.id().kind
     }
+
+    /// The settings that matter most, on one line (for plans).
+    pub fn summary(&self) -> String {
+        match self {
+            Desired::Foundation(s) => format!("region {}", s.region),
+            Desired::Network(s) => format!(
+                "nodes {}, pods {}, services {}",
+                s.node_cidr,
+                s.pod_cidr.as_deref().unwrap_or("node IPs"),
+                s.service_cidr
+            ),
+            Desired::ClusterIdentity(_) => "cluster service account/role".into(),
+            Desired::Cluster(s) => format!(
+                "Kubernetes {}, {}, network policy {}, auto-upgrade {}",
+                s.kubernetes_version,
+                if s.zones.is_empty() {
+                    format!("regional {}", s.region)
+                } else {
+                    s.zones.join(",")
+                },
+                s.network_policy,
+                if s.auto_upgrade { "on" } else { "off" }
+            ),
+            Desired::NodePool(s) => format!(
+                "{}, {} {} GB, {}..{} nodes, labels {}",
+                s.machine_type,
+                s.disk_type,
+                s.disk_size_gb,
+                s.min_nodes,
+                s.max_nodes,
+                s.node_labels.keys().cloned().collect::<Vec<_>>().join(",")
+            ),
+            Desired::DnsZone(s) => format!("zone {}", s.dns_name),
+            Desired::DnsIdentity(s) => format!("may change {} only", s.zone_dns_name),
+            Desired::DnsRecords(s) => s.names.join(", "),
+            Desired::ObjectStorage(s) => format!(
+                "{}versioning {}",
+                s.bucket
+                    .as_ref()
+                    .map(|b| format!("bucket {b}, "))
+                    .unwrap_or_default(),
+                if s.versioning { "on" } else { "off" }
+            ),
+            Desired::Registry(s) => format!("{:?} registry, repository {}", s.mode, s.repository),
+            Desired::DatabaseInstance(s) => format!(
+                "MySQL {} {}, {} GB{}, HA {}, backups {}, {}",
+                s.mysql_version,
+                s.tier,
+                s.storage_gb,
+                if s.storage_auto_increase {
+                    " auto-increase"
+                } else {
+                    ""
+                },
+                if s.high_availability { "on" } else { "off" },
+                if s.backups_enabled {
+                    format!("{} days", s.backup_retention_days)
+                } else {
+                    "off".into()
+                },
+                s.flags
+                    .iter()
+                    .map(|(k, v)| format!("{k}={v}"))
+                    .collect::<Vec<_>>()
+                    .join(" ")
+            ),
+            Desired::Database(s) => format!(
+                "database {}, user {} (generated password)",
+                s.database_name, s.username
+            ),
+        }
+    }
 }
 
 /// Storage credentials and location, in the shape the installer wants.
