@@ -172,6 +172,8 @@ pub fn graph(spec: &ReferenceArchitecture) -> Vec<Node> {
         backup_retention_days: db.backups.retention_days,
         flags: db.flags.clone(),
         deletion_protection: db.deletion_protection,
+        database_name: db.database_name.clone(),
+        admin_username: db.username.clone(),
         labels,
     });
     let inst_id = instance.id();
@@ -332,7 +334,8 @@ pub struct Step {
     pub id: ResourceId,
     /// What to do.
     pub action: Action,
-    /// The desired state (absent for deletes).
+    /// The desired state (for deletes: the spec's state, as context for the provider;
+    /// absent for a resource the spec no longer has).
     pub desired: Option<Desired>,
     /// Steps that must finish first.
     pub after: Vec<ResourceId>,
@@ -725,7 +728,7 @@ pub fn plan_destroy(
             after: dependents.get(&id).cloned().unwrap_or_default(),
             id,
             action,
-            desired: None,
+            desired: Some(n.desired.clone()),
         });
     }
     Ok(Plan {

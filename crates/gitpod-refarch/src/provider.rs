@@ -5,10 +5,15 @@
 //!
 //! - `observe`: one read; what exists now (`None` if nothing), in the same shape as
 //!   [`Desired`] so the planner can diff it, plus its outputs where they can be read.
+//!   It receives the desired state when the spec has one: fields a cloud cannot report
+//!   (an AWS account has no labels) are copied from it, and so never show drift.
 //! - `ensure`: make the resource match `desired` (create or update). Must be
 //!   idempotent by *lookup before create* (deterministic name or tag), never by
-//!   trusting a create error. May return a pending [`Operation`] the engine polls.
-//! - `delete`: remove it; deleting something absent succeeds.
+//!   trusting a create error. May return a pending [`Operation`]: the engine polls it
+//!   until done, then calls `ensure` again, until `ensure` returns `Done` with outputs
+//!   (so a resource built in phases converges one phase per call).
+//! - `delete`: remove it; deleting something absent succeeds. Like `ensure`, it is
+//!   called again after each pending operation until it returns `Done`.
 //!
 //! and `poll` for operations they returned. Any mix of implementations composes: the
 //! engine routes each resource to the trait of its [`ResourceKind::domain`].
@@ -148,7 +153,13 @@ impl Inputs {
         Inputs { outputs, secrets }
     }
 
-    /// The output of a dependency.
+    /// Record an output (the engine does, for operations that finished).
+    pub fn insert(&mut self, id: ResourceId, output: Output) {
+        self.outputs.insert(id, output);
+    }
+
+    /// The output of a dependency, or of the resource itself when earlier runs (or a
+    /// finished operation) reported one.
     pub fn get(&self, id: &ResourceId) -> Option<&Output> {
         self.outputs.get(id)
     }
@@ -175,12 +186,13 @@ impl Inputs {
 pub trait ClusterProvider: Send + Sync {
     /// Name and constraints.
     fn info(&self) -> ProviderInfo;
-    /// One read of what exists.
-    async fn observe(&self, id: &ResourceId) -> Result<Option<Observed>>;
+    /// One read of what exists (`desired`: the spec's state for it, if any).
+    async fn observe(&self, id: &ResourceId, desired: Option<&Desired>)
+        -> Result<Option<Observed>>;
     /// Create or update to match.
     async fn ensure(&self, desired: &Desired, inputs: &Inputs) -> Result<Progress>;
-    /// Remove (absent is success).
-    async fn delete(&self, id: &ResourceId) -> Result<Progress>;
+    /// Remove (absent is success); `desired` as in `observe`.
+    async fn delete(&self, id: &ResourceId, desired: Option<&Desired>) -> Result<Progress>;
     /// Poll an operation this provider returned.
     async fn poll(&self, op: &Operation) -> Result<Progress>;
 }
@@ -190,12 +202,13 @@ pub trait ClusterProvider: Send + Sync {
 pub trait DnsProvider: Send + Sync {
     /// Name and constraints.
     fn info(&self) -> ProviderInfo;
-    /// One read of what exists.
-    async fn observe(&self, id: &ResourceId) -> Result<Option<Observed>>;
+    /// One read of what exists (`desired`: the spec's state for it, if any).
+    async fn observe(&self, id: &ResourceId, desired: Option<&Desired>)
+        -> Result<Option<Observed>>;
     /// Create or update to match.
     async fn ensure(&self, desired: &Desired, inputs: &Inputs) -> Result<Progress>;
-    /// Remove (absent is success).
-    async fn delete(&self, id: &ResourceId) -> Result<Progress>;
+    /// Remove (absent is success); `desired` as in `observe`.
+    async fn delete(&self, id: &ResourceId, desired: Option<&Desired>) -> Result<Progress>;
     /// Poll an operation this provider returned.
     async fn poll(&self, op: &Operation) -> Result<Progress>;
 }
@@ -205,12 +218,13 @@ pub trait DnsProvider: Send + Sync {
 pub trait ObjectStore: Send + Sync {
     /// Name and constraints.
     fn info(&self) -> ProviderInfo;
-    /// One read of what exists.
-    async fn observe(&self, id: &ResourceId) -> Result<Option<Observed>>;
+    /// One read of what exists (`desired`: the spec's state for it, if any).
+    async fn observe(&self, id: &ResourceId, desired: Option<&Desired>)
+        -> Result<Option<Observed>>;
     /// Create or update to match.
     async fn ensure(&self, desired: &Desired, inputs: &Inputs) -> Result<Progress>;
-    /// Remove (absent is success).
-    async fn delete(&self, id: &ResourceId) -> Result<Progress>;
+    /// Remove (absent is success); `desired` as in `observe`.
+    async fn delete(&self, id: &ResourceId, desired: Option<&Desired>) -> Result<Progress>;
     /// Poll an operation this provider returned.
     async fn poll(&self, op: &Operation) -> Result<Progress>;
 }
@@ -220,12 +234,13 @@ pub trait ObjectStore: Send + Sync {
 pub trait Registry: Send + Sync {
     /// Name and constraints.
     fn info(&self) -> ProviderInfo;
-    /// One read of what exists.
-    async fn observe(&self, id: &ResourceId) -> Result<Option<Observed>>;
+    /// One read of what exists (`desired`: the spec's state for it, if any).
+    async fn observe(&self, id: &ResourceId, desired: Option<&Desired>)
+        -> Result<Option<Observed>>;
     /// Create or update to match.
     async fn ensure(&self, desired: &Desired, inputs: &Inputs) -> Result<Progress>;
-    /// Remove (absent is success).
-    async fn delete(&self, id: &ResourceId) -> Result<Progress>;
+    /// Remove (absent is success); `desired` as in `observe`.
+    async fn delete(&self, id: &ResourceId, desired: Option<&Desired>) -> Result<Progress>;
     /// Poll an operation this provider returned.
     async fn poll(&self, op: &Operation) -> Result<Progress>;
 }
@@ -235,13 +250,15 @@ pub trait Registry: Send + Sync {
 pub trait Database: Send + Sync {
     /// Name and constraints.
     fn info(&self) -> ProviderInfo;
-    /// One read of what exists.
-    async fn observe(&self, id: &ResourceId) -> Result<Option<Observed>>;
-    /// Create or update to match. For [`Desired::Database`] the user's password is
-    /// `inputs.secret(DATABASE_PASSWORD)`.
+    /// One read of what exists (`desired`: the spec's state for it, if any).
+    async fn observe(&self, id: &ResourceId, desired: Option<&Desired>)
+        -> Result<Option<Observed>>;
+    /// Create or update to match. For [`Desired::DatabaseInstance`] (admin user) and
+    /// [`Desired::Database`] (dedicated user) the password is
+    /// `inputs.secret(DATABASE_PASSWORD)`, generated and saved by the engine first.
     async fn ensure(&self, desired: &Desired, inputs: &Inputs) -> Result<Progress>;
-    /// Remove (absent is success).
-    async fn delete(&self, id: &ResourceId) -> Result<Progress>;
+    /// Remove (absent is success); `desired` as in `observe`.
+    async fn delete(&self, id: &ResourceId, desired: Option<&Desired>) -> Result<Progress>;
     /// Poll an operation this provider returned.
     async fn poll(&self, op: &Operation) -> Result<Progress>;
 }
@@ -298,13 +315,17 @@ impl Providers {
         }
     }
 
-    pub(crate) async fn observe(&self, id: &ResourceId) -> Result<Option<Observed>> {
+    pub(crate) async fn observe(
+        &self,
+        id: &ResourceId,
+        desired: Option<&Desired>,
+    ) -> Result<Option<Observed>> {
         match id.kind.domain() {
-            Domain::Cluster => self.cluster.observe(id).await,
-            Domain::Dns => self.dns.observe(id).await,
-            Domain::ObjectStore => self.object_store.observe(id).await,
-            Domain::Registry => self.registry.observe(id).await,
-            Domain::Database => self.database.observe(id).await,
+            Domain::Cluster => self.cluster.observe(id, desired).await,
+            Domain::Dns => self.dns.observe(id, desired).await,
+            Domain::ObjectStore => self.object_store.observe(id, desired).await,
+            Domain::Registry => self.registry.observe(id, desired).await,
+            Domain::Database => self.database.observe(id, desired).await,
         }
     }
 
@@ -318,13 +339,17 @@ impl Providers {
         }
     }
 
-    pub(crate) async fn delete(&self, id: &ResourceId) -> Result<Progress> {
+    pub(crate) async fn delete(
+        &self,
+        id: &ResourceId,
+        desired: Option<&Desired>,
+    ) -> Result<Progress> {
         match id.kind.domain() {
-            Domain::Cluster => self.cluster.delete(id).await,
-            Domain::Dns => self.dns.delete(id).await,
-            Domain::ObjectStore => self.object_store.delete(id).await,
-            Domain::Registry => self.registry.delete(id).await,
-            Domain::Database => self.database.delete(id).await,
+            Domain::Cluster => self.cluster.delete(id, desired).await,
+            Domain::Dns => self.dns.delete(id, desired).await,
+            Domain::ObjectStore => self.object_store.delete(id, desired).await,
+            Domain::Registry => self.registry.delete(id, desired).await,
+            Domain::Database => self.database.delete(id, desired).await,
         }
     }
 

@@ -278,6 +278,21 @@ pub struct DnsRecordsSpec {
     pub target: RecordsTarget,
 }
 
+impl DnsRecordsSpec {
+    /// Records in `zone_dns_name` for `names`, pointing at `target`.
+    pub fn new(
+        zone_dns_name: impl Into<String>,
+        names: Vec<String>,
+        target: RecordsTarget,
+    ) -> Self {
+        DnsRecordsSpec {
+            zone_dns_name: zone_dns_name.into(),
+            names,
+            target,
+        }
+    }
+}
+
 /// Object storage.
 #[non_exhaustive]
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -339,6 +354,11 @@ pub struct DatabaseInstanceSpec {
     pub flags: BTreeMap<String, String>,
     /// Deletion protection.
     pub deletion_protection: bool,
+    /// The database Gitpod uses, where the instance creates it (RDS, Azure).
+    pub database_name: String,
+    /// The admin user, where the instance needs one at creation (RDS master user,
+    /// Azure administrator login).
+    pub admin_username: String,
     /// Labels/tags.
     pub labels: BTreeMap<String, String>,
 }

@@ -270,6 +270,12 @@ impl Checker {
                 );
             }
         }
+        if c.zones.len() > 4 {
+            self.err(
+                "cluster.zones",
+                "at most 4 zones (subnets are carved from the node range per zone)",
+            );
+        }
         if s.cloud == Cloud::Aws && c.zones.len() < 2 {
             self.err(
                 "cluster.zones",

@@ -235,6 +235,9 @@ impl RunReport {
     }
 }
 
+/// How many operations one `ensure` or `delete` may start in a row.
+const MAX_ROUNDS: u32 = 16;
+
 type StepFuture<'a> = Pin<Box<dyn Future<Output = (usize, Result<Option<Output>>)> + Send + 'a>>;
 
 struct Run<'a> {
@@ -298,18 +301,25 @@ impl Engine {
         let state = self.load_state(&spec.name)?;
         // Desired resources, plus optional ones this installation is known to have
         // made (so that one no longer desired is deleted): one read per resource.
-        let desired: BTreeSet<ResourceId> = plan::graph(spec).iter().map(plan::Node::id).collect();
+        let desired: BTreeMap<ResourceId, crate::resource::Desired> = plan::graph(spec)
+            .into_iter()
+            .map(|n| (n.id(), n.desired))
+            .collect();
         let ids: Vec<ResourceId> = plan::candidate_ids(spec)
             .into_iter()
             .filter(|id| {
-                desired.contains(id)
+                desired.contains_key(id)
                     || state.outputs.contains_key(id)
                     || state.journal.iter().any(|j| &j.resource == id && !j.done)
             })
             .collect();
         let mut observed = BTreeMap::new();
+        let desired = &desired;
         let mut reads = futures::stream::iter(ids.into_iter().map(|id| async move {
-            let r = self.with_retries(&id, || self.providers.observe(&id)).await;
+            let d = desired.get(&id);
+            let r = self
+                .with_retries(&id, || self.providers.observe(&id, d))
+                .await;
             (id, r)
         }))
         .buffer_unordered(self.config.observe_concurrency.max(1));
@@ -657,9 +667,12 @@ impl Run<'_> {
             action: word.into(),
         });
         let result = match &step.action {
-            Action::Delete => self.delete(&step.id).await.map(|()| None),
+            Action::Delete => self
+                .delete(&step.id, step.desired.as_ref())
+                .await
+                .map(|()| None),
             Action::Replace { .. } => {
-                self.delete(&step.id).await?;
+                self.delete(&step.id, step.desired.as_ref()).await?;
                 self.ensure(step).await.map(Some)
             }
             Action::Await { operation } => {
@@ -684,7 +697,10 @@ impl Run<'_> {
             Error::internal("an ensure step without desired state").with_resource(step.id.clone())
         })?;
         // Secrets the call needs are generated and saved before the call.
-        if step.id.kind == ResourceKind::Database {
+        if matches!(
+            step.id.kind,
+            ResourceKind::Database | ResourceKind::DatabaseInstance
+        ) {
             self.save(|st| {
                 st.secrets
                     .entry(DATABASE_PASSWORD.to_string())
@@ -692,15 +708,29 @@ impl Run<'_> {
             })?;
         }
         let seq = self.save(|st| st.record_intent(&step.id, "ensure"))?;
-        let inputs = self.inputs()?;
-        let progress = e
-            .with_retries(&step.id, || e.providers.ensure(desired, &inputs))
-            .await?;
-        let out = match progress {
-            Progress::Done(out) => out,
-            Progress::Pending(op) => {
-                self.save(|st| st.update_intent(seq, Some(op.clone()), false))?;
-                e.wait(op).await?
+        let mut inputs = self.inputs()?;
+        // `ensure` until it is done: after each operation it started finishes, it is
+        // called again to converge the rest (a NAT gateway, then its routes).
+        let mut rounds = 0;
+        let out = loop {
+            match e
+                .with_retries(&step.id, || e.providers.ensure(desired, &inputs))
+                .await?
+            {
+                Progress::Done(out) => break out,
+                Progress::Pending(op) => {
+                    rounds += 1;
+                    if rounds > MAX_ROUNDS {
+                        return Err(Error::internal("ensure kept returning new operations")
+                            .with_resource(step.id.clone()));
+                    }
+                    self.save(|st| st.update_intent(seq, Some(op.clone()), false))?;
+                    // What the finished operation reported is this resource's output
+                    // for the next round (credentials it issued are not issued again).
+                    if let Some(reported) = e.wait(op).await? {
+                        inputs.insert(step.id.clone(), reported);
+                    }
+                }
             }
         };
         let out = out.ok_or_else(|| {
@@ -718,14 +748,25 @@ impl Run<'_> {
         Ok(out)
     }
 
-    async fn delete(&self, id: &ResourceId) -> Result<()> {
+    async fn delete(&self, id: &ResourceId, desired: Option<&Desired>) -> Result<()> {
         let e = self.engine;
         let seq = self.save(|st| st.record_intent(id, "delete"))?;
-        match e.with_retries(id, || e.providers.delete(id)).await? {
-            Progress::Done(_) => {}
-            Progress::Pending(op) => {
-                self.save(|st| st.update_intent(seq, Some(op.clone()), false))?;
-                e.wait(op).await?;
+        let mut rounds = 0;
+        loop {
+            match e
+                .with_retries(id, || e.providers.delete(id, desired))
+                .await?
+            {
+                Progress::Done(_) => break,
+                Progress::Pending(op) => {
+                    rounds += 1;
+                    if rounds > MAX_ROUNDS {
+                        return Err(Error::internal("delete kept returning new operations")
+                            .with_resource(id.clone()));
+                    }
+                    self.save(|st| st.update_intent(seq, Some(op.clone()), false))?;
+                    e.wait(op).await?;
+                }
             }
         }
         self.outputs

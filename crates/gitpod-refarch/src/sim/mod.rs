@@ -863,13 +863,13 @@ macro_rules! impl_provider {
             fn info(&self) -> ProviderInfo {
                 ProviderInfo::new("sim").with_serial_cluster_operations(self.serial_cluster)
             }
-            async fn observe(&self, id: &ResourceId) -> Result<Option<Observed>> {
+            async fn observe(&self, id: &ResourceId, _desired: Option<&Desired>) -> Result<Option<Observed>> {
                 self.observe_impl(id)
             }
             async fn ensure(&self, desired: &Desired, inputs: &Inputs) -> Result<Progress> {
                 self.ensure_impl(desired, inputs).await
             }
-            async fn delete(&self, id: &ResourceId) -> Result<Progress> {
+            async fn delete(&self, id: &ResourceId, _desired: Option<&Desired>) -> Result<Progress> {
                 self.delete_impl(id).await
             }
             async fn poll(&self, op: &Operation) -> Result<Progress> {

@@ -1,0 +1,321 @@
+//! S3 object storage: a bucket with versioning, default encryption (SSE-S3) and all
+//! public access blocked, and a user whose inline policy reaches that bucket only
+//! (not `AmazonS3FullAccess`). Its access key is the installer's `storage-s3` secret.
+
+use std::collections::BTreeMap;
+
+use aws_sdk_s3::types::{
+    BucketLocationConstraint, BucketVersioningStatus, CreateBucketConfiguration, Delete,
+    ObjectIdentifier, PublicAccessBlockConfiguration, ServerSideEncryption,
+    ServerSideEncryptionByDefault, ServerSideEncryptionConfiguration, ServerSideEncryptionRule,
+    Tag, Tagging, VersioningConfiguration,
+};
+use gitpod_refarch::plan::INSTALLATION_LABEL;
+use gitpod_refarch::provider::{Inputs, Observed, Progress};
+use gitpod_refarch::resource::{
+    Desired, ObjectStorageSpec, Output, ResourceId, ResourceKind, StorageOutput,
+};
+use gitpod_refarch::{Error, ErrorKind, Result, Secret};
+
+use crate::error::{found, Ctx};
+use crate::{iam, tags_of, Context};
+
+fn build_err(e: impl std::error::Error + Send + Sync + 'static) -> Error {
+    Error::internal("an S3 request could not be built").with_source(e)
+}
+
+/// The bucket of the installation.
+pub fn bucket_name(c: &Context, d: &ObjectStorageSpec) -> String {
+    d.bucket
+        .clone()
+        .unwrap_or_else(|| format!("{}-gitpod-{}-{}", d.name, c.account, c.region))
+}
+
+fn user_name(name: &str) -> String {
+    format!("{name}-storage")
+}
+
+/// A policy for one bucket and its objects.
+pub fn bucket_policy(bucket: &str) -> serde_json::Value {
+    serde_json::json!({
+        "Version": "2012-10-17",
+        "Statement": [
+            {"Effect": "Allow", "Action": ["s3:ListBucket", "s3:GetBucketLocation", "s3:ListBucketMultipartUploads"],
+             "Resource": [format!("arn:aws:s3:::{bucket}")]},
+            {"Effect": "Allow", "Action": ["s3:GetObject", "s3:PutObject", "s3:DeleteObject", "s3:AbortMultipartUpload", "s3:ListMultipartUploadParts"],
+             "Resource": [format!("arn:aws:s3:::{bucket}/*")]}
+        ]
+    })
+}
+
+/// Whether the bucket exists and carries this installation's tag.
+pub async fn bucket_owner(c: &Context, bucket: &str, installation: &str) -> Result<Option<bool>> {
+    if found(
+        c.clients
+            .s3
+            .head_bucket()
+            .bucket(bucket)
+            .send()
+            .await
+            .ctx(format!("reading bucket {bucket}")),
+    )?
+    .is_none()
+    {
+        return Ok(None);
+    }
+    let tags = found(
+        c.clients
+            .s3
+            .get_bucket_tagging()
+            .bucket(bucket)
+            .send()
+            .await
+            .ctx(format!("reading tags of {bucket}")),
+    )?;
+    Ok(Some(tags.is_some_and(|t| {
+        t.tag_set()
+            .iter()
+            .any(|t| t.key() == INSTALLATION_LABEL && t.value() == installation)
+    })))
+}
+
+async fn versioning_on(c: &Context, bucket: &str) -> Result<bool> {
+    let v = c
+        .clients
+        .s3
+        .get_bucket_versioning()
+        .bucket(bucket)
+        .send()
+        .await
+        .ctx(format!("reading versioning of {bucket}"))?;
+    Ok(v.status() == Some(&BucketVersioningStatus::Enabled))
+}
+
+/// Create or complete a private, encrypted bucket tagged for the installation.
+pub async fn ensure_bucket(
+    c: &Context,
+    bucket: &str,
+    installation: &str,
+    tags: &BTreeMap<String, String>,
+    versioning: bool,
+) -> Result<()> {
+    let s3 = &c.clients.s3;
+    match bucket_owner(c, bucket, installation).await? {
+        Some(true) => {}
+        Some(false) => {
+            return Err(Error::new(
+                ErrorKind::Conflict,
+                format!(
+                    "bucket {bucket} exists but does not belong to installation {installation}"
+                ),
+            ))
+        }
+        None => {
+            let mut req = s3.create_bucket().bucket(bucket);
+            if c.region != "us-east-1" {
+                req = req.create_bucket_configuration(
+                    CreateBucketConfiguration::builder()
+                        .location_constraint(BucketLocationConstraint::from(c.region.as_str()))
+                        .build(),
+                );
+            }
+            req.send().await.ctx(format!("creating bucket {bucket}"))?;
+            let tag_set: std::result::Result<Vec<Tag>, _> = tags
+                .iter()
+                .map(|(k, v)| Tag::builder().key(k).value(v).build())
+                .collect();
+            s3.put_bucket_tagging()
+                .bucket(bucket)
+                .tagging(
+                    Tagging::builder()
+                        .set_tag_set(Some(tag_set.map_err(build_err)?))
+                        .build()
+                        .map_err(build_err)?,
+                )
+                .send()
+                .await
+                .ctx(format!("tagging bucket {bucket}"))?;
+            s3.put_public_access_block()
+                .bucket(bucket)
+                .public_access_block_configuration(
+                    PublicAccessBlockConfiguration::builder()
+                        .block_public_acls(true)
+                        .ignore_public_acls(true)
+                        .block_public_policy(true)
+                        .restrict_public_buckets(true)
+                        .build(),
+                )
+                .send()
+                .await
+                .ctx(format!("blocking public access to {bucket}"))?;
+            s3.put_bucket_encryption()
+                .bucket(bucket)
+                .server_side_encryption_configuration(
+                    ServerSideEncryptionConfiguration::builder()
+                        .rules(
+                            ServerSideEncryptionRule::builder()
+                                .apply_server_side_encryption_by_default(
+                                    ServerSideEncryptionByDefault::builder()
+                                        .sse_algorithm(ServerSideEncryption::Aes256)
+                                        .build()
+                                        .map_err(build_err)?,
+                                )
+                                .build(),
+                        )
+                        .build()
+                        .map_err(build_err)?,
+                )
+                .send()
+                .await
+                .ctx(format!("encrypting bucket {bucket}"))?;
+        }
+    }
+    if versioning != versioning_on(c, bucket).await? {
+        let status = if versioning {
+            BucketVersioningStatus::Enabled
+        } else {
+            BucketVersioningStatus::Suspended
+        };
+        s3.put_bucket_versioning()
+            .bucket(bucket)
+            .versioning_configuration(VersioningConfiguration::builder().status(status).build())
+            .send()
+            .await
+            .ctx(format!("setting versioning of {bucket}"))?;
+    }
+    Ok(())
+}
+
+/// Empty (every version) and delete a bucket of this installation. Absent is fine.
+pub async fn delete_bucket(c: &Context, bucket: &str, installation: &str) -> Result<()> {
+    let s3 = &c.clients.s3;
+    match bucket_owner(c, bucket, installation).await? {
+        None => return Ok(()),
+        Some(false) => {
+            return Err(Error::new(
+                ErrorKind::Conflict,
+                format!(
+                    "bucket {bucket} does not belong to installation {installation}; left in place"
+                ),
+            ))
+        }
+        Some(true) => {}
+    }
+    loop {
+        let page = s3
+            .list_object_versions()
+            .bucket(bucket)
+            .send()
+            .await
+            .ctx(format!("listing objects of {bucket}"))?;
+        let mut ids = Vec::new();
+        for v in page.versions() {
+            ids.push(
+                ObjectIdentifier::builder()
+                    .key(v.key().unwrap_or_default())
+                    .set_version_id(v.version_id().map(str::to_string))
+                    .build()
+                    .map_err(build_err)?,
+            );
+        }
+        for m in page.delete_markers() {
+            ids.push(
+                ObjectIdentifier::builder()
+                    .key(m.key().unwrap_or_default())
+                    .set_version_id(m.version_id().map(str::to_string))
+                    .build()
+                    .map_err(build_err)?,
+            );
+        }
+        if ids.is_empty() {
+            break;
+        }
+        s3.delete_objects()
+            .bucket(bucket)
+            .delete(
+                Delete::builder()
+                    .set_objects(Some(ids))
+                    .quiet(true)
+                    .build()
+                    .map_err(build_err)?,
+            )
+            .send()
+            .await
+            .ctx(format!("emptying {bucket}"))?;
+    }
+    found(
+        s3.delete_bucket()
+            .bucket(bucket)
+            .send()
+            .await
+            .ctx(format!("deleting bucket {bucket}")),
+    )?;
+    Ok(())
+}
+
+/// The bucket and its user.
+pub async fn observe(c: &Context, d: &ObjectStorageSpec) -> Result<Option<Observed>> {
+    let bucket = bucket_name(c, d);
+    if bucket_owner(c, &bucket, &d.name).await? != Some(true) {
+        return Ok(None);
+    }
+    let mut actual = d.clone();
+    actual.region = c.region.clone();
+    actual.versioning = versioning_on(c, &bucket).await?;
+    if !iam::user_exists(c, &user_name(&d.name)).await? {
+        actual
+            .labels
+            .insert("gitpod-refarch/incomplete".into(), "user".into());
+    }
+    // The user's key cannot be read back: outputs come from state.
+    Ok(Some(Observed::ready(Desired::ObjectStorage(actual), None)))
+}
+
+/// Create or update the bucket and its user; issue a key unless state holds one.
+pub async fn ensure(c: &Context, d: &ObjectStorageSpec, inputs: &Inputs) -> Result<Progress> {
+    let bucket = bucket_name(c, d);
+    let tags = tags_of(&d.labels, &d.name);
+    ensure_bucket(c, &bucket, &d.name, &tags, d.versioning).await?;
+    let own = inputs
+        .get(&ResourceId::new(
+            ResourceKind::ObjectStorage,
+            d.name.clone(),
+        ))
+        .cloned();
+    let key = iam::ensure_user(
+        c,
+        &user_name(&d.name),
+        &bucket_policy(&bucket),
+        &tags,
+        own.is_none(),
+    )
+    .await?;
+    let out = match (key, own) {
+        (Some((id, secret)), _) => Output::ObjectStorage(storage_output(c, &bucket, id, secret)),
+        (None, Some(o)) => o,
+        (None, None) => return Err(Error::internal("no storage credentials")),
+    };
+    Ok(Progress::Done(Some(out)))
+}
+
+fn storage_output(
+    c: &Context,
+    bucket: &str,
+    access_key_id: String,
+    secret_access_key: Secret,
+) -> StorageOutput {
+    StorageOutput::S3 {
+        endpoint: c.s3_endpoint(),
+        region: c.region.clone(),
+        bucket: bucket.to_string(),
+        access_key_id,
+        secret_access_key,
+    }
+}
+
+/// Delete the user, then empty and delete the bucket.
+pub async fn delete(c: &Context, d: &ObjectStorageSpec) -> Result<Progress> {
+    iam::delete_user(c, &user_name(&d.name)).await?;
+    delete_bucket(c, &bucket_name(c, d), &d.name).await?;
+    Ok(Progress::Done(None))
+}
