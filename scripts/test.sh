@@ -9,6 +9,22 @@ export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/gitpod-refarch/target}
 export CARGO_TERM_COLOR="${CARGO_TERM_COLOR:-never}"
 command -v cargo >/dev/null || { echo "error: cargo is required (https://rustup.rs)" >&2; exit 1; }
 
+# Real servers the tests start on 127.0.0.1 (random ports): moto for the AWS APIs.
+MOTO_VERSION="5.2.1"
+if ! command -v moto_server >/dev/null 2>&1 && ! python3 -c 'import moto.server' 2>/dev/null; then
+  echo "== installing moto[server]==$MOTO_VERSION (PyPI)"
+  python3 -m pip install --quiet --disable-pip-version-check "moto[server]==$MOTO_VERSION"
+  command -v pyenv >/dev/null 2>&1 && pyenv rehash || true
+fi
+if ! command -v moto_server >/dev/null 2>&1; then
+  # pip's script directory may not be on PATH: use the module through a shim.
+  shim_dir="$CARGO_TARGET_DIR/bin"
+  mkdir -p "$shim_dir"
+  printf '#!/bin/sh\nexec python3 -m moto.server "$@"\n' > "$shim_dir/moto_server"
+  chmod +x "$shim_dir/moto_server"
+  export PATH="$shim_dir:$PATH"
+fi
+
 log="$(mktemp)"
 trap 'rm -f "$log"' EXIT
 step() { echo; echo "== $*"; }

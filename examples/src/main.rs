@@ -15,6 +15,7 @@ use gitpod_refarch::engine::{Clock, Event, EventSink, TokioClock};
 use gitpod_refarch::sim::{LatencyProfile, SimCloud};
 use gitpod_refarch::state::FileStateStore;
 use gitpod_refarch::{Engine, ErrorKind, Providers, ReferenceArchitecture};
+use gitpod_refarch_aws::{AwsConfig, AwsProvider};
 use indicatif::{MultiProgress, ProgressBar, ProgressStyle};
 
 const DEFAULT_SPEC: &str = include_str!("../specs/reference.yaml");
@@ -185,9 +186,14 @@ struct Setup {
     sim_file: PathBuf,
 }
 
-fn setup(cli: &Cli, concurrency: usize, allow_disruptive: bool) -> Result<Setup, String> {
+async fn setup(
+    cli: &Cli,
+    spec: &ReferenceArchitecture,
+    concurrency: usize,
+    allow_disruptive: bool,
+) -> Result<Setup, String> {
     let providers_for =
-        |name: &str| format!("the {name} provider is not built yet; use --cloud sim");
+        |name: &str| format!("the {name} provider is not built yet; use --cloud sim or aws");
     let clock: Arc<dyn Clock> = Arc::new(TokioClock::new());
     let sim_file = cli.state.join("sim-cloud.json");
     let (providers, sim) = match cli.cloud {
@@ -212,7 +218,23 @@ fn setup(cli: &Cli, concurrency: usize, allow_disruptive: bool) -> Result<Setup,
             (Providers::all(sim.clone()), Some(sim))
         }
         CloudArg::Gcp => return Err(providers_for("gcp")),
-        CloudArg::Aws => return Err(providers_for("aws")),
+        CloudArg::Aws => {
+            if spec.cloud != gitpod_refarch::spec::Cloud::Aws {
+                return Err(format!(
+                    "the spec is for {}, not aws (set cloud: aws)",
+                    spec.cloud
+                ));
+            }
+            let mut config = AwsConfig::for_spec(spec);
+            if let Some(url) = &cli.endpoint {
+                // Emulators answer at once: poll often.
+                config = config
+                    .endpoint_url(url.clone())
+                    .poll_interval(Duration::from_millis(200));
+            }
+            let aws = AwsProvider::connect(config).await.map_err(|e| e.chain())?;
+            (Providers::all(Arc::new(aws)), None)
+        }
         CloudArg::Azure => return Err(providers_for("azure")),
     };
     let engine = Engine::builder(providers)
@@ -262,7 +284,7 @@ async fn run(cli: Cli) -> Result<(), (u8, String)> {
             plan_json,
             show_spec,
         } => {
-            let setup = setup(&cli, 8, false).map_err(usage)?;
+            let setup = setup(&cli, &spec, 8, false).await.map_err(usage)?;
             if *show_spec {
                 println!("{}", spec.to_yaml().map_err(|e| failed(e.chain()))?);
             }
@@ -282,7 +304,9 @@ async fn run(cli: Cli) -> Result<(), (u8, String)> {
             allow_disruptive,
             concurrency,
         } => {
-            let setup = setup(&cli, *concurrency, *allow_disruptive).map_err(usage)?;
+            let setup = setup(&cli, &spec, *concurrency, *allow_disruptive)
+                .await
+                .map_err(usage)?;
             wire_ctrl_c(&setup.engine);
             let plan = setup
                 .engine
@@ -339,7 +363,7 @@ async fn run(cli: Cli) -> Result<(), (u8, String)> {
             }
         }
         Command::Destroy => {
-            let setup = setup(&cli, 8, false).map_err(usage)?;
+            let setup = setup(&cli, &spec, 8, false).await.map_err(usage)?;
             wire_ctrl_c(&setup.engine);
             let result = setup.engine.destroy(&spec).await;
             save_sim(&setup).map_err(failed)?;
@@ -354,7 +378,7 @@ async fn run(cli: Cli) -> Result<(), (u8, String)> {
             }
         }
         Command::Outputs => {
-            let setup = setup(&cli, 8, false).map_err(usage)?;
+            let setup = setup(&cli, &spec, 8, false).await.map_err(usage)?;
             let o = setup
                 .engine
                 .outputs(&spec.name)

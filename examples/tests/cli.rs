@@ -85,7 +85,82 @@ fn an_invalid_spec_fails_with_every_problem_and_exit_code_2() {
 #[test]
 fn clouds_not_built_yet_say_so() {
     let dir = tempfile::tempdir().unwrap();
-    let o = run(dir.path(), &["--cloud", "aws", "plan"]);
+    let o = run(dir.path(), &["--cloud", "gcp", "plan"]);
     assert_eq!(o.status.code(), Some(2));
     assert!(text(&o).contains("not built yet"), "{}", text(&o));
+}
+
+/// A `moto_server` on a free port, killed on drop.
+struct Moto(std::process::Child, String);
+
+impl Moto {
+    fn start() -> Moto {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let child = Command::new("moto_server")
+            .args(["-H", "127.0.0.1", "-p", &port.to_string()])
+            .env("MOTO_IAM_LOAD_MANAGED_POLICIES", "true")
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("moto_server not found: run scripts/test.sh (it installs moto[server])");
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(std::time::Instant::now() < deadline, "moto did not start");
+            std::thread::sleep(std::time::Duration::from_millis(100));
+        }
+        Moto(child, format!("http://127.0.0.1:{port}"))
+    }
+}
+
+impl Drop for Moto {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+#[test]
+fn the_aws_path_against_moto_applies_reapplies_and_destroys() {
+    let moto = Moto::start();
+    let dir = tempfile::tempdir().unwrap();
+    let spec = concat!(env!("CARGO_MANIFEST_DIR"), "/specs/aws.yaml");
+    let aws = |args: &[&str]| {
+        Command::new(env!("CARGO_BIN_EXE_gitpod-refarch"))
+            .current_dir(dir.path())
+            .env("AWS_ACCESS_KEY_ID", "testing")
+            .env("AWS_SECRET_ACCESS_KEY", "testing")
+            .env_remove("AWS_PROFILE")
+            .args(["--cloud", "aws", "--endpoint", &moto.1, "--spec", spec])
+            .args(args)
+            .output()
+            .unwrap()
+    };
+    let o = aws(&["apply"]);
+    assert!(o.status.success(), "{}", text(&o));
+    assert!(
+        text(&o).contains("applied: 12 changed, 1 unchanged"),
+        "{}",
+        text(&o)
+    );
+    let config = std::fs::read_to_string(dir.path().join("out/gitpod.config.yaml")).unwrap();
+    assert!(config.contains("s3storage"), "{config}");
+    let o = aws(&["apply"]);
+    assert!(o.status.success(), "{}", text(&o));
+    assert!(text(&o).contains("no changes"), "{}", text(&o));
+    let o = aws(&["destroy"]);
+    assert!(o.status.success(), "{}", text(&o));
+    let o = aws(&["plan"]);
+    assert!(text(&o).contains("12 create, 1 no change"), "{}", text(&o));
+    // Wrong cloud for the spec: a clear error before any call.
+    let o = Command::new(env!("CARGO_BIN_EXE_gitpod-refarch"))
+        .current_dir(dir.path())
+        .args(["--cloud", "aws", "--endpoint", &moto.1, "plan"])
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(2));
+    assert!(text(&o).contains("not aws"), "{}", text(&o));
 }

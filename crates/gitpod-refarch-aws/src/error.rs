@@ -67,7 +67,8 @@ pub(crate) fn kind_of(code: Option<&str>, message: Option<&str>, status: Option<
     if THROTTLING.contains(&code) || status == Some(429) {
         return ErrorKind::Throttled;
     }
-    if CREDENTIALS.contains(&code) {
+    // Some services (and emulators) answer rejected authentication with no code.
+    if CREDENTIALS.contains(&code) || (code.is_empty() && matches!(status, Some(401 | 403))) {
         return ErrorKind::Credentials;
     }
     if PERMISSION.contains(&code) {

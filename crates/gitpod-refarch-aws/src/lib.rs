@@ -26,7 +26,7 @@
 //! (managed node groups and their launch templates), [`dns`] (Route53 zone, scoped DNS
 //! user, records), [`storage`] (S3 bucket and scoped user), [`registry`] (in-cluster
 //! registry bucket, or ECR), [`database`] (RDS MySQL with parameter and subnet groups).
-//! [`iam`] holds the role/user helpers they share; [`error`] the error classification.
+//! [`iam`] holds the role/user helpers they share; `error.rs` the error classification.
 //!
 //! Every resource is found by deterministic name or by the tag
 //! `gitpod-installation=<name>` before anything is created: the SDK never relies on
@@ -78,6 +78,8 @@ pub struct AwsConfig {
     pub poll_interval: Duration,
     /// Static credentials (access key id, secret) instead of the standard chain.
     pub static_credentials: Option<(String, Secret)>,
+    /// First backoff of the SDK's own retries.
+    pub initial_backoff: Duration,
 }
 
 impl AwsConfig {
@@ -92,6 +94,7 @@ impl AwsConfig {
             attempt_timeout: Duration::from_secs(60),
             poll_interval: Duration::from_secs(20),
             static_credentials: None,
+            initial_backoff: Duration::from_millis(200),
         }
     }
 
@@ -123,6 +126,13 @@ impl AwsConfig {
         self
     }
 
+    /// First backoff of the SDK's own retries.
+    #[must_use]
+    pub fn initial_backoff(mut self, d: Duration) -> Self {
+        self.initial_backoff = d;
+        self
+    }
+
     /// Poll interval for pending operations.
     #[must_use]
     pub fn poll_interval(mut self, d: Duration) -> Self {
@@ -137,7 +147,7 @@ impl AwsConfig {
             .retry_config(
                 RetryConfig::standard()
                     .with_max_attempts(self.max_attempts)
-                    .with_initial_backoff(Duration::from_millis(200)),
+                    .with_initial_backoff(self.initial_backoff),
             )
             .timeout_config(
                 TimeoutConfig::builder()

@@ -207,16 +207,23 @@ pub async fn observe(c: &Context, d: &NetworkSpec) -> Result<Option<Observed>> {
     actual.region = c.region.clone();
     actual.node_cidr = net.cidr.clone();
     let (priv_z, pub_z) = (zones_with(&net.private), zones_with(&net.public));
-    actual.zones = if d
-        .zones
+    // Subnets only in desired zones: a network to complete, not to replace.
+    let extra = priv_z
         .iter()
-        .all(|z| priv_z.contains(z) && pub_z.contains(z))
-        && priv_z.len() == d.zones.len()
-    {
-        d.zones.clone()
+        .chain(pub_z.iter())
+        .any(|z| !d.zones.contains(z));
+    if extra {
+        actual.zones = priv_z;
     } else {
-        priv_z
-    };
+        actual.zones = d.zones.clone();
+        if !d
+            .zones
+            .iter()
+            .all(|z| priv_z.contains(z) && pub_z.contains(z))
+        {
+            actual.labels.insert(INCOMPLETE.into(), "subnets".into());
+        }
+    }
     actual.highly_available_nat = nats.len() > 1;
     let wanted_nats = nat_zones(d).len();
     if nats.len() < wanted_nats || net.db_security_group.is_none() {

@@ -64,7 +64,10 @@ async fn repo_uri(c: &Context, repo: &str) -> Result<Option<String>> {
 pub async fn observe(c: &Context, d: &RegistrySpec) -> Result<Option<Observed>> {
     let exists = match d.mode {
         RegistryMode::Managed => repo_uri(c, &repository(d)).await?.is_some(),
-        _ => storage::bucket_owner(c, &bucket_name(c, d), &d.name).await? == Some(true),
+        _ => {
+            storage::bucket_owner(c, &bucket_name(c, d), &d.name).await?
+                == Some(storage::Ownership::Ours)
+        }
     };
     if !exists {
         return Ok(None);
@@ -128,7 +131,7 @@ pub async fn ensure(c: &Context, d: &RegistrySpec, inputs: &Inputs) -> Result<Pr
         }
         _ => {
             let bucket = bucket_name(c, d);
-            storage::ensure_bucket(c, &bucket, &d.name, &tags, false).await?;
+            storage::ensure_bucket(c, &bucket, &d.name, &tags, false, true).await?;
             let key = iam::ensure_user(
                 c,
                 &user,

@@ -20,6 +20,9 @@ use gitpod_refarch::{Error, ErrorKind, Result, Secret};
 use crate::error::{found, Ctx};
 use crate::{iam, tags_of, Context};
 
+/// The tag recording the versioning the SDK last set (see [`versioning_on`]).
+const VERSIONING_TAG: &str = "gitpod-refarch/versioning";
+
 fn build_err(e: impl std::error::Error + Send + Sync + 'static) -> Error {
     Error::internal("an S3 request could not be built").with_source(e)
 }
@@ -48,8 +51,23 @@ pub fn bucket_policy(bucket: &str) -> serde_json::Value {
     })
 }
 
-/// Whether the bucket exists and carries this installation's tag.
-pub async fn bucket_owner(c: &Context, bucket: &str, installation: &str) -> Result<Option<bool>> {
+/// Who a bucket belongs to, as far as its tags say.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Ownership {
+    /// Tagged for this installation.
+    Ours,
+    /// No installation tag at all (a run stopped between create and tag).
+    Untagged,
+    /// Tagged for another installation.
+    Theirs,
+}
+
+/// Whether the bucket exists, and whose it is.
+pub async fn bucket_owner(
+    c: &Context,
+    bucket: &str,
+    installation: &str,
+) -> Result<Option<Ownership>> {
     if found(
         c.clients
             .s3
@@ -72,37 +90,140 @@ pub async fn bucket_owner(c: &Context, bucket: &str, installation: &str) -> Resu
             .await
             .ctx(format!("reading tags of {bucket}")),
     )?;
-    Ok(Some(tags.is_some_and(|t| {
+    let label = tags.as_ref().and_then(|t| {
         t.tag_set()
             .iter()
-            .any(|t| t.key() == INSTALLATION_LABEL && t.value() == installation)
-    })))
+            .find(|t| t.key() == INSTALLATION_LABEL)
+            .map(|t| t.value().to_string())
+    });
+    Ok(Some(match label {
+        Some(v) if v == installation => Ownership::Ours,
+        Some(_) => Ownership::Theirs,
+        None => Ownership::Untagged,
+    }))
 }
 
+/// Whether versioning is on. An S3 emulator whose `GetBucketVersioning` answer the
+/// SDK cannot parse (moto 5.2.1 answers 200 with another root element) falls back to
+/// the tag the SDK wrote when it last set versioning.
 async fn versioning_on(c: &Context, bucket: &str) -> Result<bool> {
-    let v = c
+    match c
         .clients
         .s3
         .get_bucket_versioning()
         .bucket(bucket)
         .send()
         .await
-        .ctx(format!("reading versioning of {bucket}"))?;
-    Ok(v.status() == Some(&BucketVersioningStatus::Enabled))
+    {
+        Ok(v) => Ok(v.status() == Some(&BucketVersioningStatus::Enabled)),
+        Err(e) if e.raw_response().is_some_and(|r| r.status().as_u16() == 200) => {
+            tracing::warn!(
+                bucket,
+                "GetBucketVersioning answer unreadable; using the recorded setting"
+            );
+            let tags = found(
+                c.clients
+                    .s3
+                    .get_bucket_tagging()
+                    .bucket(bucket)
+                    .send()
+                    .await
+                    .ctx(format!("reading tags of {bucket}")),
+            )?;
+            Ok(tags.is_some_and(|t| {
+                t.tag_set()
+                    .iter()
+                    .any(|t| t.key() == VERSIONING_TAG && t.value() == "on")
+            }))
+        }
+        Err(e) => Err(crate::error::from_sdk(
+            e,
+            format!("reading versioning of {bucket}"),
+        )),
+    }
+}
+
+async fn put_tags(c: &Context, bucket: &str, tags: &BTreeMap<String, String>) -> Result<()> {
+    let tag_set: std::result::Result<Vec<Tag>, _> = tags
+        .iter()
+        .map(|(k, v)| Tag::builder().key(k).value(v).build())
+        .collect();
+    c.clients
+        .s3
+        .put_bucket_tagging()
+        .bucket(bucket)
+        .tagging(
+            Tagging::builder()
+                .set_tag_set(Some(tag_set.map_err(build_err)?))
+                .build()
+                .map_err(build_err)?,
+        )
+        .send()
+        .await
+        .ctx(format!("tagging bucket {bucket}"))?;
+    Ok(())
+}
+
+/// Block public access and turn on default encryption (idempotent puts).
+async fn harden(c: &Context, bucket: &str) -> Result<()> {
+    let s3 = &c.clients.s3;
+    s3.put_public_access_block()
+        .bucket(bucket)
+        .public_access_block_configuration(
+            PublicAccessBlockConfiguration::builder()
+                .block_public_acls(true)
+                .ignore_public_acls(true)
+                .block_public_policy(true)
+                .restrict_public_buckets(true)
+                .build(),
+        )
+        .send()
+        .await
+        .ctx(format!("blocking public access to {bucket}"))?;
+    let by_default = ServerSideEncryptionByDefault::builder()
+        .sse_algorithm(ServerSideEncryption::Aes256)
+        .build()
+        .map_err(build_err)?;
+    s3.put_bucket_encryption()
+        .bucket(bucket)
+        .server_side_encryption_configuration(
+            ServerSideEncryptionConfiguration::builder()
+                .rules(
+                    ServerSideEncryptionRule::builder()
+                        .apply_server_side_encryption_by_default(by_default)
+                        .build(),
+                )
+                .build()
+                .map_err(build_err)?,
+        )
+        .send()
+        .await
+        .ctx(format!("encrypting bucket {bucket}"))?;
+    Ok(())
 }
 
 /// Create or complete a private, encrypted bucket tagged for the installation.
+///
+/// `adoptable`: the name is derived from the installation, account and region, so an
+/// untagged bucket of that name in this account is one a stopped run created (a bucket
+/// of another account answers 403, and one tagged for another installation is refused).
 pub async fn ensure_bucket(
     c: &Context,
     bucket: &str,
     installation: &str,
     tags: &BTreeMap<String, String>,
     versioning: bool,
+    adoptable: bool,
 ) -> Result<()> {
     let s3 = &c.clients.s3;
+    let mut tags = tags.clone();
     match bucket_owner(c, bucket, installation).await? {
-        Some(true) => {}
-        Some(false) => {
+        Some(Ownership::Ours) => {}
+        Some(Ownership::Untagged) if adoptable => {
+            put_tags(c, bucket, &tags).await?;
+            harden(c, bucket).await?;
+        }
+        Some(_) => {
             return Err(Error::new(
                 ErrorKind::Conflict,
                 format!(
@@ -120,54 +241,8 @@ pub async fn ensure_bucket(
                 );
             }
             req.send().await.ctx(format!("creating bucket {bucket}"))?;
-            let tag_set: std::result::Result<Vec<Tag>, _> = tags
-                .iter()
-                .map(|(k, v)| Tag::builder().key(k).value(v).build())
-                .collect();
-            s3.put_bucket_tagging()
-                .bucket(bucket)
-                .tagging(
-                    Tagging::builder()
-                        .set_tag_set(Some(tag_set.map_err(build_err)?))
-                        .build()
-                        .map_err(build_err)?,
-                )
-                .send()
-                .await
-                .ctx(format!("tagging bucket {bucket}"))?;
-            s3.put_public_access_block()
-                .bucket(bucket)
-                .public_access_block_configuration(
-                    PublicAccessBlockConfiguration::builder()
-                        .block_public_acls(true)
-                        .ignore_public_acls(true)
-                        .block_public_policy(true)
-                        .restrict_public_buckets(true)
-                        .build(),
-                )
-                .send()
-                .await
-                .ctx(format!("blocking public access to {bucket}"))?;
-            s3.put_bucket_encryption()
-                .bucket(bucket)
-                .server_side_encryption_configuration(
-                    ServerSideEncryptionConfiguration::builder()
-                        .rules(
-                            ServerSideEncryptionRule::builder()
-                                .apply_server_side_encryption_by_default(
-                                    ServerSideEncryptionByDefault::builder()
-                                        .sse_algorithm(ServerSideEncryption::Aes256)
-                                        .build()
-                                        .map_err(build_err)?,
-                                )
-                                .build(),
-                        )
-                        .build()
-                        .map_err(build_err)?,
-                )
-                .send()
-                .await
-                .ctx(format!("encrypting bucket {bucket}"))?;
+            put_tags(c, bucket, &tags).await?;
+            harden(c, bucket).await?;
         }
     }
     if versioning != versioning_on(c, bucket).await? {
@@ -182,6 +257,11 @@ pub async fn ensure_bucket(
             .send()
             .await
             .ctx(format!("setting versioning of {bucket}"))?;
+        tags.insert(
+            VERSIONING_TAG.into(),
+            if versioning { "on" } else { "off" }.into(),
+        );
+        put_tags(c, bucket, &tags).await?;
     }
     Ok(())
 }
@@ -191,7 +271,7 @@ pub async fn delete_bucket(c: &Context, bucket: &str, installation: &str) -> Res
     let s3 = &c.clients.s3;
     match bucket_owner(c, bucket, installation).await? {
         None => return Ok(()),
-        Some(false) => {
+        Some(Ownership::Theirs) => {
             return Err(Error::new(
                 ErrorKind::Conflict,
                 format!(
@@ -199,7 +279,7 @@ pub async fn delete_bucket(c: &Context, bucket: &str, installation: &str) -> Res
                 ),
             ))
         }
-        Some(true) => {}
+        Some(Ownership::Ours | Ownership::Untagged) => {}
     }
     loop {
         let page = s3
@@ -256,7 +336,7 @@ pub async fn delete_bucket(c: &Context, bucket: &str, installation: &str) -> Res
 /// The bucket and its user.
 pub async fn observe(c: &Context, d: &ObjectStorageSpec) -> Result<Option<Observed>> {
     let bucket = bucket_name(c, d);
-    if bucket_owner(c, &bucket, &d.name).await? != Some(true) {
+    if bucket_owner(c, &bucket, &d.name).await? != Some(Ownership::Ours) {
         return Ok(None);
     }
     let mut actual = d.clone();
@@ -275,7 +355,7 @@ pub async fn observe(c: &Context, d: &ObjectStorageSpec) -> Result<Option<Observ
 pub async fn ensure(c: &Context, d: &ObjectStorageSpec, inputs: &Inputs) -> Result<Progress> {
     let bucket = bucket_name(c, d);
     let tags = tags_of(&d.labels, &d.name);
-    ensure_bucket(c, &bucket, &d.name, &tags, d.versioning).await?;
+    ensure_bucket(c, &bucket, &d.name, &tags, d.versioning, d.bucket.is_none()).await?;
     let own = inputs
         .get(&ResourceId::new(
             ResourceKind::ObjectStorage,
