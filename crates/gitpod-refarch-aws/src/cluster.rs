@@ -12,6 +12,7 @@ use aws_sdk_eks::types::{
     AuthenticationMode, ClusterStatus, CreateAccessConfigRequest, VpcConfigRequest,
 };
 use base64::Engine as _;
+use gitpod_refarch::plan::INSTALLATION_LABEL;
 use gitpod_refarch::provider::{Inputs, Observed, Operation, Progress};
 use gitpod_refarch::resource::{ClusterSpec, Desired, Output, ResourceId, ResourceKind};
 use gitpod_refarch::{Error, ErrorKind, Result};
@@ -26,7 +27,28 @@ const OIDC_THUMBPRINT: &str = "9e99a48a9960b14926bb7f3b02e22da2b0ab7280";
 /// Tag recording the zones the cluster was made for.
 const ZONES_TAG: &str = "gitpod-refarch/zones";
 
+/// This installation's cluster, if it exists; a conflict if a cluster of that name
+/// is not tagged for it.
 async fn describe(c: &Context, name: &str) -> Result<Option<aws_sdk_eks::types::Cluster>> {
+    let cl = describe_any(c, name).await?;
+    match cl {
+        Some(cl) if cl.tags().is_none_or(|t| t.get(INSTALLATION_LABEL).map(String::as_str) != Some(name)) => Err(Error::new(
+            ErrorKind::Conflict,
+            format!("EKS cluster {name} exists but is not tagged for installation {name}; it is left alone"),
+        )),
+        other => Ok(other),
+    }
+}
+
+/// A conflict (someone else's resource) read as absent.
+fn not_foreign<T>(r: Result<Option<T>>) -> Result<Option<T>> {
+    match r {
+        Err(e) if e.kind() == ErrorKind::Conflict => Ok(None),
+        other => other,
+    }
+}
+
+async fn describe_any(c: &Context, name: &str) -> Result<Option<aws_sdk_eks::types::Cluster>> {
     let out = found(
         c.clients
             .eks
@@ -79,7 +101,8 @@ async fn oidc_provider(c: &Context, issuer: &str) -> Result<Option<String>> {
 
 /// The cluster as it is.
 pub async fn observe(c: &Context, d: &ClusterSpec) -> Result<Option<Observed>> {
-    let Some(cl) = describe(c, &d.name).await? else {
+    // Someone else's cluster of that name is not ours: absent (ensure then refuses).
+    let Some(cl) = not_foreign(describe(c, &d.name).await)? else {
         return Ok(None);
     };
     let id = ResourceId::new(ResourceKind::Cluster, d.name.clone());
@@ -92,11 +115,14 @@ pub async fn observe(c: &Context, d: &ClusterSpec) -> Result<Option<Observed>> {
         version
     };
     if let Some(z) = cl.tags().and_then(|t| t.get(ZONES_TAG)) {
-        actual.zones = z
+        let zones: Vec<String> = z
             .split('.')
             .filter(|s| !s.is_empty())
             .map(str::to_string)
             .collect();
+        // The same zones in another order are no change.
+        let same = zones.len() == d.zones.len() && zones.iter().all(|z| d.zones.contains(z));
+        actual.zones = if same { d.zones.clone() } else { zones };
     }
     match cl.status() {
         Some(ClusterStatus::Creating | ClusterStatus::Updating | ClusterStatus::Pending) => {
@@ -277,8 +303,12 @@ pub async fn poll(c: &Context, op: &Operation) -> Result<Progress> {
 /// Delete the OIDC provider and the cluster (node groups are gone by then).
 pub async fn delete(c: &Context, id: &ResourceId) -> Result<Progress> {
     let name = id.name.as_str();
-    let Some(cl) = describe(c, name).await? else {
-        return Ok(Progress::Done(None));
+    let cl = match describe(c, name).await {
+        Ok(Some(cl)) => cl,
+        Ok(None) => return Ok(Progress::Done(None)),
+        // Someone else's cluster of that name: not ours to delete.
+        Err(e) if e.kind() == ErrorKind::Conflict => return Ok(Progress::Done(None)),
+        Err(e) => return Err(e),
     };
     if cl.status() == Some(&ClusterStatus::Deleting) {
         return Ok(Progress::Pending(

@@ -9,6 +9,7 @@
 use std::collections::BTreeMap;
 
 use aws_sdk_rds::types::{ApplyMethod, Parameter, Tag};
+use gitpod_refarch::plan::INSTALLATION_LABEL;
 use gitpod_refarch::provider::{Inputs, Observed, Operation, Progress, DATABASE_PASSWORD};
 use gitpod_refarch::resource::{
     DatabaseEndpoint, DatabaseInstanceSpec, DatabaseSpec, Desired, Output, ResourceId, ResourceKind,
@@ -56,7 +57,27 @@ fn minor(v: &str) -> String {
     v.split('.').take(2).collect::<Vec<_>>().join(".")
 }
 
+/// This installation's instance (tagged for it), if it exists; a conflict if an
+/// instance of that identifier belongs to someone else.
 async fn describe(c: &Context, id: &str) -> Result<Option<aws_sdk_rds::types::DbInstance>> {
+    let installation = id.trim_end_matches("-mysql");
+    match describe_any(c, id).await? {
+        Some(db)
+            if !db
+                .tag_list()
+                .iter()
+                .any(|t| t.key() == Some(INSTALLATION_LABEL) && t.value() == Some(installation)) =>
+        {
+            Err(Error::new(
+                ErrorKind::Conflict,
+                format!("database instance {id} exists but is not tagged for installation {installation}; it is left alone"),
+            ))
+        }
+        other => Ok(other),
+    }
+}
+
+async fn describe_any(c: &Context, id: &str) -> Result<Option<aws_sdk_rds::types::DbInstance>> {
     let out = found(
         c.clients
             .rds
@@ -104,10 +125,13 @@ fn endpoint_of(db: &aws_sdk_rds::types::DbInstance) -> Output {
     }
 }
 
+/// Whether the instance is in the middle of something (`storage-optimization` follows
+/// every storage change for hours while the instance is fully usable: not busy).
 fn busy(status: &str) -> bool {
     !matches!(
         status,
         "available"
+            | "storage-optimization"
             | "failed"
             | "stopped"
             | "storage-full"
@@ -120,7 +144,12 @@ fn busy(status: &str) -> bool {
 /// The instance as it is.
 pub async fn observe_instance(c: &Context, d: &DatabaseInstanceSpec) -> Result<Option<Observed>> {
     let id = instance_id(&d.name);
-    let Some(db) = describe(c, &id).await? else {
+    // Someone else's instance of that name is not ours: absent (ensure then refuses).
+    let db = match describe(c, &id).await {
+        Err(e) if e.kind() == ErrorKind::Conflict => None,
+        other => other?,
+    };
+    let Some(db) = db else {
         return Ok(None);
     };
     let rid = ResourceId::new(ResourceKind::DatabaseInstance, d.name.clone());
@@ -133,7 +162,13 @@ pub async fn observe_instance(c: &Context, d: &DatabaseInstanceSpec) -> Result<O
         minor(ev)
     };
     a.tier = db.db_instance_class().unwrap_or_default().to_string();
-    a.storage_gb = db.allocated_storage().unwrap_or(0).max(0) as u32;
+    let allocated = db.allocated_storage().unwrap_or(0).max(0) as u32;
+    // Storage that autoscaling grew past the spec is not drift.
+    a.storage_gb = if d.storage_auto_increase && allocated >= d.storage_gb {
+        d.storage_gb
+    } else {
+        allocated
+    };
     a.storage_auto_increase = db
         .max_allocated_storage()
         .is_some_and(|m| m > db.allocated_storage().unwrap_or(0));
@@ -334,9 +369,13 @@ pub async fn ensure_instance(
         .first()
         .and_then(|g| g.db_parameter_group_name())
         .unwrap_or_default();
+    let allocated = db.allocated_storage().unwrap_or(0);
+    // With autoscaling, storage may have grown past the spec: only grow, never shrink.
+    let storage_ok = allocated == d.storage_gb as i32
+        || (d.storage_auto_increase && allocated > d.storage_gb as i32);
     let same = minor(db.engine_version().unwrap_or_default()) == minor(&d.mysql_version)
         && db.db_instance_class() == Some(d.tier.as_str())
-        && db.allocated_storage() == Some(d.storage_gb as i32)
+        && storage_ok
         && db.multi_az() == Some(d.high_availability)
         && db.backup_retention_period() == Some(retention)
         && db.deletion_protection() == Some(d.deletion_protection)
@@ -353,19 +392,20 @@ pub async fn ensure_instance(
         .db_instance_identifier(&id)
         .apply_immediately(true)
         .db_instance_class(&d.tier)
-        .allocated_storage(d.storage_gb as i32)
         .multi_az(d.high_availability)
         .backup_retention_period(retention)
         .deletion_protection(d.deletion_protection)
         .db_parameter_group_name(&group);
+    if !storage_ok {
+        req = req.allocated_storage(d.storage_gb as i32);
+    }
     if minor(db.engine_version().unwrap_or_default()) != minor(&d.mysql_version) {
         req = req
             .engine_version(&d.mysql_version)
             .allow_major_version_upgrade(true);
     }
-    if let Some(m) = max_storage {
-        req = req.max_allocated_storage(m);
-    }
+    // Autoscaling off: RDS wants the maximum equal to the allocated storage.
+    req = req.max_allocated_storage(max_storage.unwrap_or(allocated.max(d.storage_gb as i32)));
     req.send()
         .await
         .ctx(format!("modifying database instance {id}"))?;
@@ -389,7 +429,7 @@ pub async fn poll(c: &Context, op: &Operation) -> Result<Progress> {
         (Some(_), true) => again(),
         (Some(db), false) => {
             let status = db.db_instance_status().unwrap_or_default();
-            if status == "available" {
+            if !busy(status) && matches!(status, "available" | "storage-optimization") {
                 Ok(Progress::Done(None))
             } else if busy(status) {
                 again()
@@ -411,7 +451,11 @@ pub async fn delete_instance(
 ) -> Result<Progress> {
     let id = instance_id(&d.name);
     let rds = &c.clients.rds;
-    if let Some(db) = describe(c, &id).await? {
+    let existing = match describe(c, &id).await {
+        Err(e) if e.kind() == ErrorKind::Conflict => return Ok(Progress::Done(None)),
+        other => other?,
+    };
+    if let Some(db) = existing {
         if db.db_instance_status() != Some("deleting") {
             rds.delete_db_instance()
                 .db_instance_identifier(&id)
@@ -445,7 +489,11 @@ pub async fn delete_instance(
 
 /// The database and user, as RDS reports them.
 pub async fn observe_database(c: &Context, d: &DatabaseSpec) -> Result<Option<Observed>> {
-    let Some(db) = describe(c, &instance_id(&d.instance)).await? else {
+    let db = match describe(c, &instance_id(&d.instance)).await {
+        Err(e) if e.kind() == ErrorKind::Conflict => None,
+        other => other?,
+    };
+    let Some(db) = db else {
         return Ok(None);
     };
     if db.db_name().is_none() {

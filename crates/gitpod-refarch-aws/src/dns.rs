@@ -172,9 +172,18 @@ pub async fn ensure_zone(c: &Context, d: &DnsZoneSpec) -> Result<Progress> {
     })))
 }
 
-/// Delete the zone if this installation made it (records must be gone first).
+/// Delete the zone if this installation made it, with every record in it but its own
+/// SOA and NS (external-dns and cert-manager leave TXT records behind).
 pub async fn delete_zone(c: &Context, _id: &ResourceId, d: &DnsZoneSpec) -> Result<Progress> {
     if let Some(zone) = owned_zone(c, &d.dns_name, Some(&d.name)).await? {
+        let sets = list_records(c, &zone).await?;
+        let extra: Vec<ResourceRecordSet> = sets
+            .into_iter()
+            .filter(|s| {
+                !(matches!(s.r#type(), RrType::Soa | RrType::Ns) && norm(s.name()) == d.dns_name)
+            })
+            .collect();
+        delete_sets(c, &zone, extra).await?;
         found(
             c.clients
                 .route53
@@ -207,7 +216,7 @@ pub fn dns_policy(zone_id: &str) -> serde_json::Value {
 
 /// The DNS user, if it exists.
 pub async fn observe_identity(c: &Context, d: &DnsIdentitySpec) -> Result<Option<Observed>> {
-    if !iam::user_exists(c, &dns_user(&d.name)).await? {
+    if !iam::user_is_ours(c, &dns_user(&d.name), &d.name).await? {
         return Ok(None);
     }
     // The access key's secret cannot be read back: outputs come from state.
@@ -245,32 +254,34 @@ pub async fn ensure_identity(
 
 /// Delete the DNS user.
 pub async fn delete_identity(c: &Context, name: &str) -> Result<Progress> {
-    iam::delete_user(c, &dns_user(name)).await?;
+    iam::delete_user(c, &dns_user(name), name).await?;
     Ok(Progress::Done(None))
 }
 
-fn record_names(zone: &str, d: Option<&Desired>) -> Vec<String> {
+/// The records' spec (the engine always passes the spec's context for records).
+fn records_of(d: Option<&Desired>) -> Result<&DnsRecordsSpec> {
     match d {
-        Some(Desired::DnsRecords(r)) => r.names.clone(),
-        _ => vec![
-            zone.to_string(),
-            format!("*.{zone}"),
-            format!("*.ws.{zone}"),
-        ],
+        Some(Desired::DnsRecords(r)) => Ok(r),
+        _ => Err(Error::internal(
+            "the AWS provider needs the records' spec context",
+        )),
     }
 }
 
 async fn list_records(c: &Context, zone_id: &str) -> Result<Vec<ResourceRecordSet>> {
     let mut all = Vec::new();
-    let mut start: Option<(String, RrType)> = None;
+    let mut start: Option<(String, RrType, Option<String>)> = None;
     loop {
         let mut req = c
             .clients
             .route53
             .list_resource_record_sets()
             .hosted_zone_id(zone_id);
-        if let Some((n, t)) = &start {
-            req = req.start_record_name(n).start_record_type(t.clone());
+        if let Some((n, t, ident)) = &start {
+            req = req
+                .start_record_name(n)
+                .start_record_type(t.clone())
+                .set_start_record_identifier(ident.clone());
         }
         let out = req
             .send()
@@ -282,7 +293,13 @@ async fn list_records(c: &Context, zone_id: &str) -> Result<Vec<ResourceRecordSe
             out.next_record_name(),
             out.next_record_type(),
         ) {
-            (true, Some(n), Some(t)) => start = Some((n.to_string(), t.clone())),
+            (true, Some(n), Some(t)) => {
+                start = Some((
+                    n.to_string(),
+                    t.clone(),
+                    out.next_record_identifier().map(str::to_string),
+                ))
+            }
             _ => break,
         }
     }
@@ -292,33 +309,18 @@ async fn list_records(c: &Context, zone_id: &str) -> Result<Vec<ResourceRecordSe
 /// The Gitpod records in the installation's zone.
 pub async fn observe_records(
     c: &Context,
-    zone: &str,
+    _zone: &str,
     d: Option<&Desired>,
 ) -> Result<Option<Observed>> {
-    // Records have no tags: the zone decides. Without a desired state the zone's owner
-    // is unknown here, so look at every zone of that name this SDK made.
-    let zones = c
-        .clients
-        .route53
-        .list_hosted_zones_by_name()
-        .dns_name(zone)
-        .max_items(50)
-        .send()
-        .await
-        .ctx(format!("looking up the zone {zone}"))?;
-    let Some(z) = zones
-        .hosted_zones()
-        .iter()
-        .find(|z| norm(z.name()) == zone && z.caller_reference().starts_with("gitpod-refarch:"))
-    else {
+    let r = records_of(d)?;
+    let Some(zone_id) = owned_zone(c, &r.zone_dns_name, Some(&r.installation)).await? else {
         return Ok(None);
     };
-    let names = record_names(zone, d);
-    let sets = list_records(c, &bare_id(z.id())).await?;
+    let sets = list_records(c, &zone_id).await?;
     let ours: Vec<&ResourceRecordSet> = sets
         .iter()
         .filter(|s| {
-            matches!(s.r#type(), RrType::A | RrType::Cname) && names.contains(&norm(s.name()))
+            matches!(s.r#type(), RrType::A | RrType::Cname) && r.names.contains(&norm(s.name()))
         })
         .collect();
     let Some(first) = ours.first() else {
@@ -327,40 +329,26 @@ pub async fn observe_records(
     let value = first
         .resource_records()
         .first()
-        .map(|r| norm(r.value()))
+        .map(|v| norm(v.value()))
         .unwrap_or_default();
     let target = if *first.r#type() == RrType::A {
         RecordsTarget::Ipv4(value)
     } else {
         RecordsTarget::Hostname(value)
     };
-    let found_names: Vec<String> = names
+    let found_names: Vec<String> = r
+        .names
         .iter()
         .filter(|n| ours.iter().any(|s| &norm(s.name()) == *n))
         .cloned()
         .collect();
-    let actual = match d {
-        Some(Desired::DnsRecords(r)) => {
-            let mut a = r.clone();
-            a.names = found_names.clone();
-            a.target = target;
-            a
-        }
-        _ => {
-            return Ok(Some(Observed::ready(
-                Desired::DnsRecords(records_spec(zone, found_names.clone(), target)),
-                Some(Output::DnsRecords { names: found_names }),
-            )))
-        }
-    };
+    let mut actual = r.clone();
+    actual.names = found_names.clone();
+    actual.target = target;
     Ok(Some(Observed::ready(
         Desired::DnsRecords(actual),
         Some(Output::DnsRecords { names: found_names }),
     )))
-}
-
-fn records_spec(zone: &str, names: Vec<String>, target: RecordsTarget) -> DnsRecordsSpec {
-    DnsRecordsSpec::new(zone, names, target)
 }
 
 fn record_set(name: &str, target: &RecordsTarget) -> Result<ResourceRecordSet> {
@@ -412,54 +400,45 @@ pub async fn ensure_records(c: &Context, d: &DnsRecordsSpec, inputs: &Inputs) ->
     })))
 }
 
-/// Delete the Gitpod records (as they are) from the zone.
-pub async fn delete_records(c: &Context, zone: &str) -> Result<Progress> {
-    let zones = c
-        .clients
-        .route53
-        .list_hosted_zones_by_name()
-        .dns_name(zone)
-        .max_items(50)
-        .send()
-        .await
-        .ctx(format!("looking up the zone {zone}"))?;
-    for z in zones
-        .hosted_zones()
-        .iter()
-        .filter(|z| norm(z.name()) == zone && z.caller_reference().starts_with("gitpod-refarch:"))
-    {
-        let zone_id = bare_id(z.id());
-        let names = record_names(zone, None);
+/// Delete the Gitpod records (as they are) from the installation's zone.
+pub async fn delete_records(c: &Context, d: Option<&Desired>) -> Result<Progress> {
+    let r = records_of(d)?;
+    if let Some(zone_id) = owned_zone(c, &r.zone_dns_name, Some(&r.installation)).await? {
         let sets = list_records(c, &zone_id).await?;
         let doomed: Vec<ResourceRecordSet> = sets
             .into_iter()
             .filter(|s| {
-                matches!(s.r#type(), RrType::A | RrType::Cname) && names.contains(&norm(s.name()))
+                matches!(s.r#type(), RrType::A | RrType::Cname) && r.names.contains(&norm(s.name()))
             })
             .collect();
-        if doomed.is_empty() {
-            continue;
-        }
-        let mut batch = ChangeBatch::builder();
-        for s in doomed {
-            batch = batch.changes(
-                Change::builder()
-                    .action(ChangeAction::Delete)
-                    .resource_record_set(s)
-                    .build()
-                    .map_err(build_err)?,
-            );
-        }
-        c.clients
-            .route53
-            .change_resource_record_sets()
-            .hosted_zone_id(&zone_id)
-            .change_batch(batch.build().map_err(build_err)?)
-            .send()
-            .await
-            .ctx("deleting the Gitpod records")?;
+        delete_sets(c, &zone_id, doomed).await?;
     }
     Ok(Progress::Done(None))
+}
+
+async fn delete_sets(c: &Context, zone_id: &str, sets: Vec<ResourceRecordSet>) -> Result<()> {
+    if sets.is_empty() {
+        return Ok(());
+    }
+    let mut batch = ChangeBatch::builder();
+    for s in sets {
+        batch = batch.changes(
+            Change::builder()
+                .action(ChangeAction::Delete)
+                .resource_record_set(s)
+                .build()
+                .map_err(build_err)?,
+        );
+    }
+    c.clients
+        .route53
+        .change_resource_record_sets()
+        .hosted_zone_id(zone_id)
+        .change_batch(batch.build().map_err(build_err)?)
+        .send()
+        .await
+        .ctx(format!("deleting records of zone {zone_id}"))?;
+    Ok(())
 }
 
 #[cfg(test)]

@@ -4,7 +4,8 @@
 use std::collections::BTreeMap;
 
 use aws_sdk_iam::types::Tag;
-use gitpod_refarch::{Error, Result, Secret};
+use gitpod_refarch::plan::INSTALLATION_LABEL;
+use gitpod_refarch::{Error, ErrorKind, Result, Secret};
 
 use crate::error::{found, Ctx};
 use crate::Context;
@@ -21,8 +22,20 @@ fn iam_tags(tags: &BTreeMap<String, String>) -> Result<Vec<Tag>> {
         .collect()
 }
 
-/// The ARN of a role, if it exists.
-pub async fn role_arn(c: &Context, name: &str) -> Result<Option<String>> {
+fn owned(tags: &[Tag], installation: &str) -> bool {
+    tags.iter()
+        .any(|t| t.key() == INSTALLATION_LABEL && t.value() == installation)
+}
+
+fn foreign(kind: &str, name: &str, installation: &str) -> Error {
+    Error::new(
+        ErrorKind::Conflict,
+        format!("IAM {kind} {name} exists but is not tagged for installation {installation}; it is left alone"),
+    )
+}
+
+/// A role: `None` if absent, its ARN and whether it is tagged for `installation`.
+async fn role(c: &Context, name: &str, installation: &str) -> Result<Option<(String, bool)>> {
     let r = found(
         c.clients
             .iam
@@ -32,7 +45,31 @@ pub async fn role_arn(c: &Context, name: &str) -> Result<Option<String>> {
             .await
             .ctx(format!("reading role {name}")),
     )?;
-    Ok(r.and_then(|o| o.role().map(|r| r.arn().to_string())))
+    Ok(r.and_then(|o| {
+        o.role()
+            .map(|r| (r.arn().to_string(), owned(r.tags(), installation)))
+    }))
+}
+
+/// The ARN of this installation's role, if it exists; a conflict if someone else's does.
+pub async fn role_arn(c: &Context, name: &str, installation: &str) -> Result<Option<String>> {
+    match role(c, name, installation).await? {
+        None => Ok(None),
+        Some((arn, true)) => Ok(Some(arn)),
+        Some((_, false)) => Err(foreign("role", name, installation)),
+    }
+}
+
+/// The ARN of the role if this installation owns it (absent or foreign: `None`).
+pub async fn role_arn_if_ours(
+    c: &Context,
+    name: &str,
+    installation: &str,
+) -> Result<Option<String>> {
+    Ok(match role(c, name, installation).await? {
+        Some((arn, true)) => Some(arn),
+        _ => None,
+    })
 }
 
 /// Make a role with `trust` and exactly these managed policies; returns its ARN.
@@ -44,7 +81,8 @@ pub async fn ensure_role(
     tags: &BTreeMap<String, String>,
 ) -> Result<String> {
     let iam = &c.clients.iam;
-    let arn = match role_arn(c, name).await? {
+    let installation = tags.get(INSTALLATION_LABEL).cloned().unwrap_or_default();
+    let arn = match role_arn(c, name, &installation).await? {
         Some(arn) => arn,
         None => iam
             .create_role()
@@ -89,9 +127,10 @@ pub async fn attached_policies(c: &Context, name: &str) -> Result<Vec<String>> {
         .collect())
 }
 
-/// Detach every policy, then delete the role. Absent is fine.
-pub async fn delete_role(c: &Context, name: &str) -> Result<()> {
-    if role_arn(c, name).await?.is_none() {
+/// Detach every policy, then delete this installation's role. Absent (or someone
+/// else's) is left alone.
+pub async fn delete_role(c: &Context, name: &str, installation: &str) -> Result<()> {
+    if !matches!(role(c, name, installation).await?, Some((_, true))) {
         return Ok(());
     }
     for p in attached_policies(c, name).await? {
@@ -116,9 +155,9 @@ pub async fn delete_role(c: &Context, name: &str) -> Result<()> {
     Ok(())
 }
 
-/// Whether a user exists.
-pub async fn user_exists(c: &Context, name: &str) -> Result<bool> {
-    Ok(found(
+/// A user: `None` if absent, else whether it is tagged for `installation`.
+async fn user(c: &Context, name: &str, installation: &str) -> Result<Option<bool>> {
+    let u = found(
         c.clients
             .iam
             .get_user()
@@ -126,8 +165,22 @@ pub async fn user_exists(c: &Context, name: &str) -> Result<bool> {
             .send()
             .await
             .ctx(format!("reading user {name}")),
-    )?
-    .is_some())
+    )?;
+    Ok(u.and_then(|o| o.user().map(|u| owned(u.tags(), installation))))
+}
+
+/// Whether this installation's user exists; a conflict if someone else's does.
+pub async fn user_exists(c: &Context, name: &str, installation: &str) -> Result<bool> {
+    match user(c, name, installation).await? {
+        None => Ok(false),
+        Some(true) => Ok(true),
+        Some(false) => Err(foreign("user", name, installation)),
+    }
+}
+
+/// Whether this installation's user exists (absent or foreign: false).
+pub async fn user_is_ours(c: &Context, name: &str, installation: &str) -> Result<bool> {
+    Ok(user(c, name, installation).await? == Some(true))
 }
 
 /// The inline policy document of a user, if set.
@@ -198,7 +251,8 @@ pub async fn ensure_user(
     new_key: bool,
 ) -> Result<Option<(String, Secret)>> {
     let iam = &c.clients.iam;
-    if !user_exists(c, name).await? {
+    let installation = tags.get(INSTALLATION_LABEL).cloned().unwrap_or_default();
+    if !user_exists(c, name, &installation).await? {
         iam.create_user()
             .user_name(name)
             .set_tags(Some(iam_tags(tags)?))
@@ -260,9 +314,10 @@ async fn delete_access_keys(c: &Context, name: &str) -> Result<()> {
     Ok(())
 }
 
-/// Delete a user's keys, inline policies, then the user. Absent is fine.
-pub async fn delete_user(c: &Context, name: &str) -> Result<()> {
-    if !user_exists(c, name).await? {
+/// Delete this installation's user: keys, inline policies, then the user. Absent
+/// (or someone else's) is left alone.
+pub async fn delete_user(c: &Context, name: &str, installation: &str) -> Result<()> {
+    if user(c, name, installation).await? != Some(true) {
         return Ok(());
     }
     delete_access_keys(c, name).await?;

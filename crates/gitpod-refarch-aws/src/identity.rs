@@ -30,10 +30,12 @@ pub fn node_role(name: &str) -> String {
 
 /// Both roles present with their policies.
 pub async fn observe(c: &Context, d: &ClusterIdentitySpec) -> Result<Option<Observed>> {
-    let Some(arn) = iam::role_arn(c, &cluster_role(&d.name)).await? else {
+    let Some(arn) = iam::role_arn_if_ours(c, &cluster_role(&d.name), &d.name).await? else {
         return Ok(None);
     };
-    let complete = iam::role_arn(c, &node_role(&d.name)).await?.is_some();
+    let complete = iam::role_arn_if_ours(c, &node_role(&d.name), &d.name)
+        .await?
+        .is_some();
     let mut actual = d.clone();
     if !complete {
         // Half made (a run stopped between the two roles): show a difference so the
@@ -74,7 +76,7 @@ pub async fn ensure(c: &Context, d: &ClusterIdentitySpec) -> Result<Progress> {
 
 /// Delete both roles.
 pub async fn delete(c: &Context, name: &str) -> Result<Progress> {
-    iam::delete_role(c, &node_role(name)).await?;
-    iam::delete_role(c, &cluster_role(name)).await?;
+    iam::delete_role(c, &node_role(name), name).await?;
+    iam::delete_role(c, &cluster_role(name), name).await?;
     Ok(Progress::Done(None))
 }

@@ -396,7 +396,7 @@ impl AwsProvider {
             }
             (ResourceKind::DnsZone, Some(Desired::DnsZone(d))) => dns::delete_zone(c, id, d).await,
             (ResourceKind::DnsIdentity, _) => dns::delete_identity(c, name).await,
-            (ResourceKind::DnsRecords, _) => dns::delete_records(c, name).await,
+            (ResourceKind::DnsRecords, d) => dns::delete_records(c, d).await,
             (ResourceKind::ObjectStorage, Some(Desired::ObjectStorage(d))) => {
                 storage::delete(c, d).await
             }

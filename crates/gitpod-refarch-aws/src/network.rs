@@ -290,21 +290,11 @@ pub async fn ensure(c: &Context, d: &NetworkSpec) -> Result<Progress> {
                 .and_then(|v| v.vpc_id())
                 .ok_or_else(|| Error::internal("CreateVpc returned no id"))?
                 .to_string();
-            ec2.modify_vpc_attribute()
-                .vpc_id(&id)
-                .enable_dns_support(yes())
-                .send()
-                .await
-                .ctx("enabling DNS support")?;
-            ec2.modify_vpc_attribute()
-                .vpc_id(&id)
-                .enable_dns_hostnames(yes())
-                .send()
-                .await
-                .ctx("enabling DNS host names")?;
             id
         }
     };
+
+    ensure_vpc_dns(c, &vpc_id).await?;
 
     // Subnets.
     let existing = lookup(c, name).await?.unwrap_or_default();
@@ -500,6 +490,21 @@ pub async fn ensure(c: &Context, d: &NetworkSpec) -> Result<Progress> {
         .await?;
     }
 
+    // NAT gateways no longer wanted (highlyAvailableNat turned off), now unrouted.
+    let wanted: Vec<String> = nat_zones(d)
+        .iter()
+        .map(|z| format!("{name}-nat-{z}"))
+        .collect();
+    for (nat_name, nat_id, _) in nat_states(c, &vpc_id).await? {
+        if !wanted.contains(&nat_name) && nat_name.starts_with(&format!("{name}-nat-")) {
+            ec2.delete_nat_gateway()
+                .nat_gateway_id(&nat_id)
+                .send()
+                .await
+                .ctx(format!("deleting NAT gateway {nat_name}"))?;
+        }
+    }
+
     // Database security group: MySQL from inside the VPC only.
     let sg_name = db_security_group_name(name);
     let sgs = ec2
@@ -564,6 +569,37 @@ pub async fn ensure(c: &Context, d: &NetworkSpec) -> Result<Progress> {
     Ok(Progress::Done(Some(output_of(&net))))
 }
 
+/// DNS support and host names (EKS needs both), set when not already on.
+async fn ensure_vpc_dns(c: &Context, vpc_id: &str) -> Result<()> {
+    use aws_sdk_ec2::types::VpcAttributeName;
+    let ec2 = &c.clients.ec2;
+    for attr in [
+        VpcAttributeName::EnableDnsSupport,
+        VpcAttributeName::EnableDnsHostnames,
+    ] {
+        let cur = ec2
+            .describe_vpc_attribute()
+            .vpc_id(vpc_id)
+            .attribute(attr.clone())
+            .send()
+            .await
+            .ctx("reading VPC DNS attributes")?;
+        let on = match attr {
+            VpcAttributeName::EnableDnsSupport => cur.enable_dns_support().and_then(|v| v.value()),
+            _ => cur.enable_dns_hostnames().and_then(|v| v.value()),
+        };
+        if on != Some(true) {
+            let req = ec2.modify_vpc_attribute().vpc_id(vpc_id);
+            let req = match attr {
+                VpcAttributeName::EnableDnsSupport => req.enable_dns_support(yes()),
+                _ => req.enable_dns_hostnames(yes()),
+            };
+            req.send().await.ctx("enabling VPC DNS")?;
+        }
+    }
+    Ok(())
+}
+
 enum Target<'a> {
     Gateway(&'a str),
     Nat(&'a str),
@@ -610,10 +646,27 @@ async fn ensure_route_table<'s>(
             (id, vec![], vec![])
         }
     };
-    let has_default = routes
+    let default = routes
         .iter()
-        .any(|r| r.destination_cidr_block() == Some("0.0.0.0/0"));
-    if !has_default {
+        .find(|r| r.destination_cidr_block() == Some("0.0.0.0/0"));
+    let points_right = default.is_some_and(|r| match target {
+        Target::Gateway(g) => r.gateway_id() == Some(g),
+        Target::Nat(n) => r.nat_gateway_id() == Some(n),
+    });
+    if default.is_some() && !points_right {
+        // A NAT was added, removed or replaced: point the route at the right one.
+        let req = ec2
+            .replace_route()
+            .route_table_id(&rt_id)
+            .destination_cidr_block("0.0.0.0/0");
+        let req = match target {
+            Target::Gateway(g) => req.gateway_id(g),
+            Target::Nat(n) => req.nat_gateway_id(n),
+        };
+        req.send()
+            .await
+            .ctx(format!("re-pointing the default route of {rt_name}"))?;
+    } else if default.is_none() {
         let req = ec2
             .create_route()
             .route_table_id(&rt_id)

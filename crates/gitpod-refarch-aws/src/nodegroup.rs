@@ -16,6 +16,7 @@ use aws_sdk_eks::types::{
     Taint as EksTaint, TaintEffect, UpdateLabelsPayload, UpdateTaintsPayload,
 };
 use base64::Engine as _;
+use gitpod_refarch::plan::INSTALLATION_LABEL;
 use gitpod_refarch::provider::{Inputs, Observed, Operation, Progress};
 use gitpod_refarch::resource::{Desired, NodePoolSpec, Output, ResourceId, ResourceKind};
 use gitpod_refarch::spec::Taint;
@@ -62,7 +63,20 @@ fn taints_of(ng: &aws_sdk_eks::types::Nodegroup) -> Vec<Taint> {
         .collect()
 }
 
+/// This installation's node group (tagged for it), if it exists; one of someone else's
+/// cluster of the same name reads as absent, so it is neither adopted nor deleted.
 async fn describe(
+    c: &Context,
+    cluster: &str,
+    name: &str,
+) -> Result<Option<aws_sdk_eks::types::Nodegroup>> {
+    Ok(describe_any(c, cluster, name).await?.filter(|ng| {
+        ng.tags()
+            .is_some_and(|t| t.get(INSTALLATION_LABEL).map(String::as_str) == Some(cluster))
+    }))
+}
+
+async fn describe_any(
     c: &Context,
     cluster: &str,
     name: &str,
@@ -96,7 +110,12 @@ pub async fn observe(c: &Context, d: &NodePoolSpec) -> Result<Option<Observed>> 
         .labels()
         .map(|l| l.iter().map(|(k, v)| (k.clone(), v.clone())).collect())
         .unwrap_or_default();
-    actual.taints = taints_of(&ng);
+    let mut taints = taints_of(&ng);
+    // EKS does not keep the order: the same set is no change.
+    if taints.len() == d.taints.len() && taints.iter().all(|t| d.taints.contains(t)) {
+        taints = d.taints.clone();
+    }
+    actual.taints = taints;
     let tags = ng.tags().cloned().unwrap_or_default();
     if let Some((t, s)) = tags.get(DISK_TAG).and_then(|v| v.split_once(':')) {
         actual.disk_type = t.to_string();
@@ -243,7 +262,7 @@ pub async fn ensure(c: &Context, d: &NodePoolSpec, inputs: &Inputs) -> Result<Pr
     let Some(ng) = describe(c, &d.cluster, &d.name).await? else {
         let tags = tags_of(&d.labels, &d.cluster);
         let lt = ensure_launch_template(c, d, inputs, &tags).await?;
-        let role = iam::role_arn(c, &identity::node_role(&d.cluster))
+        let role = iam::role_arn(c, &identity::node_role(&d.cluster), &d.cluster)
             .await?
             .ok_or_else(|| {
                 Error::new(ErrorKind::NotFound, "the node role does not exist yet")
@@ -321,7 +340,10 @@ pub async fn ensure(c: &Context, d: &NodePoolSpec, inputs: &Inputs) -> Result<Pr
         .labels()
         .map(|l| l.iter().map(|(k, v)| (k.clone(), v.clone())).collect())
         .unwrap_or_default();
-    let have_taints = taints_of(&ng);
+    let mut have_taints = taints_of(&ng);
+    if have_taints.len() == d.taints.len() && have_taints.iter().all(|t| d.taints.contains(t)) {
+        have_taints = d.taints.clone();
+    }
     let (min, max, cur) = ng
         .scaling_config()
         .map(|s| {
@@ -449,7 +471,14 @@ pub async fn delete(c: &Context, id: &ResourceId, d: &NodePoolSpec) -> Result<Pr
             .await
             .ctx(format!("looking up launch template {lt}")),
     )?;
-    if exists.is_some_and(|o| !o.launch_templates().is_empty()) {
+    let ours = exists.is_some_and(|o| {
+        o.launch_templates().iter().any(|t| {
+            t.tags().iter().any(|t| {
+                t.key() == Some(INSTALLATION_LABEL) && t.value() == Some(d.cluster.as_str())
+            })
+        })
+    });
+    if ours {
         found(
             c.clients
                 .ec2

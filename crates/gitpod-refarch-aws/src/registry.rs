@@ -7,6 +7,7 @@
 
 use aws_credential_types::Credentials;
 use base64::Engine as _;
+use gitpod_refarch::plan::INSTALLATION_LABEL;
 use gitpod_refarch::provider::{Inputs, Observed, Progress};
 use gitpod_refarch::resource::{
     Desired, Output, RegistryOutput, RegistrySpec, ResourceId, ResourceKind,
@@ -74,7 +75,7 @@ pub async fn observe(c: &Context, d: &RegistrySpec) -> Result<Option<Observed>> 
     }
     let mut actual = d.clone();
     actual.region = c.region.clone();
-    if !iam::user_exists(c, &user_name(&d.name)).await? {
+    if !iam::user_is_ours(c, &user_name(&d.name), &d.name).await? {
         actual
             .labels
             .insert("gitpod-refarch/incomplete".into(), "user".into());
@@ -88,6 +89,17 @@ pub async fn ensure(c: &Context, d: &RegistrySpec, inputs: &Inputs) -> Result<Pr
     let own = inputs
         .get(&ResourceId::new(ResourceKind::Registry, d.name.clone()))
         .cloned();
+    // Credentials from state are reused only for the same kind of registry and place.
+    let own = own.filter(|o| match (o, d.mode) {
+        (
+            Output::Registry(RegistryOutput::InClusterS3 { bucket, .. }),
+            RegistryMode::InClusterObjectStorage,
+        ) => *bucket == bucket_name(c, d),
+        (Output::Registry(RegistryOutput::External { url, .. }), RegistryMode::Managed) => {
+            url.ends_with(&repository(d))
+        }
+        _ => false,
+    });
     let user = user_name(&d.name);
     let out = match d.mode {
         RegistryMode::Managed => {
@@ -172,18 +184,31 @@ async fn ecr_output(c: &Context, uri: &str, id: &str, secret: &Secret) -> Result
         ))
         .build();
     let client = aws_sdk_ecr::Client::from_conf(conf);
-    let token = client
-        .get_authorization_token()
-        .send()
-        .await
-        .ctx("getting an ECR token for the registry user")
-        .map_err(|e| {
-            if e.kind() == ErrorKind::Credentials {
-                Error::new(ErrorKind::PropagationDelay, e.message().to_string()).with_source(e)
-            } else {
-                e
+    // A new key takes seconds to propagate: retry here, without issuing another key.
+    let mut attempt = 0u32;
+    let token = loop {
+        attempt += 1;
+        match client
+            .get_authorization_token()
+            .send()
+            .await
+            .ctx("getting an ECR token for the registry user")
+        {
+            Ok(t) => break t,
+            Err(e) if e.kind() == ErrorKind::Credentials && attempt < 12 => {
+                tokio::time::sleep(std::time::Duration::from_millis(250 * u64::from(attempt)))
+                    .await;
             }
-        })?;
+            Err(e) if e.kind() == ErrorKind::Credentials => {
+                return Err(Error::new(
+                    ErrorKind::OperationFailed,
+                    "the registry user's new key was never accepted by ECR",
+                )
+                .with_source(e))
+            }
+            Err(e) => return Err(e),
+        }
+    };
     let data = token
         .authorization_data()
         .first()
@@ -208,9 +233,43 @@ async fn ecr_output(c: &Context, uri: &str, id: &str, secret: &Secret) -> Result
 
 /// Delete the user and the bucket or repository.
 pub async fn delete(c: &Context, d: &RegistrySpec) -> Result<Progress> {
-    iam::delete_user(c, &user_name(&d.name)).await?;
+    iam::delete_user(c, &user_name(&d.name), &d.name).await?;
     match d.mode {
         RegistryMode::Managed => {
+            // Only a repository tagged for this installation.
+            let arn = found(
+                c.clients
+                    .ecr
+                    .describe_repositories()
+                    .repository_names(repository(d))
+                    .send()
+                    .await
+                    .ctx("reading the repository"),
+            )?
+            .and_then(|o| {
+                o.repositories()
+                    .first()
+                    .and_then(|r| r.repository_arn())
+                    .map(str::to_string)
+            });
+            let Some(arn) = arn else {
+                return Ok(Progress::Done(None));
+            };
+            let tags = c
+                .clients
+                .ecr
+                .list_tags_for_resource()
+                .resource_arn(&arn)
+                .send()
+                .await
+                .ctx("reading the repository's tags")?;
+            if !tags
+                .tags()
+                .iter()
+                .any(|t| t.key() == INSTALLATION_LABEL && t.value() == d.name)
+            {
+                return Ok(Progress::Done(None));
+            }
             found(
                 c.clients
                     .ecr

@@ -68,18 +68,26 @@ pub async fn bucket_owner(
     bucket: &str,
     installation: &str,
 ) -> Result<Option<Ownership>> {
-    if found(
-        c.clients
-            .s3
-            .head_bucket()
-            .bucket(bucket)
-            .send()
-            .await
-            .ctx(format!("reading bucket {bucket}")),
-    )?
-    .is_none()
-    {
-        return Ok(None);
+    let head = c
+        .clients
+        .s3
+        .head_bucket()
+        .bucket(bucket)
+        .send()
+        .await
+        .ctx(format!("reading bucket {bucket}"));
+    match head {
+        Ok(_) => {}
+        Err(e) if e.kind() == ErrorKind::NotFound => return Ok(None),
+        // S3 answers 403 without a code when another account owns the name.
+        Err(e) if e.kind() == ErrorKind::Credentials => {
+            return Err(Error::new(
+                ErrorKind::Conflict,
+                format!("bucket name {bucket} is taken by another account; set storage.bucket"),
+            )
+            .with_source(e))
+        }
+        Err(e) => return Err(e),
     }
     let tags = found(
         c.clients
@@ -310,7 +318,8 @@ pub async fn delete_bucket(c: &Context, bucket: &str, installation: &str) -> Res
         if ids.is_empty() {
             break;
         }
-        s3.delete_objects()
+        let out = s3
+            .delete_objects()
             .bucket(bucket)
             .delete(
                 Delete::builder()
@@ -322,6 +331,16 @@ pub async fn delete_bucket(c: &Context, bucket: &str, installation: &str) -> Res
             .send()
             .await
             .ctx(format!("emptying {bucket}"))?;
+        if let Some(e) = out.errors().first() {
+            return Err(Error::new(
+                ErrorKind::Conflict,
+                format!(
+                    "cannot delete {} from {bucket}: {}",
+                    e.key().unwrap_or_default(),
+                    e.message().unwrap_or_default()
+                ),
+            ));
+        }
     }
     found(
         s3.delete_bucket()
@@ -342,7 +361,7 @@ pub async fn observe(c: &Context, d: &ObjectStorageSpec) -> Result<Option<Observ
     let mut actual = d.clone();
     actual.region = c.region.clone();
     actual.versioning = versioning_on(c, &bucket).await?;
-    if !iam::user_exists(c, &user_name(&d.name)).await? {
+    if !iam::user_is_ours(c, &user_name(&d.name), &d.name).await? {
         actual
             .labels
             .insert("gitpod-refarch/incomplete".into(), "user".into());
@@ -356,11 +375,10 @@ pub async fn ensure(c: &Context, d: &ObjectStorageSpec, inputs: &Inputs) -> Resu
     let bucket = bucket_name(c, d);
     let tags = tags_of(&d.labels, &d.name);
     ensure_bucket(c, &bucket, &d.name, &tags, d.versioning, d.bucket.is_none()).await?;
+    // Credentials from state are reused only for the same bucket.
     let own = inputs
-        .get(&ResourceId::new(
-            ResourceKind::ObjectStorage,
-            d.name.clone(),
-        ))
+        .get(&ResourceId::new(ResourceKind::ObjectStorage, d.name.clone()))
+        .filter(|o| matches!(o, Output::ObjectStorage(StorageOutput::S3 { bucket: b, .. }) if *b == bucket))
         .cloned();
     let key = iam::ensure_user(
         c,
@@ -395,7 +413,7 @@ fn storage_output(
 
 /// Delete the user, then empty and delete the bucket.
 pub async fn delete(c: &Context, d: &ObjectStorageSpec) -> Result<Progress> {
-    iam::delete_user(c, &user_name(&d.name)).await?;
+    iam::delete_user(c, &user_name(&d.name), &d.name).await?;
     delete_bucket(c, &bucket_name(c, d), &d.name).await?;
     Ok(Progress::Done(None))
 }

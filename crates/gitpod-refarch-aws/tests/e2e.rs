@@ -25,7 +25,7 @@ fn spec() -> ReferenceArchitecture {
         .name("gp")
         .domain("gitpod.example.com")
         .acme_email("ops@example.com")
-        .records_target(RecordsTarget::Hostname("lb.example.net".into()))
+        .records_target(RecordsTarget::Ipv4("203.0.113.10".into()))
         .build()
         .unwrap()
 }
@@ -294,7 +294,7 @@ async fn apply_verify_reapply_and_destroy_against_moto() {
     assert_eq!(attached.attached_policies().len(), 3);
     assert_eq!(report.outputs.name_servers().map(<[String]>::len), Some(4));
 
-    // Records (CNAME to the target) exist, once each.
+    // Records (A, to the target) exist, once each.
     let r53 = aws_sdk_route53::Client::new(&sdk);
     let sets = r53
         .list_resource_record_sets()
@@ -305,7 +305,7 @@ async fn apply_verify_reapply_and_destroy_against_moto() {
     let cnames: Vec<String> = sets
         .resource_record_sets()
         .iter()
-        .filter(|s| s.r#type().as_str() == "CNAME")
+        .filter(|s| s.r#type().as_str() == "A")
         .map(|s| s.name().to_string())
         .collect();
     assert_eq!(cnames.len(), 3, "{cnames:?}");
@@ -461,4 +461,112 @@ async fn bad_credentials_an_unreachable_endpoint_or_a_bad_spec_fail_fast() {
     support::enable_moto_auth(&moto).await;
     let err = AwsProvider::connect(config(&proxy.url)).await.unwrap_err();
     assert_eq!(err.kind(), ErrorKind::Credentials, "{err}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_ecr_option_pushes_with_a_scoped_user_and_leaves_nothing() {
+    let (moto, proxy) = start().await;
+    let mut s = spec();
+    s.registry.mode = gitpod_refarch::spec::RegistryMode::Managed;
+    let p = Arc::new(AwsProvider::connect(config(&proxy.url)).await.unwrap());
+    let e = engine(p.clone(), Arc::new(MemoryStateStore::new()));
+    e.apply_spec(&s).await.unwrap().into_result().unwrap();
+    let sdk = sdk_config(&moto.url).await;
+    let repos = aws_sdk_ecr::Client::new(&sdk)
+        .describe_repositories()
+        .send()
+        .await
+        .unwrap();
+    let uri = repos.repositories()[0]
+        .repository_uri()
+        .unwrap()
+        .to_string();
+    assert!(uri.ends_with("/gp/gitpod"), "{uri}");
+    let bundle = e.installer_bundle(&s).unwrap();
+    assert_eq!(
+        bundle.config["containerRegistry"]["external"]["url"],
+        uri.as_str()
+    );
+    let docker: serde_json::Value = serde_json::from_str(
+        bundle
+            .secret(gitpod_refarch::installer::REGISTRY_SECRET)
+            .unwrap()
+            .data[".dockerconfigjson"]
+            .expose(),
+    )
+    .unwrap();
+    let server = uri.split('/').next().unwrap();
+    assert_eq!(docker["auths"][server]["username"], "AWS");
+    // The registry user may push to this repository only.
+    let pol = aws_sdk_iam::Client::new(&sdk)
+        .get_user_policy()
+        .user_name("gp-registry")
+        .policy_name("gp-registry")
+        .send()
+        .await
+        .unwrap();
+    assert!(
+        pol.policy_document().contains("repository/gp/gitpod")
+            || pol.policy_document().contains("repository%2Fgp%2Fgitpod")
+    );
+    e.destroy(&s).await.unwrap().into_result().unwrap();
+    let left = leaks(&sdk).await;
+    assert!(left.is_empty(), "leaked: {left:#?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn resources_of_the_same_name_made_by_someone_else_are_never_adopted_or_deleted() {
+    let (moto, proxy) = start().await;
+    let s = spec();
+    let sdk = sdk_config(&moto.url).await;
+    // Someone else's user with our derived name, and someone else's zone for our domain.
+    let iam = aws_sdk_iam::Client::new(&sdk);
+    iam.create_user()
+        .user_name("gp-storage")
+        .send()
+        .await
+        .unwrap();
+    aws_sdk_route53::Client::new(&sdk)
+        .create_hosted_zone()
+        .name("gitpod.example.com")
+        .caller_reference("someone-else")
+        .send()
+        .await
+        .unwrap();
+    let p = Arc::new(AwsProvider::connect(config(&proxy.url)).await.unwrap());
+    let e = engine(p, Arc::new(MemoryStateStore::new()));
+    let report = e.apply_spec(&s).await.unwrap();
+    let failed: Vec<_> = report
+        .failed
+        .iter()
+        .map(|(id, e)| (id.kind, e.kind()))
+        .collect();
+    assert!(
+        failed.contains(&(
+            gitpod_refarch::resource::ResourceKind::ObjectStorage,
+            ErrorKind::Conflict
+        )),
+        "{failed:?}"
+    );
+    assert!(
+        failed.contains(&(
+            gitpod_refarch::resource::ResourceKind::DnsZone,
+            ErrorKind::Conflict
+        )),
+        "{failed:?}"
+    );
+    // Destroy removes what this installation made and leaves the others' alone.
+    let report = e.destroy(&s).await.unwrap();
+    assert!(report.failed.is_empty(), "{:#?}", report.failed);
+    assert!(
+        iam.get_user().user_name("gp-storage").send().await.is_ok(),
+        "someone else's user was deleted"
+    );
+    assert_eq!(
+        count_zones(&sdk).await,
+        1,
+        "someone else's zone was deleted"
+    );
+    let left = leaks(&sdk).await;
+    assert_eq!(left.len(), 2, "{left:#?}");
 }

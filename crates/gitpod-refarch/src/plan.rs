@@ -196,11 +196,27 @@ fn records_spec(
     spec: &ReferenceArchitecture,
     target: crate::spec::RecordsTarget,
 ) -> DnsRecordsSpec {
-    DnsRecordsSpec {
-        zone_dns_name: spec.zone_dns_name().to_string(),
-        names: spec.gitpod_dns_names().to_vec(),
+    DnsRecordsSpec::new(
+        spec.name.clone(),
+        spec.zone_dns_name(),
+        spec.gitpod_dns_names().to_vec(),
         target,
+    )
+}
+
+/// The spec's context for a resource, desired or not: its desired state, or for the
+/// optional DNS records the spec no longer wants, where they would be (target empty),
+/// so that a provider can find and delete them.
+pub fn context_for(spec: &ReferenceArchitecture, id: &ResourceId) -> Option<Desired> {
+    if let Some(n) = graph(spec).into_iter().find(|n| &n.id() == id) {
+        return Some(n.desired);
     }
+    (id.kind == ResourceKind::DnsRecords && id.name == spec.zone_dns_name()).then(|| {
+        Desired::DnsRecords(records_spec(
+            spec,
+            crate::spec::RecordsTarget::Hostname(String::new()),
+        ))
+    })
 }
 
 /// Every resource id that may belong to the installation, desired or not (the planner
@@ -629,9 +645,9 @@ pub fn plan(spec: &ReferenceArchitecture, snapshot: &Snapshot) -> Result<Plan, V
         if let Some(Some(_)) = snapshot.observed.get(&id) {
             steps.push(Step {
                 lane: lane_for(&id, info, &spec.name),
+                desired: context_for(spec, &id),
                 id,
                 action: Action::Delete,
-                desired: None,
                 after: vec![],
             });
         }
@@ -661,9 +677,11 @@ pub fn plan_destroy(
                 desired: Desired::DnsRecords(records_spec(spec, target.clone())),
                 depends_on: vec![],
             });
-        } else if let Some(Some(o)) = snapshot.observed.get(&records) {
+        } else if let (Some(Some(_)), Some(ctx)) =
+            (snapshot.observed.get(&records), context_for(spec, &records))
+        {
             nodes.push(Node {
-                desired: o.actual.clone(),
+                desired: ctx,
                 depends_on: vec![],
             });
         }

@@ -270,6 +270,8 @@ pub struct DnsIdentitySpec {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct DnsRecordsSpec {
+    /// The installation (whose zone holds the records).
+    pub installation: String,
     /// The zone's DNS name.
     pub zone_dns_name: String,
     /// DOMAIN, `*.DOMAIN`, `*.ws.DOMAIN`.
@@ -279,13 +281,15 @@ pub struct DnsRecordsSpec {
 }
 
 impl DnsRecordsSpec {
-    /// Records in `zone_dns_name` for `names`, pointing at `target`.
+    /// Records of `installation` in `zone_dns_name` for `names`, pointing at `target`.
     pub fn new(
+        installation: impl Into<String>,
         zone_dns_name: impl Into<String>,
         names: Vec<String>,
         target: RecordsTarget,
     ) -> Self {
         DnsRecordsSpec {
+            installation: installation.into(),
             zone_dns_name: zone_dns_name.into(),
             names,
             target,

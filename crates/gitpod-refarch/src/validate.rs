@@ -605,7 +605,16 @@ impl Checker {
                     format!("'{ip}' is not an IPv4 address"),
                 ),
             },
-            Some(RecordsTarget::Hostname(h)) => self.domain("dns.recordsTarget.hostname", h),
+            Some(RecordsTarget::Hostname(h)) => {
+                self.domain("dns.recordsTarget.hostname", h);
+                // DOMAIN itself would be a CNAME at the zone apex, which DNS forbids.
+                if s.zone_dns_name() == s.domain {
+                    self.err(
+                        "dns.recordsTarget.hostname",
+                        "a host name target needs dns.zone to be a parent of the domain (a CNAME cannot sit at the zone apex); use an IPv4 target or set dns.zone",
+                    );
+                }
+            }
             None => {}
         }
     }

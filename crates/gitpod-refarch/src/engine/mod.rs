@@ -305,6 +305,10 @@ impl Engine {
             .into_iter()
             .map(|n| (n.id(), n.desired))
             .collect();
+        let context: BTreeMap<ResourceId, crate::resource::Desired> = plan::candidate_ids(spec)
+            .into_iter()
+            .filter_map(|id| plan::context_for(spec, &id).map(|d| (id, d)))
+            .collect();
         let ids: Vec<ResourceId> = plan::candidate_ids(spec)
             .into_iter()
             .filter(|id| {
@@ -314,9 +318,9 @@ impl Engine {
             })
             .collect();
         let mut observed = BTreeMap::new();
-        let desired = &desired;
+        let context = &context;
         let mut reads = futures::stream::iter(ids.into_iter().map(|id| async move {
-            let d = desired.get(&id);
+            let d = context.get(&id);
             let r = self
                 .with_retries(&id, || self.providers.observe(&id, d))
                 .await;
@@ -521,16 +525,20 @@ impl Engine {
                 }
             }
         }
-        if self.cancel.is_cancelled() {
-            report.cancelled = true;
-            for (i, step) in steps.iter().enumerate() {
-                if !started[i] {
-                    self.emit(Event::StepSkipped {
-                        resource: step.id.clone(),
-                        reason: "the run was cancelled".into(),
-                    });
-                    report.skipped.push(step.id.clone());
-                }
+        report.cancelled = self.cancel.is_cancelled();
+        // Whatever never started is reported, never silently dropped.
+        for (i, step) in steps.iter().enumerate() {
+            if !started[i] {
+                let reason = if report.cancelled {
+                    "the run was cancelled"
+                } else {
+                    "its dependencies never completed"
+                };
+                self.emit(Event::StepSkipped {
+                    resource: step.id.clone(),
+                    reason: reason.into(),
+                });
+                report.skipped.push(step.id.clone());
             }
         }
         drop(running);
@@ -775,7 +783,8 @@ impl Run<'_> {
             .remove(id);
         self.save(|st| {
             st.outputs.remove(id);
-            if id.kind == ResourceKind::Database {
+            // The password goes with the instance (on RDS it is the instance's).
+            if id.kind == ResourceKind::DatabaseInstance {
                 st.secrets.remove(DATABASE_PASSWORD);
             }
             st.update_intent(seq, None, true);
