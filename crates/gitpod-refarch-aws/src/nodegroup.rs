@@ -29,6 +29,10 @@ const DISK_TAG: &str = "gitpod-refarch/disk";
 const IMAGE_TAG: &str = "gitpod-refarch/image";
 const MAX_PODS_TAG: &str = "gitpod-refarch/max-pods";
 
+fn minor(v: &str) -> String {
+    v.split('.').take(2).collect::<Vec<_>>().join(".")
+}
+
 fn lt_name(d: &NodePoolSpec) -> String {
     format!("{}-{}", d.cluster, d.name)
 }
@@ -102,6 +106,12 @@ pub async fn observe(c: &Context, d: &NodePoolSpec) -> Result<Option<Observed>> 
     let id = ResourceId::new(ResourceKind::NodePool, d.name.clone());
     let mut actual = d.clone();
     actual.machine_type = ng.instance_types().first().cloned().unwrap_or_default();
+    let version = ng.version().unwrap_or_default().to_string();
+    actual.kubernetes_version = if minor(&version) == minor(&d.kubernetes_version) {
+        d.kubernetes_version.clone()
+    } else {
+        version
+    };
     if let Some(s) = ng.scaling_config() {
         actual.min_nodes = s.min_size().unwrap_or(0).max(0) as u32;
         actual.max_nodes = s.max_size().unwrap_or(0).max(0) as u32;
@@ -293,6 +303,7 @@ pub async fn ensure(c: &Context, d: &NodePoolSpec, inputs: &Inputs) -> Result<Pr
             .node_role(role)
             .set_subnets(Some(net.private.iter().map(|(_, s)| s.clone()).collect()))
             .instance_types(&d.machine_type)
+            .version(minor(&d.kubernetes_version))
             .ami_type(if d.image.is_some() {
                 AmiTypes::Custom
             } else {
@@ -355,6 +366,22 @@ pub async fn ensure(c: &Context, d: &NodePoolSpec, inputs: &Inputs) -> Result<Pr
         })
         .unwrap_or_default();
     let scaling_ok = min == d.min_nodes as i32 && max == d.max_nodes as i32;
+    // Nodes follow the control plane (the cluster step upgrades it first).
+    if minor(ng.version().unwrap_or_default()) != minor(&d.kubernetes_version) {
+        c.clients
+            .eks
+            .update_nodegroup_version()
+            .cluster_name(&d.cluster)
+            .nodegroup_name(&d.name)
+            .version(minor(&d.kubernetes_version))
+            .send()
+            .await
+            .ctx(format!(
+                "upgrading node group {} to {}",
+                d.name, d.kubernetes_version
+            ))?;
+        return Ok(Progress::Pending(op()));
+    }
     if have_labels == d.node_labels && have_taints == d.taints && scaling_ok {
         return Ok(done());
     }

@@ -109,6 +109,7 @@ pub fn graph(spec: &ReferenceArchitecture) -> Vec<Node> {
                 node_labels: p.labels.clone(),
                 taints: p.taints.clone(),
                 image: p.image.clone(),
+                kubernetes_version: spec.cluster.kubernetes_version.clone(),
                 max_pods_per_node: spec.cluster.max_pods_per_node,
                 auto_upgrade: spec.cluster.auto_upgrade,
                 labels: labels.clone(),

@@ -233,6 +233,8 @@ pub struct NodePoolSpec {
     pub taints: Vec<Taint>,
     /// Node image, if not the managed default.
     pub image: Option<String>,
+    /// Kubernetes version of the nodes (follows the cluster's).
+    pub kubernetes_version: String,
     /// Pods per node.
     pub max_pods_per_node: u32,
     /// Cloud-driven upgrades (false).

@@ -541,3 +541,68 @@ async fn state_of_another_installation_is_refused() {
     assert_eq!(err.kind(), ErrorKind::State);
     assert_eq!(h.sim.counts().reads, 0);
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_kubernetes_upgrade_updates_the_cluster_then_its_pools_in_place() {
+    let mut s = spec(Cloud::Gcp);
+    s.cluster.kubernetes_version = "1.32".into();
+    let h = Harness::new(LatencyProfile::realistic());
+    h.engine()
+        .apply_spec(&s)
+        .await
+        .unwrap()
+        .into_result()
+        .unwrap();
+    s.cluster.kubernetes_version = "1.33".into();
+    let plan = h.engine().plan(&s).await.unwrap();
+    let updated: Vec<ResourceKind> = plan
+        .steps()
+        .iter()
+        .filter(|st| matches!(st.action, Action::Update { .. }))
+        .map(|st| st.id.kind)
+        .collect();
+    assert_eq!(
+        updated
+            .iter()
+            .filter(|k| **k == ResourceKind::Cluster)
+            .count(),
+        1,
+        "{plan}"
+    );
+    assert_eq!(
+        updated
+            .iter()
+            .filter(|k| **k == ResourceKind::NodePool)
+            .count(),
+        3,
+        "{plan}"
+    );
+    assert!(plan.disruptive_steps().next().is_none(), "{plan}");
+    h.engine()
+        .apply(&plan)
+        .await
+        .unwrap()
+        .into_result()
+        .unwrap();
+    // The pools started only after the cluster's update was done.
+    let events = h.events();
+    let done_at = |k: ResourceKind| {
+        events
+            .iter()
+            .rposition(|e| matches!(e, Event::StepDone { resource, .. } if resource.kind == k))
+    };
+    let started_at = |k: ResourceKind| {
+        events
+            .iter()
+            .rposition(|e| matches!(e, Event::StepStarted { resource, .. } if resource.kind == k))
+    };
+    assert!(done_at(ResourceKind::Cluster) < started_at(ResourceKind::NodePool));
+    match h
+        .sim
+        .get(&ResourceId::new(ResourceKind::NodePool, "services"))
+    {
+        Some(Desired::NodePool(p)) => assert_eq!(p.kubernetes_version, "1.33"),
+        other => panic!("{other:?}"),
+    }
+    assert!(!h.engine().plan(&s).await.unwrap().has_changes());
+}
