@@ -570,3 +570,64 @@ async fn resources_of_the_same_name_made_by_someone_else_are_never_adopted_or_de
     let left = leaks(&sdk).await;
     assert_eq!(left.len(), 2, "{left:#?}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn drift_made_behind_the_sdks_back_is_planned_as_an_update_and_repaired() {
+    let (moto, proxy) = start().await;
+    let s = spec();
+    let p = Arc::new(AwsProvider::connect(config(&proxy.url)).await.unwrap());
+    let e = engine(p, Arc::new(MemoryStateStore::new()));
+    e.apply_spec(&s).await.unwrap().into_result().unwrap();
+    let sdk = sdk_config(&moto.url).await;
+    let eks = aws_sdk_eks::Client::new(&sdk);
+    eks.update_nodegroup_config()
+        .cluster_name("gp")
+        .nodegroup_name("regular-ws")
+        .scaling_config(
+            aws_sdk_eks::types::NodegroupScalingConfig::builder()
+                .min_size(1)
+                .max_size(7)
+                .desired_size(1)
+                .build(),
+        )
+        .send()
+        .await
+        .unwrap();
+    let rds = aws_sdk_rds::Client::new(&sdk);
+    rds.modify_db_instance()
+        .db_instance_identifier("gp-mysql")
+        .backup_retention_period(1)
+        .apply_immediately(true)
+        .send()
+        .await
+        .unwrap();
+    let plan = e.plan(&s).await.unwrap();
+    let text = plan.to_string();
+    assert!(text.contains("maxNodes: 7 -> 50"), "{text}");
+    assert!(text.contains("backupRetentionDays: 1 -> 7"), "{text}");
+    assert!(plan.disruptive_steps().next().is_none(), "{text}");
+    proxy.reset_counts();
+    e.apply(&plan).await.unwrap().into_result().unwrap();
+    assert!(proxy.counts().mutating >= 2);
+    let ng = eks
+        .describe_nodegroup()
+        .cluster_name("gp")
+        .nodegroup_name("regular-ws")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        ng.nodegroup().unwrap().scaling_config().unwrap().max_size(),
+        Some(50)
+    );
+    let db = rds
+        .describe_db_instances()
+        .db_instance_identifier("gp-mysql")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(db.db_instances()[0].backup_retention_period(), Some(7));
+    assert!(!e.plan(&s).await.unwrap().has_changes());
+    e.destroy(&s).await.unwrap().into_result().unwrap();
+    assert!(leaks(&sdk).await.is_empty());
+}
