@@ -631,3 +631,28 @@ async fn drift_made_behind_the_sdks_back_is_planned_as_an_update_and_repaired() 
     e.destroy(&s).await.unwrap().into_result().unwrap();
     assert!(leaks(&sdk).await.is_empty());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn slow_eks_and_rds_operations_are_polled_until_done() {
+    let (_moto, proxy) = start().await;
+    let s = spec();
+    let p = Arc::new(AwsProvider::connect(config(&proxy.url)).await.unwrap());
+    let e = engine(p, Arc::new(MemoryStateStore::new()));
+    // Each create/update of a cluster, node group or instance is "in progress" for
+    // the next 3 describe answers of its kind, as on AWS.
+    proxy.set_slow_transitions(3);
+    let report = e.apply_spec(&s).await.unwrap();
+    assert!(report.is_success(), "{:#?}", report.failed);
+    assert!(
+        proxy.slowed() >= 9,
+        "only {} answers were slowed",
+        proxy.slowed()
+    );
+    println!(
+        "metric: slow transitions: {} describe answers reported in progress, apply converged",
+        proxy.slowed()
+    );
+    proxy.set_slow_transitions(0);
+    assert!(!e.plan(&s).await.unwrap().has_changes());
+    e.destroy(&s).await.unwrap().into_result().unwrap();
+}

@@ -270,6 +270,13 @@ struct ProxyState {
     rng: StdRng,
     /// Freeze the n-th forwarded mutating request from now (1 = the next one).
     freeze_in: Option<u64>,
+    /// How many describe answers after each EKS/RDS create or update report the
+    /// resource as still in progress (see [`FaultProxy::set_slow_transitions`]).
+    slow: u32,
+    /// Per category (`eks-cluster`, `eks-nodegroup`, `rds`): answers still to rewrite.
+    slow_left: BTreeMap<&'static str, u32>,
+    /// Answers rewritten so far.
+    slowed: u64,
 }
 
 /// What to do with one request.
@@ -301,6 +308,9 @@ impl FaultProxy {
                 fault_rate: 0.0,
                 rng: StdRng::seed_from_u64(0),
                 freeze_in: None,
+                slow: 0,
+                slow_left: BTreeMap::new(),
+                slowed: 0,
             }),
             frozen: watch::Sender::new(false),
         });
@@ -352,6 +362,21 @@ impl FaultProxy {
     pub async fn frozen(&self) {
         let mut rx = self.inner.frozen.subscribe();
         let _ = rx.wait_for(|frozen| *frozen).await;
+    }
+
+    /// Makes EKS and RDS slow like AWS: after each create or update of a cluster,
+    /// node group or database instance, the next `n` describe answers of that kind
+    /// report `CREATING` / `creating` instead of moto's immediate `ACTIVE` /
+    /// `available`, so the provider's polling paths run against real answers.
+    pub fn set_slow_transitions(&self, n: u32) {
+        let mut state = self.inner.state();
+        state.slow = n;
+        state.slow_left.clear();
+    }
+
+    /// How many describe answers were rewritten as still in progress.
+    pub fn slowed(&self) -> u64 {
+        self.inner.state().slowed
     }
 
     /// Turns fault injection and any pending freeze off (a connection that is
@@ -412,6 +437,80 @@ impl ProxyInner {
     }
 }
 
+impl ProxyInner {
+    /// Applies [`FaultProxy::set_slow_transitions`] to one forwarded exchange.
+    fn slow_down(&self, class: &Classified, raw: Vec<u8>) -> Vec<u8> {
+        let mut state = self.state();
+        if state.slow == 0 {
+            return raw;
+        }
+        let trigger = match class.key.as_str() {
+            "eks:POST /clusters" | "eks:POST /clusters/{id}/updates" => Some("eks-cluster"),
+            "eks:POST /clusters/{id}/node-groups"
+            | "eks:POST /clusters/{id}/node-groups/{id}/update-config" => Some("eks-nodegroup"),
+            "rds:CreateDBInstance" | "rds:ModifyDBInstance" => Some("rds"),
+            _ => None,
+        };
+        if let Some(kind) = trigger {
+            let n = state.slow;
+            state.slow_left.insert(kind, n);
+            return raw;
+        }
+        let (kind, from, to): (&str, &[&str], &str) = match class.key.as_str() {
+            "eks:GET /clusters/{id}" => (
+                "eks-cluster",
+                &["\"status\": \"ACTIVE\"", "\"status\":\"ACTIVE\""],
+                "\"status\": \"CREATING\"",
+            ),
+            "eks:GET /clusters/{id}/node-groups/{id}" => (
+                "eks-nodegroup",
+                &["\"status\": \"ACTIVE\"", "\"status\":\"ACTIVE\""],
+                "\"status\": \"CREATING\"",
+            ),
+            "rds:DescribeDBInstances" => (
+                "rds",
+                &["<DBInstanceStatus>available</DBInstanceStatus>"],
+                "<DBInstanceStatus>creating</DBInstanceStatus>",
+            ),
+            _ => return raw,
+        };
+        let left = state.slow_left.get(kind).copied().unwrap_or(0);
+        if left == 0 {
+            return raw;
+        }
+        match replace_in_body(&raw, from, to) {
+            Some(rewritten) => {
+                state.slow_left.insert(kind, left - 1);
+                state.slowed += 1;
+                rewritten
+            }
+            None => raw,
+        }
+    }
+}
+
+/// `raw` with the first of `from` found in the body replaced by `to`, and its
+/// Content-Length fixed; `None` if none is found.
+fn replace_in_body(raw: &[u8], from: &[&str], to: &str) -> Option<Vec<u8>> {
+    let end = find(raw, b"\r\n\r\n")?;
+    let body = String::from_utf8(raw[end + 4..].to_vec()).ok()?;
+    let pat = from.iter().find(|p| body.contains(**p))?;
+    let body = body.replacen(pat, to, 1);
+    let head = String::from_utf8_lossy(&raw[..end]);
+    let mut out = String::new();
+    for line in head.split("\r\n") {
+        if line.to_ascii_lowercase().starts_with("content-length:") {
+            out.push_str(&format!("Content-Length: {}\r\n", body.len()));
+        } else {
+            out.push_str(line);
+            out.push_str("\r\n");
+        }
+    }
+    out.push_str("\r\n");
+    out.push_str(&body);
+    Some(out.into_bytes())
+}
+
 /// A parsed client request; the body is kept raw (still chunked if it was).
 struct Request {
     method: String,
@@ -470,7 +569,7 @@ async fn serve_one(inner: Arc<ProxyInner>, client: TcpStream) -> std::io::Result
         Decision::Fault(response) => response,
         Decision::Forward { freeze } => {
             let response = match forward(&inner.upstream, &request).await {
-                Ok(raw) => with_connection_close(&raw),
+                Ok(raw) => with_connection_close(&inner.slow_down(&class, raw)),
                 Err(e) => simple_response(502, "Bad Gateway", &[], &format!("fault proxy: {e}")),
             };
             if freeze {
