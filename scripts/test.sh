@@ -32,6 +32,7 @@ step() { echo; echo "== $*"; }
 start=$(date +%s)
 step "format";  cargo fmt --all -- --check
 step "lint";    cargo clippy --workspace --all-targets --locked -- -D warnings
+                cargo clippy -p gitpod-refarch-examples --no-default-features --all-targets --locked -- -D warnings
 step "docs";    RUSTDOCFLAGS="-D warnings" cargo doc --workspace --no-deps --locked --quiet
 step "tests";   cargo test --workspace --locked 2>&1 | tee -a "$log"
 step "benchmarks (one iteration each, as tests)"

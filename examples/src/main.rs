@@ -15,6 +15,7 @@ use gitpod_refarch::engine::{Clock, Event, EventSink, TokioClock};
 use gitpod_refarch::sim::{LatencyProfile, SimCloud};
 use gitpod_refarch::state::FileStateStore;
 use gitpod_refarch::{Engine, ErrorKind, Providers, ReferenceArchitecture};
+#[cfg(feature = "aws")]
 use gitpod_refarch_aws::{AwsConfig, AwsProvider};
 use indicatif::{MultiProgress, ProgressBar, ProgressStyle};
 
@@ -218,6 +219,12 @@ async fn setup(
             (Providers::all(sim.clone()), Some(sim))
         }
         CloudArg::Gcp => return Err(providers_for("gcp")),
+        #[cfg(not(feature = "aws"))]
+        CloudArg::Aws => {
+            let _ = spec;
+            return Err("this binary was built without the `aws` feature (scripts/run.sh builds the simulated cloud only); use cargo run -p gitpod-refarch-examples".into());
+        }
+        #[cfg(feature = "aws")]
         CloudArg::Aws => {
             if spec.cloud != gitpod_refarch::spec::Cloud::Aws {
                 return Err(format!(

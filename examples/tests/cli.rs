@@ -91,8 +91,10 @@ fn clouds_not_built_yet_say_so() {
 }
 
 /// A `moto_server` on a free port, killed on drop.
+#[cfg(feature = "aws")]
 struct Moto(std::process::Child, String);
 
+#[cfg(feature = "aws")]
 impl Moto {
     fn start() -> Moto {
         let port = std::net::TcpListener::bind("127.0.0.1:0")
@@ -116,6 +118,7 @@ impl Moto {
     }
 }
 
+#[cfg(feature = "aws")]
 impl Drop for Moto {
     fn drop(&mut self) {
         let _ = self.0.kill();
@@ -123,6 +126,7 @@ impl Drop for Moto {
     }
 }
 
+#[cfg(feature = "aws")]
 #[test]
 fn the_aws_path_against_moto_applies_reapplies_and_destroys() {
     let moto = Moto::start();
