@@ -78,50 +78,35 @@ fn bench_apply(c: &mut Criterion) {
         .sample_size(10)
         .measurement_time(Duration::from_secs(8))
         .warm_up_time(Duration::from_millis(500));
+    // Wall time of one apply with `concurrency` steps at once, as a ratio to the
+    // critical path (collected per iteration).
+    let mut bench = |name: &str, concurrency: usize, ratios: &mut Vec<f64>| {
+        group.bench_function(name, |b| {
+            b.iter_custom(|iters| {
+                let mut total = Duration::ZERO;
+                for _ in 0..iters {
+                    let inst = Installation::new(profile.clone(), concurrency).unwrap();
+                    let start = Instant::now();
+                    rt.block_on(async {
+                        inst.engine
+                            .apply_spec(&spec)
+                            .await
+                            .unwrap()
+                            .into_result()
+                            .unwrap()
+                    });
+                    let t = start.elapsed();
+                    ratios.push(t.as_secs_f64() / cp.as_secs_f64());
+                    total += t;
+                }
+                total
+            })
+        });
+    };
     let mut ratios = Vec::new();
-    group.bench_function("realistic-profile", |b| {
-        b.iter_custom(|iters| {
-            let mut total = Duration::ZERO;
-            for _ in 0..iters {
-                let inst = Installation::new(profile.clone(), 8).unwrap();
-                let start = Instant::now();
-                rt.block_on(async {
-                    inst.engine
-                        .apply_spec(&spec)
-                        .await
-                        .unwrap()
-                        .into_result()
-                        .unwrap()
-                });
-                let t = start.elapsed();
-                ratios.push(t.as_secs_f64() / cp.as_secs_f64());
-                total += t;
-            }
-            total
-        })
-    });
+    bench("realistic-profile", 8, &mut ratios);
     let mut serial_ratios = Vec::new();
-    group.bench_function("realistic-profile-serial", |b| {
-        b.iter_custom(|iters| {
-            let mut total = Duration::ZERO;
-            for _ in 0..iters {
-                let inst = Installation::new(profile.clone(), 1).unwrap();
-                let start = Instant::now();
-                rt.block_on(async {
-                    inst.engine
-                        .apply_spec(&spec)
-                        .await
-                        .unwrap()
-                        .into_result()
-                        .unwrap()
-                });
-                let t = start.elapsed();
-                serial_ratios.push(t.as_secs_f64() / cp.as_secs_f64());
-                total += t;
-            }
-            total
-        })
-    });
+    bench("realistic-profile-serial", 1, &mut serial_ratios);
     group.finish();
     println!(
         "metric: critical path {:.0} ms, serial sum {:.0} ms (scaled 1/{:.0})",

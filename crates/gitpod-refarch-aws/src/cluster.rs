@@ -65,6 +65,15 @@ fn minor(v: &str) -> String {
     v.split('.').take(2).collect::<Vec<_>>().join(".")
 }
 
+/// The cluster's OIDC issuer URL (empty while EKS has not made one).
+fn issuer_of(cl: &aws_sdk_eks::types::Cluster) -> String {
+    cl.identity()
+        .and_then(|i| i.oidc())
+        .and_then(|o| o.issuer())
+        .unwrap_or_default()
+        .to_string()
+}
+
 fn output_of(cl: &aws_sdk_eks::types::Cluster) -> Output {
     let ca = cl
         .certificate_authority()
@@ -139,12 +148,7 @@ pub async fn observe(c: &Context, d: &ClusterSpec) -> Result<Option<Observed>> {
         }
         _ => {}
     }
-    let issuer = cl
-        .identity()
-        .and_then(|i| i.oidc())
-        .and_then(|o| o.issuer())
-        .unwrap_or_default()
-        .to_string();
+    let issuer = issuer_of(&cl);
     if !issuer.is_empty() && oidc_provider(c, &issuer).await?.is_none() {
         actual
             .labels
@@ -241,12 +245,7 @@ pub async fn ensure(c: &Context, d: &ClusterSpec, inputs: &Inputs) -> Result<Pro
             ))?;
         return Ok(Progress::Pending(op()));
     }
-    let issuer = cl
-        .identity()
-        .and_then(|i| i.oidc())
-        .and_then(|o| o.issuer())
-        .unwrap_or_default()
-        .to_string();
+    let issuer = issuer_of(&cl);
     if !issuer.is_empty() && oidc_provider(c, &issuer).await?.is_none() {
         let tags: Vec<aws_sdk_iam::types::Tag> = tags_of(&d.labels, &d.name)
             .into_iter()
@@ -315,12 +314,7 @@ pub async fn delete(c: &Context, id: &ResourceId) -> Result<Progress> {
             c.op(format!("eks-cluster-delete:{name}"), id),
         ));
     }
-    let issuer = cl
-        .identity()
-        .and_then(|i| i.oidc())
-        .and_then(|o| o.issuer())
-        .unwrap_or_default()
-        .to_string();
+    let issuer = issuer_of(&cl);
     if !issuer.is_empty() {
         if let Some(arn) = oidc_provider(c, &issuer).await? {
             found(
