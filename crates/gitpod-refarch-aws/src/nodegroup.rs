@@ -184,6 +184,23 @@ fn user_data(d: &NodePoolSpec, inputs: &Inputs) -> Result<String> {
     Ok(base64::engine::general_purpose::STANDARD.encode(mime))
 }
 
+/// A launch template by name, if it exists.
+async fn launch_template(
+    c: &Context,
+    name: &str,
+) -> Result<Option<aws_sdk_ec2::types::LaunchTemplate>> {
+    let out = found(
+        c.clients
+            .ec2
+            .describe_launch_templates()
+            .launch_template_names(name)
+            .send()
+            .await
+            .ctx(format!("looking up launch template {name}")),
+    )?;
+    Ok(out.and_then(|o| o.launch_templates().first().cloned()))
+}
+
 /// The launch template, created once per pool (its settings are replace-only).
 async fn ensure_launch_template(
     c: &Context,
@@ -192,16 +209,7 @@ async fn ensure_launch_template(
     tags: &BTreeMap<String, String>,
 ) -> Result<String> {
     let name = lt_name(d);
-    let existing = found(
-        c.clients
-            .ec2
-            .describe_launch_templates()
-            .launch_template_names(&name)
-            .send()
-            .await
-            .ctx(format!("looking up launch template {name}")),
-    )?;
-    if let Some(lt) = existing.as_ref().and_then(|o| o.launch_templates().first()) {
+    if let Some(lt) = launch_template(c, &name).await? {
         return Ok(lt.launch_template_id().unwrap_or_default().to_string());
     }
     let mut data = RequestLaunchTemplateData::builder()
@@ -489,21 +497,10 @@ pub async fn delete(c: &Context, id: &ResourceId, d: &NodePoolSpec) -> Result<Pr
         ));
     }
     let lt = lt_name(d);
-    let exists = found(
-        c.clients
-            .ec2
-            .describe_launch_templates()
-            .launch_template_names(&lt)
-            .send()
-            .await
-            .ctx(format!("looking up launch template {lt}")),
-    )?;
-    let ours = exists.is_some_and(|o| {
-        o.launch_templates().iter().any(|t| {
-            t.tags().iter().any(|t| {
-                t.key() == Some(INSTALLATION_LABEL) && t.value() == Some(d.cluster.as_str())
-            })
-        })
+    let ours = launch_template(c, &lt).await?.is_some_and(|t| {
+        t.tags()
+            .iter()
+            .any(|t| t.key() == Some(INSTALLATION_LABEL) && t.value() == Some(d.cluster.as_str()))
     });
     if ours {
         found(

@@ -62,6 +62,22 @@ pub enum Ownership {
     Theirs,
 }
 
+/// A bucket's tags (`None` when it has none).
+async fn bucket_tags(
+    c: &Context,
+    bucket: &str,
+) -> Result<Option<aws_sdk_s3::operation::get_bucket_tagging::GetBucketTaggingOutput>> {
+    found(
+        c.clients
+            .s3
+            .get_bucket_tagging()
+            .bucket(bucket)
+            .send()
+            .await
+            .ctx(format!("reading tags of {bucket}")),
+    )
+}
+
 /// Whether the bucket exists, and whose it is.
 pub async fn bucket_owner(
     c: &Context,
@@ -89,15 +105,7 @@ pub async fn bucket_owner(
         }
         Err(e) => return Err(e),
     }
-    let tags = found(
-        c.clients
-            .s3
-            .get_bucket_tagging()
-            .bucket(bucket)
-            .send()
-            .await
-            .ctx(format!("reading tags of {bucket}")),
-    )?;
+    let tags = bucket_tags(c, bucket).await?;
     let label = tags.as_ref().and_then(|t| {
         t.tag_set()
             .iter()
@@ -129,15 +137,7 @@ async fn versioning_on(c: &Context, bucket: &str) -> Result<bool> {
                 bucket,
                 "GetBucketVersioning answer unreadable; using the recorded setting"
             );
-            let tags = found(
-                c.clients
-                    .s3
-                    .get_bucket_tagging()
-                    .bucket(bucket)
-                    .send()
-                    .await
-                    .ctx(format!("reading tags of {bucket}")),
-            )?;
+            let tags = bucket_tags(c, bucket).await?;
             Ok(tags.is_some_and(|t| {
                 t.tag_set()
                     .iter()
