@@ -17,6 +17,8 @@ use gitpod_refarch::state::FileStateStore;
 use gitpod_refarch::{Engine, ErrorKind, Providers, ReferenceArchitecture};
 #[cfg(feature = "aws")]
 use gitpod_refarch_aws::{AwsConfig, AwsProvider};
+#[cfg(feature = "gcp")]
+use gitpod_refarch_gcp::{GcpConfig, GcpProvider};
 use indicatif::{MultiProgress, ProgressBar, ProgressStyle};
 
 const DEFAULT_SPEC: &str = include_str!("../specs/reference.yaml");
@@ -194,7 +196,7 @@ async fn setup(
     allow_disruptive: bool,
 ) -> Result<Setup, String> {
     let providers_for =
-        |name: &str| format!("the {name} provider is not built yet; use --cloud sim or aws");
+        |name: &str| format!("the {name} provider is not built yet; use --cloud sim, gcp or aws");
     let clock: Arc<dyn Clock> = Arc::new(TokioClock::new());
     let sim_file = cli.state.join("sim-cloud.json");
     let (providers, sim) = match cli.cloud {
@@ -218,7 +220,28 @@ async fn setup(
             }
             (Providers::all(sim.clone()), Some(sim))
         }
-        CloudArg::Gcp => return Err(providers_for("gcp")),
+        #[cfg(not(feature = "gcp"))]
+        CloudArg::Gcp => {
+            return Err("this binary was built without the `gcp` feature (scripts/run.sh builds the simulated cloud only); use cargo run -p gitpod-refarch-examples".into());
+        }
+        #[cfg(feature = "gcp")]
+        CloudArg::Gcp => {
+            if spec.cloud != gitpod_refarch::spec::Cloud::Gcp {
+                return Err(format!(
+                    "the spec is for {}, not gcp (set cloud: gcp)",
+                    spec.cloud
+                ));
+            }
+            let mut config = GcpConfig::for_spec(spec).map_err(|e| e.chain())?;
+            if let Some(url) = &cli.endpoint {
+                // A local fake (anonymous credentials); it answers quickly: poll often.
+                config = config
+                    .endpoint_url(url.clone())
+                    .poll_interval(Duration::from_millis(100));
+            }
+            let gcp = GcpProvider::connect(config).await.map_err(|e| e.chain())?;
+            (Providers::all(Arc::new(gcp)), None)
+        }
         #[cfg(not(feature = "aws"))]
         CloudArg::Aws => {
             let _ = spec;

@@ -85,7 +85,7 @@ fn an_invalid_spec_fails_with_every_problem_and_exit_code_2() {
 #[test]
 fn clouds_not_built_yet_say_so() {
     let dir = tempfile::tempdir().unwrap();
-    let o = run(dir.path(), &["--cloud", "gcp", "plan"]);
+    let o = run(dir.path(), &["--cloud", "azure", "plan"]);
     assert_eq!(o.status.code(), Some(2));
     assert!(text(&o).contains("not built yet"), "{}", text(&o));
 }

@@ -1,0 +1,540 @@
+//! Cloud SQL Admin v1: instances, databases, users and operations, with Cloud SQL's
+//! rules of one operation per instance and no reuse of a deleted instance's name.
+
+use serde_json::{json, Map, Value};
+
+use crate::error::{ApiError, ApiResult};
+use crate::ops::{self, Api, Op};
+use crate::state::{deep_merge, is_rfc1035, now_rfc3339, s, Effect, State};
+use crate::{unserved, Req};
+
+const BASE: &str = "https://sqladmin.googleapis.com/v1/";
+
+fn instance_not_found(name: &str) -> ApiError {
+    ApiError::not_found(format!("The Cloud SQL instance does not exist: {name}."))
+}
+
+fn in_progress() -> ApiError {
+    ApiError::aborted(
+        "operationInProgress",
+        "Operation failed because another operation was already in progress. Try your request after the current operation is complete.",
+    )
+}
+
+fn user_key(inst_key: &str, name: &str, host: &str) -> String {
+    if host.is_empty() {
+        format!("{inst_key}/users/{name}")
+    } else {
+        format!("{inst_key}/users/{name}@{host}")
+    }
+}
+
+/// The stored user named `name` (with `host` when given).
+fn find_user(st: &State, inst_key: &str, name: &str, host: Option<&str>) -> Option<String> {
+    st.children(&format!("{inst_key}/users/"))
+        .into_iter()
+        .find(|(_, v)| s(v, "name") == name && host.is_none_or(|h| s(v, "host") == h))
+        .map(|(k, _)| k)
+}
+
+fn operation(st: &mut State, project: &str, instance: &str, op_type: &str) -> Op {
+    let id = st.uuid();
+    let name = format!("projects/{project}/operations/{id}");
+    let base = json!({
+        "kind": "sql#operation",
+        "name": id,
+        "operationType": op_type,
+        "targetId": instance,
+        "targetProject": project,
+        "targetLink": format!("{BASE}projects/{project}/instances/{instance}"),
+        "selfLink": format!("{BASE}projects/{project}/operations/{id}"),
+        "insertTime": now_rfc3339(),
+        "user": "fake-gcp@example.com",
+    });
+    Op::new(
+        name,
+        Api::Sql,
+        op_type,
+        format!("projects/{project}/instances/{instance}"),
+        base,
+    )
+}
+
+pub(crate) fn handle(st: &mut State, method: &str, req: &Req) -> ApiResult {
+    let project = st.require_project(req.p("project"))?;
+    let instance = req.p("instance").to_string();
+    let ikey = format!("projects/{project}/instances/{instance}");
+    match method {
+        "sql.operations.get" => {
+            let name = format!("projects/{project}/operations/{}", req.p("operation"));
+            ops::poll(st, &name, &[Api::Sql]).ok_or_else(|| {
+                ApiError::not_found(format!(
+                    "The Cloud SQL operation does not exist: {}.",
+                    req.p("operation")
+                ))
+            })
+        }
+        "sql.instances.get" => st
+            .res
+            .get(&ikey)
+            .cloned()
+            .ok_or_else(|| instance_not_found(&instance)),
+        "sql.instances.list" => {
+            let items: Vec<Value> = st
+                .children(&format!("projects/{project}/instances/"))
+                .into_iter()
+                .map(|(_, v)| v)
+                .collect();
+            Ok(list("sql#instancesList", items))
+        }
+        "sql.instances.insert" => insert_instance(st, &project, req),
+        "sql.instances.patch" => {
+            let inst = st
+                .res
+                .get(&ikey)
+                .cloned()
+                .ok_or_else(|| instance_not_found(&instance))?;
+            if ops::pending_on(st, &ikey).is_some() {
+                return Err(in_progress());
+            }
+            let mut patch = req.body().clone();
+            if let Value::Object(m) = &mut patch {
+                for field in [
+                    "name",
+                    "project",
+                    "rootPassword",
+                    "kind",
+                    "state",
+                    "etag",
+                    "selfLink",
+                    "connectionName",
+                ] {
+                    m.remove(field);
+                }
+            }
+            normalize_settings(&mut patch);
+            let mut next = inst.clone();
+            deep_merge(&mut next, &patch);
+            let version: i64 = inst
+                .get("settings")
+                .and_then(|x| x.get("settingsVersion"))
+                .and_then(Value::as_str)
+                .and_then(|v| v.parse().ok())
+                .unwrap_or(1);
+            next["settings"]["settingsVersion"] = json!((version + 1).to_string());
+            next["etag"] = json!(st.hex(64));
+            let op = operation(st, &project, &instance, "UPDATE")
+                .on_done(vec![Effect::Insert(ikey, next)]);
+            Ok(ops::register(st, method, op))
+        }
+        "sql.instances.delete" => {
+            let inst = st
+                .res
+                .get(&ikey)
+                .cloned()
+                .ok_or_else(|| instance_not_found(&instance))?;
+            if ops::pending_on(st, &ikey).is_some() {
+                return Err(in_progress());
+            }
+            let protected = inst
+                .get("settings")
+                .and_then(|x| x.get("deletionProtectionEnabled"))
+                .and_then(Value::as_bool)
+                .unwrap_or(false);
+            if protected {
+                return Err(ApiError::precondition(
+                    "deletionProtectionEnabled",
+                    "The instance is protected. Please disable the deletion protection and try again.",
+                ));
+            }
+            let previous = inst.get("state").cloned().unwrap_or(json!("RUNNABLE"));
+            st.apply(Effect::Merge(
+                ikey.clone(),
+                json!({"state": "PENDING_DELETE"}),
+            ));
+            let op = operation(st, &project, &instance, "DELETE")
+                .on_done(vec![Effect::Remove(ikey.clone())])
+                .on_fail(vec![Effect::Merge(ikey, json!({ "state": previous }))]);
+            Ok(ops::register(st, method, op))
+        }
+        "sql.databases.get" => {
+            st.res
+                .get(&ikey)
+                .ok_or_else(|| instance_not_found(&instance))?;
+            let key = format!("{ikey}/databases/{}", req.p("database"));
+            st.res.get(&key).cloned().ok_or_else(|| {
+                ApiError::not_found(format!(
+                    "Not Found: database {} does not exist.",
+                    req.p("database")
+                ))
+            })
+        }
+        "sql.databases.list" => {
+            st.res
+                .get(&ikey)
+                .ok_or_else(|| instance_not_found(&instance))?;
+            let items: Vec<Value> = st
+                .children(&format!("{ikey}/databases/"))
+                .into_iter()
+                .map(|(_, v)| v)
+                .collect();
+            Ok(list("sql#databasesList", items))
+        }
+        "sql.databases.insert" => {
+            ready(st, &ikey, &instance)?;
+            let name = s(req.body(), "name").to_string();
+            if name.is_empty() || name.len() > 64 {
+                return Err(ApiError::invalid(
+                    "Invalid request: database name is required (at most 64 characters).",
+                ));
+            }
+            let key = format!("{ikey}/databases/{name}");
+            if st.res.contains_key(&key) {
+                return Err(ApiError::already_exists(format!(
+                    "Database \"{name}\" already exists."
+                )));
+            }
+            let db = database(st, &project, &instance, &name, req.body());
+            let op = operation(st, &project, &instance, "CREATE_DATABASE")
+                .on_done(vec![Effect::Insert(key, db)]);
+            Ok(ops::register(st, method, op))
+        }
+        "sql.databases.delete" => {
+            let key = format!("{ikey}/databases/{}", req.p("database"));
+            ready(st, &ikey, &instance)?;
+            if !st.res.contains_key(&key) {
+                return Err(ApiError::not_found(format!(
+                    "Not Found: database {} does not exist.",
+                    req.p("database")
+                )));
+            }
+            let op = operation(st, &project, &instance, "DELETE_DATABASE")
+                .on_done(vec![Effect::Remove(key)]);
+            Ok(ops::register(st, method, op))
+        }
+        "sql.users.list" => {
+            st.res
+                .get(&ikey)
+                .ok_or_else(|| instance_not_found(&instance))?;
+            let items: Vec<Value> = st
+                .children(&format!("{ikey}/users/"))
+                .into_iter()
+                .map(|(_, v)| v)
+                .collect();
+            Ok(list("sql#usersList", items))
+        }
+        "sql.users.get" => {
+            st.res
+                .get(&ikey)
+                .ok_or_else(|| instance_not_found(&instance))?;
+            let key = find_user(st, &ikey, req.p("name"), req.q("host")).ok_or_else(|| {
+                ApiError::not_found(format!("User {} does not exist.", req.p("name")))
+            })?;
+            Ok(st.res.get(&key).cloned().unwrap_or(Value::Null))
+        }
+        "sql.users.insert" => {
+            ready(st, &ikey, &instance)?;
+            let body = req.body();
+            let name = s(body, "name").to_string();
+            if name.is_empty() || name.len() > 32 {
+                return Err(ApiError::invalid(
+                    "Invalid request: user name is required (at most 32 characters).",
+                ));
+            }
+            let host = default_host(st, &ikey, body);
+            let key = user_key(&ikey, &name, &host);
+            if st.res.contains_key(&key) {
+                return Err(ApiError::already_exists(format!(
+                    "User '{name}'@'{host}' already exists."
+                )));
+            }
+            let user = new_user(st, &project, &instance, &name, &host, body);
+            let op = operation(st, &project, &instance, "CREATE_USER")
+                .on_done(vec![Effect::Insert(key, user)]);
+            Ok(ops::register(st, method, op))
+        }
+        "sql.users.update" => {
+            ready(st, &ikey, &instance)?;
+            let name = req
+                .q("name")
+                .unwrap_or_else(|| s(req.body(), "name"))
+                .to_string();
+            let key = find_user(st, &ikey, &name, req.q("host"))
+                .ok_or_else(|| ApiError::not_found(format!("User {name} does not exist.")))?;
+            let mut patch = req.body().clone();
+            if let Value::Object(m) = &mut patch {
+                for field in [
+                    "password", "name", "host", "instance", "project", "kind", "etag",
+                ] {
+                    m.remove(field);
+                }
+            }
+            patch["etag"] = json!(st.hex(32));
+            let op = operation(st, &project, &instance, "UPDATE_USER")
+                .on_done(vec![Effect::Merge(key, patch)]);
+            Ok(ops::register(st, method, op))
+        }
+        "sql.users.delete" => {
+            ready(st, &ikey, &instance)?;
+            let name = req.q("name").unwrap_or("").to_string();
+            let key = find_user(st, &ikey, &name, req.q("host"))
+                .ok_or_else(|| ApiError::not_found(format!("User {name} does not exist.")))?;
+            let op = operation(st, &project, &instance, "DELETE_USER")
+                .on_done(vec![Effect::Remove(key)]);
+            Ok(ops::register(st, method, op))
+        }
+        _ => Err(unserved(method)),
+    }
+}
+
+/// Databases and users need the instance to exist, be idle and `RUNNABLE`.
+fn ready(st: &State, ikey: &str, instance: &str) -> Result<(), ApiError> {
+    let inst = st
+        .res
+        .get(ikey)
+        .ok_or_else(|| instance_not_found(instance))?;
+    if ops::pending_on(st, ikey).is_some() {
+        return Err(in_progress());
+    }
+    if s(inst, "state") != "RUNNABLE" {
+        return Err(ApiError::precondition(
+            "invalidState",
+            "Invalid request since instance is not running.",
+        ));
+    }
+    Ok(())
+}
+
+fn list(kind: &str, items: Vec<Value>) -> Value {
+    if items.is_empty() {
+        json!({ "kind": kind })
+    } else {
+        json!({ "kind": kind, "items": items })
+    }
+}
+
+fn is_mysql(st: &State, ikey: &str) -> bool {
+    st.res
+        .get(ikey)
+        .map(|i| match i.get("databaseVersion") {
+            Some(Value::String(v)) => v.starts_with("MYSQL"),
+            _ => true,
+        })
+        .unwrap_or(true)
+}
+
+fn default_host(st: &State, ikey: &str, body: &Value) -> String {
+    match body.get("host").and_then(Value::as_str) {
+        Some(h) if !h.is_empty() => h.to_string(),
+        _ if is_mysql(st, ikey) => "%".to_string(),
+        _ => String::new(),
+    }
+}
+
+fn new_user(
+    st: &mut State,
+    project: &str,
+    instance: &str,
+    name: &str,
+    host: &str,
+    body: &Value,
+) -> Value {
+    let mut u = json!({
+        "kind": "sql#user",
+        "name": name,
+        "instance": instance,
+        "project": project,
+        "etag": st.hex(32),
+    });
+    if !host.is_empty() {
+        u["host"] = json!(host);
+    }
+    for field in ["type", "passwordPolicy", "databaseRoles"] {
+        if let Some(v) = body.get(field) {
+            u[field] = v.clone();
+        }
+    }
+    u
+}
+
+fn database(st: &mut State, project: &str, instance: &str, name: &str, body: &Value) -> Value {
+    json!({
+        "kind": "sql#database",
+        "name": name,
+        "instance": instance,
+        "project": project,
+        "charset": body.get("charset").and_then(Value::as_str).filter(|c| !c.is_empty()).unwrap_or("utf8mb4"),
+        "collation": body.get("collation").and_then(Value::as_str).filter(|c| !c.is_empty()).unwrap_or("utf8mb4_0900_ai_ci"),
+        "selfLink": format!("{BASE}projects/{project}/instances/{instance}/databases/{name}"),
+        "etag": st.hex(32),
+    })
+}
+
+/// `dataDiskSizeGb` and the like are int64: answered as strings whatever was sent.
+fn normalize_settings(instance: &mut Value) {
+    if let Some(Value::Object(settings)) = instance.get_mut("settings") {
+        for field in [
+            "dataDiskSizeGb",
+            "storageAutoResizeLimit",
+            "settingsVersion",
+            "replicationLagMaxSeconds",
+        ] {
+            if let Some(Value::Number(n)) = settings.get(field) {
+                let as_string = Value::String(n.to_string());
+                settings.insert(field.to_string(), as_string);
+            }
+        }
+        if let Some(Value::Object(backup)) = settings.get_mut("backupConfiguration") {
+            backup
+                .entry("kind")
+                .or_insert(json!("sql#backupConfiguration"));
+        }
+    }
+}
+
+fn insert_instance(st: &mut State, project: &str, req: &Req) -> ApiResult {
+    let body = req.body();
+    let name = s(body, "name").to_string();
+    if !is_rfc1035(&name, 98) {
+        return Err(ApiError::invalid(format!(
+            "Invalid request: instance name ({name}) must be lowercase letters, digits and hyphens, starting with a letter."
+        )));
+    }
+    let tier = body
+        .get("settings")
+        .and_then(|x| x.get("tier"))
+        .and_then(Value::as_str)
+        .unwrap_or("");
+    if tier.is_empty() {
+        return Err(ApiError::invalid(
+            "Invalid request: Missing required field settings.tier.",
+        ));
+    }
+    let ikey = format!("projects/{project}/instances/{name}");
+    if st.res.contains_key(&ikey) {
+        return Err(
+            ApiError::already_exists("The Cloud SQL instance already exists.")
+                .with_reason("instanceAlreadyExists"),
+        );
+    }
+    if st.sql_used_names.contains(&ikey) {
+        return Err(ApiError::already_exists(
+            "The Cloud SQL instance already exists. When you delete an instance, you can't reuse the name of the deleted instance until one week from the deletion date.",
+        )
+        .with_reason("instanceAlreadyExists"));
+    }
+    let region = body
+        .get("region")
+        .and_then(Value::as_str)
+        .filter(|r| !r.is_empty())
+        .unwrap_or("us-central1")
+        .to_string();
+    let version = body
+        .get("databaseVersion")
+        .cloned()
+        .unwrap_or(json!("MYSQL_8_0"));
+    let mut inst = Map::new();
+    if let Value::Object(b) = body {
+        for (k, v) in b {
+            if k != "rootPassword" {
+                inst.insert(k.clone(), v.clone());
+            }
+        }
+    }
+    let mut inst = Value::Object(inst);
+    let settings_defaults = json!({
+        "kind": "sql#settings",
+        "settingsVersion": "1",
+        "dataDiskSizeGb": "10",
+        "dataDiskType": "PD_SSD",
+        "storageAutoResize": true,
+        "storageAutoResizeLimit": "0",
+        "availabilityType": "ZONAL",
+        "activationPolicy": "ALWAYS",
+        "pricingPlan": "PER_USE",
+        "replicationType": "SYNCHRONOUS",
+        "backupConfiguration": {"kind": "sql#backupConfiguration", "enabled": false, "binaryLogEnabled": false},
+        "ipConfiguration": {"ipv4Enabled": true},
+        "locationPreference": {"kind": "sql#locationPreference", "zone": format!("{region}-b")},
+    });
+    let mut settings = settings_defaults;
+    deep_merge(&mut settings, body.get("settings").unwrap_or(&json!({})));
+    settings["settingsVersion"] = json!("1");
+    inst["settings"] = settings;
+    normalize_settings(&mut inst);
+    let private = inst["settings"]["ipConfiguration"]
+        .get("privateNetwork")
+        .and_then(Value::as_str)
+        .is_some();
+    let public = inst["settings"]["ipConfiguration"]
+        .get("ipv4Enabled")
+        .and_then(Value::as_bool)
+        .unwrap_or(true);
+    let mut ips = Vec::new();
+    if public {
+        ips.push(json!({"type": "PRIMARY", "ipAddress": st.ip(35)}));
+    }
+    if private {
+        ips.push(json!({"type": "PRIVATE", "ipAddress": st.ip(10)}));
+    }
+    let number = st.project_number(project);
+    for (k, v) in [
+        ("kind", json!("sql#instance")),
+        ("name", json!(name)),
+        ("project", json!(project)),
+        ("region", json!(region)),
+        ("databaseVersion", version),
+        ("state", json!("PENDING_CREATE")),
+        (
+            "connectionName",
+            json!(format!("{project}:{region}:{name}")),
+        ),
+        ("ipAddresses", Value::Array(ips)),
+        (
+            "selfLink",
+            json!(format!("{BASE}projects/{project}/instances/{name}")),
+        ),
+        ("etag", json!(st.hex(64))),
+        ("backendType", json!("SECOND_GEN")),
+        ("instanceType", json!("CLOUD_SQL_INSTANCE")),
+        ("gceZone", json!(format!("{region}-b"))),
+        ("createTime", json!(now_rfc3339())),
+        (
+            "serviceAccountEmailAddress",
+            json!(format!(
+                "p{number}-{}@gcp-sa-cloud-sql.iam.gserviceaccount.com",
+                st.hex(6)
+            )),
+        ),
+    ] {
+        inst[k] = v;
+    }
+    st.apply(Effect::Insert(ikey.clone(), inst.clone()));
+    st.sql_used_names.insert(ikey.clone());
+
+    // What a new instance has: its system databases and default user.
+    let mut done = vec![Effect::Merge(ikey.clone(), json!({"state": "RUNNABLE"}))];
+    let mysql = inst
+        .get("databaseVersion")
+        .and_then(Value::as_str)
+        .is_none_or(|v| v.starts_with("MYSQL"));
+    let (dbs, user, host): (&[&str], &str, &str) = if mysql {
+        (
+            &["information_schema", "mysql", "performance_schema", "sys"],
+            "root",
+            "%",
+        )
+    } else {
+        (&["postgres"], "postgres", "")
+    };
+    for db in dbs {
+        let v = database(st, project, &name, db, &json!({}));
+        done.push(Effect::Insert(format!("{ikey}/databases/{db}"), v));
+    }
+    let u = new_user(st, project, &name, user, host, &json!({"type": "BUILT_IN"}));
+    done.push(Effect::Insert(user_key(&ikey, user, host), u));
+    let op = operation(st, project, &name, "CREATE")
+        .on_done(done)
+        .on_fail(vec![Effect::Merge(ikey, json!({"state": "FAILED"}))]);
+    Ok(ops::register(st, "sql.instances.insert", op))
+}

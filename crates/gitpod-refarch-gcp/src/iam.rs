@@ -1,0 +1,317 @@
+//! Service accounts, their keys, and role bindings on the project's IAM policy.
+//!
+//! Service accounts have no labels: the description marks them as the installation's
+//! ([`crate::ownership_mark`]). Project roles are granted by a read-modify-write of the
+//! project policy with its etag; a concurrent change (`ABORTED`/409) re-reads and
+//! retries, so two installations in one project never lose each other's bindings.
+
+use std::collections::BTreeSet;
+use std::time::Duration;
+
+use gitpod_refarch::{Error, ErrorKind, Result, Secret};
+use google_cloud_iam_admin_v1::model::ServiceAccount;
+use google_cloud_iam_v1::model::{Binding, GetPolicyOptions, Policy};
+
+use crate::error::{found, GaxResultExt};
+use crate::{foreign, ownership_mark, Context};
+
+/// How often a policy write that lost a race is retried.
+const POLICY_ATTEMPTS: u32 = 8;
+
+/// The e-mail of service account `account_id`.
+pub fn email(c: &Context, account_id: &str) -> String {
+    format!("{account_id}@{}.iam.gserviceaccount.com", c.project)
+}
+
+/// `serviceAccount:<email>`.
+pub fn member(c: &Context, account_id: &str) -> String {
+    format!("serviceAccount:{}", email(c, account_id))
+}
+
+fn sa_name(c: &Context, account_id: &str) -> String {
+    format!(
+        "projects/{}/serviceAccounts/{}",
+        c.project,
+        email(c, account_id)
+    )
+}
+
+/// The service account, if it exists and is the installation's. A same-named account
+/// that is not marked as ours is a [`ErrorKind::Conflict`].
+pub async fn get_account(
+    c: &Context,
+    account_id: &str,
+    installation: &str,
+) -> Result<Option<ServiceAccount>> {
+    let sa = found(
+        c.clients
+            .iam
+            .get_service_account()
+            .set_name(sa_name(c, account_id))
+            .send()
+            .await,
+        format!("reading service account {account_id}"),
+    )?;
+    match sa {
+        Some(sa) if sa.description != ownership_mark(installation) => Err(foreign(
+            &format!("service account {}", email(c, account_id)),
+            installation,
+        )),
+        other => Ok(other),
+    }
+}
+
+/// Create the service account unless it exists.
+pub async fn ensure_account(
+    c: &Context,
+    account_id: &str,
+    display_name: &str,
+    installation: &str,
+) -> Result<ServiceAccount> {
+    if let Some(sa) = get_account(c, account_id, installation).await? {
+        return Ok(sa);
+    }
+    let created = c
+        .clients
+        .iam
+        .create_service_account()
+        .set_name(c.project_path())
+        .set_account_id(account_id)
+        .set_service_account(
+            ServiceAccount::new()
+                .set_display_name(display_name)
+                .set_description(ownership_mark(installation)),
+        )
+        .send()
+        .await;
+    match created {
+        Ok(sa) => Ok(sa),
+        // Created by a call whose answer was lost: read it back (and check it).
+        Err(e) if crate::error::kind_of(&e) == ErrorKind::Conflict => {
+            get_account(c, account_id, installation)
+                .await?
+                .ok_or_else(|| {
+                    crate::error::from_gax(e, format!("creating service account {account_id}"))
+                })
+        }
+        Err(e) => Err(crate::error::from_gax(
+            e,
+            format!("creating service account {account_id}"),
+        )),
+    }
+}
+
+/// Create a JSON key for the account; the key file is a secret.
+pub async fn create_key(c: &Context, account_id: &str) -> Result<Secret> {
+    let key = c
+        .clients
+        .iam
+        .create_service_account_key()
+        .set_name(sa_name(c, account_id))
+        .send()
+        .await
+        .ctx(format!("creating a key for {account_id}"))?;
+    let text = String::from_utf8(key.private_key_data.to_vec())
+        .map_err(|_| Error::internal(format!("the key of {account_id} is not UTF-8")))?;
+    if serde_json::from_str::<serde_json::Value>(&text).is_err() {
+        return Err(Error::internal(format!(
+            "the key of {account_id} is not a JSON key file"
+        )));
+    }
+    Ok(Secret::new(text))
+}
+
+/// Delete the account (its keys go with it) and its project bindings. Absent is fine;
+/// an account that is not ours is left alone.
+pub async fn delete_account(
+    c: &Context,
+    account_id: &str,
+    installation: &str,
+    roles: &[&str],
+) -> Result<()> {
+    if get_account(c, account_id, installation).await?.is_none() {
+        return Ok(());
+    }
+    set_project_roles(c, &member(c, account_id), roles, false).await?;
+    let r = c
+        .clients
+        .iam
+        .delete_service_account()
+        .set_name(sa_name(c, account_id))
+        .send()
+        .await;
+    found(r, format!("deleting service account {account_id}")).map(|_| ())
+}
+
+/// The roles `member` holds on the project (unconditional bindings only).
+pub async fn project_roles(c: &Context, member: &str) -> Result<BTreeSet<String>> {
+    let policy = read_policy(c).await?;
+    Ok(policy
+        .bindings
+        .iter()
+        .filter(|b| b.condition.is_none() && b.members.iter().any(|m| m == member))
+        .map(|b| b.role.clone())
+        .collect())
+}
+
+async fn read_policy(c: &Context) -> Result<Policy> {
+    c.clients
+        .projects
+        .get_iam_policy()
+        .set_resource(c.project_path())
+        .set_options(GetPolicyOptions::new().set_requested_policy_version(3))
+        .send()
+        .await
+        .ctx("reading the project IAM policy")
+}
+
+/// Grant (`grant`) or revoke `roles` for `member` on the project. Makes no write when
+/// nothing changes; retries a write that lost a race with another writer.
+pub async fn set_project_roles(
+    c: &Context,
+    member: &str,
+    roles: &[&str],
+    grant: bool,
+) -> Result<()> {
+    let mut attempt = 0;
+    loop {
+        attempt += 1;
+        let mut policy = read_policy(c).await?;
+        if !edit_policy(&mut policy, member, roles, grant) {
+            return Ok(());
+        }
+        let r = c
+            .clients
+            .projects
+            .set_iam_policy()
+            .set_resource(c.project_path())
+            .set_policy(policy)
+            .send()
+            .await;
+        match r {
+            Ok(_) => return Ok(()),
+            Err(e)
+                if crate::error::kind_of(&e) == ErrorKind::Conflict
+                    && attempt < POLICY_ATTEMPTS =>
+            {
+                tracing::debug!(
+                    attempt,
+                    "project IAM policy changed concurrently; re-reading"
+                );
+                tokio::time::sleep(Duration::from_millis(50 * u64::from(attempt))).await;
+            }
+            Err(e) => return Err(crate::error::from_gax(e, "writing the project IAM policy")),
+        }
+    }
+}
+
+/// Add or remove `member` from the bindings of `roles`; whether anything changed.
+/// Bindings that become empty are dropped; conditional bindings are never touched.
+pub fn edit_policy(policy: &mut Policy, member: &str, roles: &[&str], grant: bool) -> bool {
+    let mut changed = false;
+    for role in roles {
+        let existing = policy
+            .bindings
+            .iter_mut()
+            .find(|b| b.role == *role && b.condition.is_none());
+        match (existing, grant) {
+            (Some(b), true) => {
+                if !b.members.iter().any(|m| m == member) {
+                    b.members.push(member.to_string());
+                    changed = true;
+                }
+            }
+            (None, true) => {
+                policy
+                    .bindings
+                    .push(Binding::new().set_role(*role).set_members([member]));
+                changed = true;
+            }
+            (Some(b), false) => {
+                let before = b.members.len();
+                b.members.retain(|m| m != member);
+                changed |= b.members.len() != before;
+            }
+            (None, false) => {}
+        }
+    }
+    policy.bindings.retain(|b| !b.members.is_empty());
+    changed
+}
+
+/// Grant `role` on the service account `account_id` itself to `members` (Workload
+/// Identity: `roles/iam.workloadIdentityUser` for Kubernetes service accounts).
+pub async fn set_account_binding(
+    c: &Context,
+    account_id: &str,
+    role: &str,
+    members: &[String],
+) -> Result<()> {
+    let resource = sa_name(c, account_id);
+    let mut policy = c
+        .clients
+        .iam
+        .get_iam_policy()
+        .set_resource(&resource)
+        .send()
+        .await
+        .ctx(format!("reading the IAM policy of {account_id}"))?;
+    let mut changed = false;
+    for m in members {
+        changed |= edit_policy(&mut policy, m, &[role], true);
+    }
+    if !changed {
+        return Ok(());
+    }
+    c.clients
+        .iam
+        .set_iam_policy()
+        .set_resource(&resource)
+        .set_policy(policy)
+        .send()
+        .await
+        .ctx(format!("writing the IAM policy of {account_id}"))
+        .map(|_| ())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn edit_policy_adds_removes_and_reports_changes() {
+        let mut p = Policy::new().set_bindings([Binding::new()
+            .set_role("roles/viewer")
+            .set_members(["user:a@example.com"])]);
+        assert!(edit_policy(
+            &mut p,
+            "serviceAccount:x",
+            &["roles/viewer", "roles/dns.admin"],
+            true
+        ));
+        assert!(!edit_policy(
+            &mut p,
+            "serviceAccount:x",
+            &["roles/viewer", "roles/dns.admin"],
+            true
+        ));
+        assert_eq!(p.bindings.len(), 2);
+        assert!(edit_policy(
+            &mut p,
+            "serviceAccount:x",
+            &["roles/dns.admin", "roles/viewer"],
+            false
+        ));
+        assert_eq!(p.bindings.len(), 1, "the emptied binding is dropped");
+        assert_eq!(
+            p.bindings[0].members,
+            vec!["user:a@example.com".to_string()]
+        );
+        assert!(!edit_policy(
+            &mut p,
+            "serviceAccount:x",
+            &["roles/viewer"],
+            false
+        ));
+    }
+}

@@ -1,0 +1,62 @@
+//! Object storage on GCS, as the guide: no bucket (Gitpod creates one bucket per user
+//! at run time), but the storage service account `obj-sa-<name>` with
+//! `roles/storage.admin` and `roles/storage.objectAdmin` and its key, for the
+//! installer's `objectStorage.cloudStorage` and the `storage-gcp` secret.
+
+use gitpod_refarch::provider::{Inputs, Observed, Progress};
+use gitpod_refarch::resource::{
+    Desired, ObjectStorageSpec, Output, ResourceId, ResourceKind, StorageOutput,
+};
+use gitpod_refarch::Result;
+
+use crate::{iam, Context};
+
+/// The roles of the storage service account.
+pub const ROLES: [&str; 2] = ["roles/storage.admin", "roles/storage.objectAdmin"];
+
+/// `obj-sa-<name>`.
+pub fn account_id(installation: &str) -> String {
+    format!("obj-sa-{installation}")
+}
+
+/// Ready when the account exists with both roles; the key comes from the state store.
+pub async fn observe(c: &Context, d: &ObjectStorageSpec) -> Result<Option<Observed>> {
+    let id = account_id(&d.name);
+    if iam::get_account(c, &id, &d.name).await?.is_none() {
+        return Ok(None);
+    }
+    let held = iam::project_roles(c, &iam::member(c, &id)).await?;
+    if !ROLES.iter().all(|r| held.contains(*r)) {
+        return Ok(None);
+    }
+    Ok(Some(Observed::ready(
+        Desired::ObjectStorage(d.clone()),
+        None,
+    )))
+}
+
+/// Create the account, grant the roles, make a key when the state store has none.
+pub async fn ensure(c: &Context, d: &ObjectStorageSpec, inputs: &Inputs) -> Result<Progress> {
+    let id = account_id(&d.name);
+    iam::ensure_account(c, &id, "Gitpod object storage", &d.name).await?;
+    iam::set_project_roles(c, &iam::member(c, &id), &ROLES, true).await?;
+    let own = ResourceId::new(ResourceKind::ObjectStorage, d.name.clone());
+    if let Some(known @ Output::ObjectStorage(StorageOutput::Gcs { .. })) = inputs.get(&own) {
+        return Ok(Progress::Done(Some(known.clone())));
+    }
+    let key = iam::create_key(c, &id).await?;
+    Ok(Progress::Done(Some(Output::ObjectStorage(
+        StorageOutput::Gcs {
+            project: c.project.clone(),
+            region: d.region.clone(),
+            service_account_json: key,
+        },
+    ))))
+}
+
+/// Revoke the roles and delete the account. The per-user buckets Gitpod made are
+/// user data and stay.
+pub async fn delete(c: &Context, installation: &str) -> Result<Progress> {
+    iam::delete_account(c, &account_id(installation), installation, &ROLES).await?;
+    Ok(Progress::Done(None))
+}
