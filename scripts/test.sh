@@ -25,6 +25,9 @@ if ! command -v moto_server >/dev/null 2>&1; then
   export PATH="$shim_dir:$PATH"
 fi
 
+# Google's API discovery documents: what the GCP fake is built from and checked against.
+scripts/fetch-discovery.sh
+
 log="$(mktemp)"
 trap 'rm -f "$log"' EXIT
 step() { echo; echo "== $*"; }

@@ -168,3 +168,107 @@ fn the_aws_path_against_moto_applies_reapplies_and_destroys() {
     assert_eq!(o.status.code(), Some(2));
     assert!(text(&o).contains("not aws"), "{}", text(&o));
 }
+
+/// The standalone `fake-gcp` binary (the GCP fake's crate), started on a free port and
+/// stopped with SIGTERM on drop.
+#[cfg(feature = "gcp")]
+struct FakeGcpProcess {
+    child: std::process::Child,
+    url: String,
+}
+
+#[cfg(feature = "gcp")]
+impl FakeGcpProcess {
+    fn binary() -> std::path::PathBuf {
+        // target/<profile>/deps/cli-<hash> → target/<profile>/fake-gcp
+        let exe = std::env::current_exe().unwrap();
+        let bin = exe.parent().unwrap().parent().unwrap().join("fake-gcp");
+        if !bin.exists() {
+            let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+            let st = Command::new(cargo)
+                .args([
+                    "build",
+                    "-p",
+                    "gitpod-refarch-fake-gcp",
+                    "--bin",
+                    "fake-gcp",
+                ])
+                .status()
+                .unwrap();
+            assert!(st.success(), "building fake-gcp failed");
+        }
+        bin
+    }
+
+    fn start(args: &[&str]) -> FakeGcpProcess {
+        use std::io::BufRead as _;
+        let mut child = Command::new(Self::binary())
+            .args(["--port", "0"])
+            .args(args)
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut line = String::new();
+        std::io::BufReader::new(child.stdout.take().unwrap())
+            .read_line(&mut line)
+            .unwrap();
+        let url = line.trim().to_string();
+        assert!(url.starts_with("http://127.0.0.1:"), "first line: {url:?}");
+        FakeGcpProcess { child, url }
+    }
+
+    fn stop(mut self) -> std::process::ExitStatus {
+        let pid = self.child.id().to_string();
+        assert!(Command::new("kill")
+            .args(["-TERM", &pid])
+            .status()
+            .unwrap()
+            .success());
+        self.child.wait().unwrap()
+    }
+}
+
+#[cfg(feature = "gcp")]
+impl Drop for FakeGcpProcess {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+#[cfg(feature = "gcp")]
+#[test]
+fn the_gcp_path_against_the_standalone_fake_applies_reapplies_and_destroys() {
+    let fake = FakeGcpProcess::start(&["--project", "gitpod-refarch-demo", "--op-delay-ms", "20"]);
+    let dir = tempfile::tempdir().unwrap();
+    let gcp = |args: &[&str]| {
+        Command::new(env!("CARGO_BIN_EXE_gitpod-refarch"))
+            .current_dir(dir.path())
+            .args(["--cloud", "gcp", "--endpoint", &fake.url])
+            .args(args)
+            .output()
+            .unwrap()
+    };
+    // The embedded reference spec (GCP), as the README shows.
+    let o = gcp(&["apply"]);
+    assert!(o.status.success(), "{}", text(&o));
+    assert!(text(&o).contains("applied: 13 changed"), "{}", text(&o));
+    let config = std::fs::read_to_string(dir.path().join("out/gitpod.config.yaml")).unwrap();
+    assert!(config.contains("cloudSQL"), "{config}");
+    assert!(
+        config.contains("instance: gitpod-refarch-demo:europe-west1:sql-gitpod-"),
+        "{config}"
+    );
+    assert!(dir.path().join("out/secrets/cloudsql.yaml").exists());
+    assert!(dir.path().join("out/secrets/storage-gcp.yaml").exists());
+    let o = gcp(&["apply"]);
+    assert!(o.status.success(), "{}", text(&o));
+    assert!(text(&o).contains("no changes"), "{}", text(&o));
+    let o = gcp(&["destroy"]);
+    assert!(o.status.success(), "{}", text(&o));
+    // Nothing left: every resource but the project preparation is to be created again.
+    let o = gcp(&["plan"]);
+    assert!(text(&o).contains("12 create, 1 no change"), "{}", text(&o));
+    let status = fake.stop();
+    assert!(status.success(), "fake-gcp exits 0 on SIGTERM: {status:?}");
+}

@@ -43,6 +43,8 @@ const SYSTEM_PARAMS: &[&str] = &[
     "$callback",
     "$.xgafv",
     "$userProject",
+    // The API interface version (system parameter); google-cloud-compute-v1 sends it.
+    "$apiVersion",
 ];
 
 /// Loaded discovery documents, indexed by method id.

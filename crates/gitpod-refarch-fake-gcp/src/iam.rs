@@ -1,4 +1,4 @@
-//! IAM v1: service accounts and their keys.
+//! IAM v1: service accounts, their keys and their own IAM policies.
 
 use serde_json::{json, Value};
 
@@ -15,6 +15,7 @@ fn find(st: &State, project: &str, account: &str) -> Option<String> {
         .find(|(k, v)| {
             let parts: Vec<&str> = k.split('/').collect();
             parts.len() == 4
+                && !parts[3].contains(':')
                 && parts[0] == "projects"
                 && parts[2] == "serviceAccounts"
                 && (project == "-" || st.project_id(project).as_deref() == Some(parts[1]))
@@ -86,8 +87,75 @@ pub(crate) fn handle(st: &mut State, method: &str, req: &Req) -> ApiResult {
             }
             Ok(json!({}))
         }
+        "iam.projects.serviceAccounts.getIamPolicy" => {
+            let key = find(st, &project, &account).ok_or_else(|| not_found(&project, &account))?;
+            if let Some(v) = req.q("options.requestedPolicyVersion") {
+                if !matches!(v, "0" | "1" | "3") {
+                    return Err(ApiError::invalid(format!(
+                        "Invalid requested policy version {v}: valid values are 0, 1 and 3."
+                    )));
+                }
+            }
+            Ok(policy_of(st, &key))
+        }
+        "iam.projects.serviceAccounts.setIamPolicy" => {
+            let key = find(st, &project, &account).ok_or_else(|| not_found(&project, &account))?;
+            let policy = req
+                .body()
+                .get("policy")
+                .cloned()
+                .unwrap_or_else(|| json!({}));
+            crate::resourcemanager::check_members(st, &policy)?;
+            check_workload_identity_members(&policy)?;
+            crate::resourcemanager::set_policy(st, &format!("{key}:iamPolicy"), &policy)
+        }
         _ => Err(unserved(method)),
     }
+}
+
+/// The IAM policy of the service account stored at `sa_key`, as `getIamPolicy`
+/// answers it (GCP's empty policy when none was ever set).
+pub(crate) fn policy_of(st: &State, sa_key: &str) -> Value {
+    st.res
+        .get(&format!("{sa_key}:iamPolicy"))
+        .cloned()
+        .unwrap_or_else(|| json!({"etag": "ACAB"}))
+}
+
+/// Workload Identity members (`serviceAccount:POOL.svc.id.goog[NAMESPACE/NAME]`) must
+/// name a namespace and a Kubernetes service account, as GCP requires. Whether the
+/// pool exists (a GKE cluster with Workload Identity in that project) is not checked.
+fn check_workload_identity_members(policy: &Value) -> Result<(), ApiError> {
+    let members = policy
+        .get("bindings")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+        .filter_map(|b| b.get("members").and_then(Value::as_array))
+        .flatten()
+        .filter_map(Value::as_str);
+    for m in members {
+        let Some(rest) = m.strip_prefix("serviceAccount:") else {
+            continue;
+        };
+        let Some((pool, ksa)) = rest.split_once(".svc.id.goog") else {
+            continue;
+        };
+        let valid = !pool.is_empty()
+            && ksa
+                .strip_prefix('[')
+                .and_then(|x| x.strip_suffix(']'))
+                .and_then(|x| x.split_once('/'))
+                .is_some_and(|(ns, name)| {
+                    !ns.is_empty() && !name.is_empty() && !name.contains('/')
+                });
+        if !valid {
+            return Err(ApiError::invalid(format!(
+                "Invalid service account ({rest}): a Workload Identity member is serviceAccount:PROJECT.svc.id.goog[NAMESPACE/KSA_NAME]."
+            )));
+        }
+    }
+    Ok(())
 }
 
 fn create(st: &mut State, project: &str, req: &Req) -> ApiResult {

@@ -34,6 +34,8 @@
 //! project **id**: `projects/p` (the project), `projects/p:iamPolicy`,
 //! `projects/p/billingInfo`, `projects/p/services/container.googleapis.com` (enabled
 //! services only), `projects/p/serviceAccounts/EMAIL`, `.../keys/KEYID`,
+//! `projects/p/serviceAccounts/EMAIL:iamPolicy` (the account's own policy, once set;
+//! [`FakeGcp::service_account_iam_policy`] answers as `getIamPolicy` does),
 //! `projects/p/global/networks/N`, `projects/p/regions/R/subnetworks/S`,
 //! `projects/p/locations/L/clusters/C`, `.../clusters/C/nodePools/NP`,
 //! `projects/p/instances/I`, `.../databases/D`, `.../users/NAME@HOST` (or
@@ -58,7 +60,8 @@
 //!   fields are invented (IP addresses, certificates, ids, versions).
 //! - Conflicts modelled: GKE's one operation per cluster (400 `FAILED_PRECONDITION`),
 //!   Cloud SQL's one operation per instance (409) and no reuse of a deleted instance
-//!   name (409), Resource Manager and Artifact Registry policy etags (409 `ABORTED`),
+//!   name (409), Resource Manager, Artifact Registry and service account policy etags
+//!   (409 `ABORTED`),
 //!   duplicates (409), Compute networks in use by subnetworks (400
 //!   `resourceInUseByAnotherResource`), non-empty DNS zones (400 `containerNotEmpty`).
 //! - Service Usage knows no service catalogue: any name with a dot can be enabled; a
@@ -66,7 +69,13 @@
 //! - Passwords and keys are not stored (a created key's private key is a fake PEM).
 //! - Cloud DNS changes are `done` at once; DNS has no operations.
 //! - Deleting a service account leaves its IAM bindings in place (as GCP does, minus the
-//!   `deleted:` prefix).
+//!   `deleted:` prefix); its own policy goes with it.
+//! - Service account policies: any role is accepted (GCP refuses roles that do not
+//!   apply to service accounts); Workload Identity members
+//!   (`serviceAccount:PROJECT.svc.id.goog[NAMESPACE/KSA]`) are checked for shape only,
+//!   not for the existence of the pool (GCP answers 400 "Identity Pool does not exist"
+//!   until a GKE cluster with Workload Identity exists in that project); `updateMask`
+//!   is ignored (the whole policy is replaced).
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -370,6 +379,19 @@ impl FakeGcp {
     /// The IAM policy of a project (by id), as `getIamPolicy` answers it.
     pub fn project_iam_policy(&self, project: &str) -> Option<Value> {
         self.resource(&format!("projects/{project}:iamPolicy"))
+    }
+
+    /// The IAM policy of the service account `email` in `project` (id or number), as
+    /// `iam.projects.serviceAccounts.getIamPolicy` answers it: `{"etag": "ACAB"}` for an
+    /// account whose policy was never set; `None` when the account does not exist.
+    pub fn service_account_iam_policy(&self, project: &str, email: &str) -> Option<Value> {
+        let st = self.shared.lock();
+        let id = st.project_id(project)?;
+        let key = format!("projects/{id}/serviceAccounts/{email}");
+        if !st.res.contains_key(&key) {
+            return None;
+        }
+        Some(iam::policy_of(&st, &key))
     }
 
     /// Every call so far, in order.

@@ -153,7 +153,7 @@ fn create(st: &mut State, req: &Req) -> ApiResult {
 
 /// GCP refuses bindings for service accounts that do not exist (when the account's
 /// project is one the fake knows).
-fn check_members(st: &State, policy: &Value) -> Result<(), ApiError> {
+pub(crate) fn check_members(st: &State, policy: &Value) -> Result<(), ApiError> {
     let bindings = policy
         .get("bindings")
         .and_then(Value::as_array)

@@ -49,6 +49,8 @@ pub(crate) const ROUTES: &[Route] = &[
     r("iam.projects.serviceAccounts.keys.create", "POST", "/v1/projects/{projectsId}/serviceAccounts/{serviceAccountsId}/keys", Mutate),
     r("iam.projects.serviceAccounts.keys.list", "GET", "/v1/projects/{projectsId}/serviceAccounts/{serviceAccountsId}/keys", Read),
     r("iam.projects.serviceAccounts.keys.delete", "DELETE", "/v1/projects/{projectsId}/serviceAccounts/{serviceAccountsId}/keys/{keysId}", Mutate),
+    r("iam.projects.serviceAccounts.getIamPolicy", "POST", "/v1/projects/{projectsId}/serviceAccounts/{serviceAccountsId}:getIamPolicy", Read),
+    r("iam.projects.serviceAccounts.setIamPolicy", "POST", "/v1/projects/{projectsId}/serviceAccounts/{serviceAccountsId}:setIamPolicy", Mutate),
     // Compute v1
     r("compute.networks.get", "GET", "/compute/v1/projects/{project}/global/networks/{network}", Read),
     r("compute.networks.insert", "POST", "/compute/v1/projects/{project}/global/networks", Mutate),

@@ -178,6 +178,147 @@ async fn a_stale_policy_etag_is_aborted_and_a_missing_one_overwrites() {
 }
 
 #[tokio::test]
+async fn service_account_policies_check_etags_and_go_with_the_account() {
+    let (fake, c) = start(FakeConfig::default()).await;
+    let email = "gitpod-dns@p.iam.gserviceaccount.com";
+    let path = format!("/v1/projects/p/serviceAccounts/{email}");
+    // No account: 404 for both methods, and no policy to read.
+    let (status, body) = c
+        .call("POST", &format!("{path}:getIamPolicy"), Some(json!({})))
+        .await;
+    assert_eq!(
+        (status, body["error"]["status"].clone()),
+        (404, json!("NOT_FOUND"))
+    );
+    let (status, _) = c
+        .call(
+            "POST",
+            &format!("{path}:setIamPolicy"),
+            Some(json!({"policy": {}})),
+        )
+        .await;
+    assert_eq!(status, 404);
+    assert!(fake.service_account_iam_policy("p", email).is_none());
+
+    let sa = c
+        .ok(
+            "POST",
+            "/v1/projects/p/serviceAccounts",
+            Some(json!({"accountId": "gitpod-dns"})),
+        )
+        .await;
+    // A new account has GCP's empty policy.
+    let empty = c
+        .ok("POST", &format!("{path}:getIamPolicy"), Some(json!({})))
+        .await;
+    assert_eq!(empty, json!({"etag": "ACAB"}));
+    assert_eq!(
+        fake.service_account_iam_policy("p", email),
+        Some(empty.clone())
+    );
+    let (status, _) = c
+        .call(
+            "POST",
+            &format!("{path}:getIamPolicy?options.requestedPolicyVersion=2"),
+            Some(json!({})),
+        )
+        .await;
+    assert_eq!(status, 400);
+
+    // A Workload Identity binding with the current etag is written.
+    let ksa = "serviceAccount:p.svc.id.goog[cert-manager/cert-manager]";
+    let wi = json!({"role": "roles/iam.workloadIdentityUser", "members": [ksa]});
+    let written = c
+        .ok(
+            "POST",
+            &format!("{path}:setIamPolicy"),
+            Some(json!({"policy": {"etag": "ACAB", "bindings": [wi]}})),
+        )
+        .await;
+    assert_ne!(written["etag"], "ACAB");
+    assert_eq!(written["bindings"][0]["members"][0], ksa);
+    // Read back by unique id through project `-`, and through the helper.
+    let by_id = c
+        .ok(
+            "POST",
+            &format!(
+                "/v1/projects/-/serviceAccounts/{}:getIamPolicy",
+                sa["uniqueId"].as_str().unwrap()
+            ),
+            Some(json!({})),
+        )
+        .await;
+    assert_eq!(by_id, written);
+    assert_eq!(
+        fake.service_account_iam_policy("p", email),
+        Some(written.clone())
+    );
+    assert_eq!(
+        fake.resource(&format!("projects/p/serviceAccounts/{email}:iamPolicy")),
+        Some(written.clone())
+    );
+    // The policy is not an account: lists and gets are unchanged.
+    let list = c.get("/v1/projects/p/serviceAccounts").await;
+    assert_eq!(list["accounts"].as_array().unwrap().len(), 1);
+
+    // A stale etag is a 409 ABORTED and changes nothing; no etag overwrites.
+    let (status, body) = c
+        .call(
+            "POST",
+            &format!("{path}:setIamPolicy"),
+            Some(json!({"policy": {"etag": "ACAB", "bindings": []}})),
+        )
+        .await;
+    assert_eq!(
+        (status, body["error"]["status"].clone()),
+        (409, json!("ABORTED"))
+    );
+    assert_eq!(fake.service_account_iam_policy("p", email), Some(written));
+    let viewer = json!({"role": "roles/iam.serviceAccountUser", "members": ["user:a@example.com"]});
+    c.ok(
+        "POST",
+        &format!("{path}:setIamPolicy"),
+        Some(json!({"policy": {"bindings": [viewer]}})),
+    )
+    .await;
+    let now = fake.service_account_iam_policy("p", email).unwrap();
+    assert_eq!(now["bindings"].as_array().unwrap().len(), 1);
+    assert_eq!(now["bindings"][0]["role"], "roles/iam.serviceAccountUser");
+
+    // Malformed Workload Identity members and unknown accounts are refused.
+    for member in [
+        "serviceAccount:p.svc.id.goog[cert-manager]",
+        "serviceAccount:p.svc.id.goog[/ksa]",
+        "serviceAccount:p.svc.id.goog",
+        "serviceAccount:ghost-sa@p.iam.gserviceaccount.com",
+    ] {
+        let bad = json!({"policy": {"bindings": [{"role": "roles/iam.workloadIdentityUser", "members": [member]}]}});
+        let (status, body) = c
+            .call("POST", &format!("{path}:setIamPolicy"), Some(bad))
+            .await;
+        assert_eq!(status, 400, "{member}: {body}");
+    }
+
+    // Deleting the account deletes its policy; a new account of that name starts empty.
+    c.ok("DELETE", &path, None).await;
+    assert!(fake.service_account_iam_policy("p", email).is_none());
+    assert!(fake
+        .resource(&format!("projects/p/serviceAccounts/{email}:iamPolicy"))
+        .is_none());
+    c.ok(
+        "POST",
+        "/v1/projects/p/serviceAccounts",
+        Some(json!({"accountId": "gitpod-dns"})),
+    )
+    .await;
+    assert_eq!(
+        fake.service_account_iam_policy("p", email),
+        Some(json!({"etag": "ACAB"}))
+    );
+    fake.shutdown().await;
+}
+
+#[tokio::test]
 async fn unknown_projects_are_403_and_projects_can_be_created() {
     let (fake, c) = start(
         FakeConfig::default()

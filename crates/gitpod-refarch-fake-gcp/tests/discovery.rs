@@ -172,6 +172,47 @@ async fn every_method_matches_its_discovery_document() {
         .0,
         404
     );
+    // The account's own policy, as google-cloud-iam-admin-v1 sends it: POST with an
+    // empty body and the options as query parameters; then a Workload Identity binding.
+    let sa_path = format!("/v1/projects/p/serviceAccounts/{email}");
+    let policy = c
+        .ok(
+            "POST",
+            &format!("{sa_path}:getIamPolicy?options.requestedPolicyVersion=3"),
+            Some(json!({})),
+        )
+        .await;
+    let wi = json!({"policy": {
+        "etag": policy["etag"],
+        "bindings": [{
+            "role": "roles/iam.workloadIdentityUser",
+            "members": ["serviceAccount:p.svc.id.goog[gitpod/ws-manager]"],
+        }],
+    }});
+    c.ok("POST", &format!("{sa_path}:setIamPolicy"), Some(wi.clone()))
+        .await;
+    assert_eq!(
+        c.call("POST", &format!("{sa_path}:setIamPolicy"), Some(wi))
+            .await
+            .0,
+        409
+    );
+    c.ok(
+        "POST",
+        &format!("{sa_path}:setIamPolicy"),
+        Some(json!({"policy": {"bindings": []}, "updateMask": "bindings,etag"})),
+    )
+    .await;
+    assert_eq!(
+        c.call(
+            "POST",
+            "/v1/projects/p/serviceAccounts/missing@p.iam.gserviceaccount.com:getIamPolicy",
+            Some(json!({}))
+        )
+        .await
+        .0,
+        404
+    );
     c.ok(
         "DELETE",
         &format!("/v1/projects/p/serviceAccounts/{email}"),

@@ -12,6 +12,7 @@ use gitpod_refarch::engine::{RetryPolicy, WaitPolicy};
 use gitpod_refarch::spec::{RecordsTarget, ReferenceArchitecture};
 use gitpod_refarch::state::MemoryStateStore;
 use gitpod_refarch::{Engine, ErrorKind, Providers};
+use gitpod_refarch_fake_gcp::discovery::{validate_call, Discovery};
 use gitpod_refarch_fake_gcp::{FakeConfig, FakeGcp};
 use gitpod_refarch_gcp::{GcpConfig, GcpProvider};
 use google_cloud_container_v1::model as container;
@@ -149,6 +150,7 @@ async fn apply_verify_reapply_and_destroy_on_the_fake() {
     assert!(report.is_success(), "{:#?}", report.failed);
     let apply_time = t.elapsed();
     let apply = f.counts();
+    let mut sent = f.calls();
 
     // The cluster, as the guide sets it.
     let cl = f
@@ -366,6 +368,7 @@ async fn apply_verify_reapply_and_destroy_on_the_fake() {
     assert!(again.changed.is_empty(), "{:?}", again.changed);
     let reapply = f.counts();
     assert_eq!(reapply.mutating, 0, "{:?}", reapply.per_method);
+    sent.extend(f.calls());
 
     // Destroy: nothing left, and again is a no-op.
     f.reset_calls();
@@ -374,6 +377,7 @@ async fn apply_verify_reapply_and_destroy_on_the_fake() {
     let destroy_time = t.elapsed();
     assert!(gone.is_success(), "{:#?}", gone.failed);
     let destroy = f.counts();
+    sent.extend(f.calls());
     assert_eq!(leftovers(&f), Vec::<String>::new());
     let b = bindings(&f);
     assert!(
@@ -398,6 +402,31 @@ async fn apply_verify_reapply_and_destroy_on_the_fake() {
         destroy.polls
     );
     println!("apply calls per method: {:?}", apply.per_method);
+
+    // Every request the SDK sent (and every answer) matches the official discovery
+    // documents: verb, path template, query parameters, request and response schemas.
+    let discovery = Discovery::load_default().unwrap();
+    let mut methods = BTreeSet::new();
+    let mut problems = Vec::new();
+    for call in &sent {
+        methods.insert(call.method.clone());
+        for p in validate_call(&discovery, call) {
+            problems.push(format!(
+                "{} {} {}: {p}",
+                call.method, call.http_method, call.path
+            ));
+        }
+    }
+    assert!(problems.is_empty(), "{}", problems.join("\n"));
+    assert!(
+        !methods.contains("unknown"),
+        "a call no discovery method serves"
+    );
+    println!(
+        "{} calls of {} methods validated against the discovery documents",
+        sent.len(),
+        methods.len()
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -505,4 +534,51 @@ async fn bad_input_and_unreachable_endpoints_fail_before_any_change() {
     assert_eq!(e.kind(), ErrorKind::Transient, "{e}");
     assert!(e.message().contains("cannot reach"), "{e}");
     assert!(t.elapsed() < Duration::from_secs(30));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn gke_rejects_a_second_operation_on_a_cluster_as_operation_in_progress() {
+    use gitpod_refarch::plan::graph;
+    use gitpod_refarch::provider::{Inputs, Progress};
+    use gitpod_refarch::resource::Desired;
+    use gitpod_refarch::ClusterProvider;
+
+    // Operations finish by wall time, as on GCP (the one started below is never polled).
+    let f = fake(FakeConfig::default().with_op_delay(Some(Duration::from_millis(50)))).await;
+    let s = spec();
+    let p = Arc::new(GcpProvider::connect(config(&f.url())).await.unwrap());
+    let e = engine(p.clone(), Arc::new(MemoryStateStore::new()));
+    assert!(e.apply_spec(&s).await.unwrap().is_success());
+    // Bypass the engine's serial lane: change two pools' bounds at once.
+    let mut pools: Vec<Desired> = graph(&s)
+        .into_iter()
+        .map(|n| n.desired)
+        .filter(|d| matches!(d, Desired::NodePool(_)))
+        .collect();
+    for d in &mut pools {
+        if let Desired::NodePool(p) = d {
+            p.max_nodes += 1;
+        }
+    }
+    let first = ClusterProvider::ensure(p.as_ref(), &pools[0], &Inputs::default())
+        .await
+        .unwrap();
+    assert!(matches!(first, Progress::Pending(_)), "{first:?}");
+    let second = ClusterProvider::ensure(p.as_ref(), &pools[1], &Inputs::default())
+        .await
+        .unwrap_err();
+    assert_eq!(second.kind(), ErrorKind::OperationInProgress, "{second}");
+    assert!(second.is_retryable());
+    // Through the engine (one lane, retried), the change converges.
+    let mut wider = s.clone();
+    wider.node_pools.services.max_nodes = 6;
+    wider.node_pools.regular_workspaces.max_nodes = 60;
+    let report = e.apply_spec(&wider).await.unwrap();
+    assert!(report.is_success(), "{:#?}", report.failed);
+    let pool = f
+        .resource(&format!(
+            "projects/{PROJECT}/locations/{REGION}/clusters/gp/nodePools/regular-ws"
+        ))
+        .unwrap();
+    assert_eq!(pool["autoscaling"]["maxNodeCount"], 60);
 }
