@@ -25,6 +25,14 @@ if ! command -v moto_server >/dev/null 2>&1; then
   export PATH="$shim_dir:$PATH"
 fi
 
+# The GCS JSON API emulator for the storage data-plane test.
+GCS_EMULATOR_VERSION="2026.7.19"
+if ! python3 -c 'import gcp_storage_emulator' 2>/dev/null; then
+  echo "== installing gcp-storage-emulator==$GCS_EMULATOR_VERSION (PyPI)"
+  python3 -m pip install --quiet --disable-pip-version-check "gcp-storage-emulator==$GCS_EMULATOR_VERSION"
+  command -v pyenv >/dev/null 2>&1 && pyenv rehash || true
+fi
+
 # Google's API discovery documents: what the GCP fake is built from and checked against.
 scripts/fetch-discovery.sh
 

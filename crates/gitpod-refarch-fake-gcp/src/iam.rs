@@ -106,7 +106,7 @@ pub(crate) fn handle(st: &mut State, method: &str, req: &Req) -> ApiResult {
                 .cloned()
                 .unwrap_or_else(|| json!({}));
             crate::resourcemanager::check_members(st, &policy)?;
-            check_workload_identity_members(&policy)?;
+            check_workload_identity_members(st, &policy)?;
             crate::resourcemanager::set_policy(st, &format!("{key}:iamPolicy"), &policy)
         }
         _ => Err(unserved(method)),
@@ -123,9 +123,10 @@ pub(crate) fn policy_of(st: &State, sa_key: &str) -> Value {
 }
 
 /// Workload Identity members (`serviceAccount:POOL.svc.id.goog[NAMESPACE/NAME]`) must
-/// name a namespace and a Kubernetes service account, as GCP requires. Whether the
-/// pool exists (a GKE cluster with Workload Identity in that project) is not checked.
-fn check_workload_identity_members(policy: &Value) -> Result<(), ApiError> {
+/// name a namespace and a Kubernetes service account, as GCP requires, and the pool
+/// must exist: like GCP, it does once a GKE cluster with Workload Identity exists in
+/// the project (400 "Identity Pool does not exist" before).
+fn check_workload_identity_members(st: &State, policy: &Value) -> Result<(), ApiError> {
     let members = policy
         .get("bindings")
         .and_then(Value::as_array)
@@ -152,6 +153,19 @@ fn check_workload_identity_members(policy: &Value) -> Result<(), ApiError> {
         if !valid {
             return Err(ApiError::invalid(format!(
                 "Invalid service account ({rest}): a Workload Identity member is serviceAccount:PROJECT.svc.id.goog[NAMESPACE/KSA_NAME]."
+            )));
+        }
+        let workload_pool = format!("{pool}.svc.id.goog");
+        let pool_exists = st.res.iter().any(|(k, v)| {
+            k.contains("/clusters/")
+                && !k.contains("/nodePools/")
+                && v.pointer("/workloadIdentityConfig/workloadPool")
+                    .and_then(Value::as_str)
+                    == Some(workload_pool.as_str())
+        });
+        if !pool_exists {
+            return Err(ApiError::invalid(format!(
+                "Identity Pool does not exist ({workload_pool}). Please check that you specified a valid resource name as returned in the `name` attribute in the configuration API."
             )));
         }
     }

@@ -72,10 +72,10 @@
 //!   `deleted:` prefix); its own policy goes with it.
 //! - Service account policies: any role is accepted (GCP refuses roles that do not
 //!   apply to service accounts); Workload Identity members
-//!   (`serviceAccount:PROJECT.svc.id.goog[NAMESPACE/KSA]`) are checked for shape only,
-//!   not for the existence of the pool (GCP answers 400 "Identity Pool does not exist"
-//!   until a GKE cluster with Workload Identity exists in that project); `updateMask`
-//!   is ignored (the whole policy is replaced).
+//!   (`serviceAccount:PROJECT.svc.id.goog[NAMESPACE/KSA]`) are checked for shape and
+//!   refused with 400 "Identity Pool does not exist" until a GKE cluster with that
+//!   workload pool exists in the fake (GCP: in the project); `updateMask` is ignored
+//!   (the whole policy is replaced).
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;

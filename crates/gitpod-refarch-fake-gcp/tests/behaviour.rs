@@ -228,6 +228,26 @@ async fn service_account_policies_check_etags_and_go_with_the_account() {
     // A Workload Identity binding with the current etag is written.
     let ksa = "serviceAccount:p.svc.id.goog[cert-manager/cert-manager]";
     let wi = json!({"role": "roles/iam.workloadIdentityUser", "members": [ksa]});
+    // The pool exists only once a GKE cluster with Workload Identity does, as on GCP.
+    let (status, body) = c
+        .call(
+            "POST",
+            &format!("{path}:setIamPolicy"),
+            Some(json!({"policy": {"bindings": [wi.clone()]}})),
+        )
+        .await;
+    assert_eq!(status, 400, "{body}");
+    assert!(body["error"]["message"]
+        .as_str()
+        .unwrap()
+        .contains("Identity Pool does not exist"));
+    c.ok(
+        "POST",
+        "/v1/projects/p/locations/europe-west1/clusters",
+        Some(json!({"cluster": {"name": "wi", "initialNodeCount": 1,
+            "workloadIdentityConfig": {"workloadPool": "p.svc.id.goog"}}})),
+    )
+    .await;
     let written = c
         .ok(
             "POST",

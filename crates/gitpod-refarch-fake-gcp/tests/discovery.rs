@@ -182,6 +182,14 @@ async fn every_method_matches_its_discovery_document() {
             Some(json!({})),
         )
         .await;
+    // (The Workload Identity pool exists once a GKE cluster with it does.)
+    c.ok(
+        "POST",
+        "/v1/projects/p/locations/europe-west1/clusters",
+        Some(json!({"cluster": {"name": "wi", "initialNodeCount": 1,
+            "workloadIdentityConfig": {"workloadPool": "p.svc.id.goog"}}})),
+    )
+    .await;
     let wi = json!({"policy": {
         "etag": policy["etag"],
         "bindings": [{

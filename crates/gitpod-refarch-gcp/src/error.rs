@@ -25,7 +25,10 @@ fn in_progress(msg: &str) -> bool {
 
 fn propagation(msg: &str) -> bool {
     let m = msg.to_ascii_lowercase();
-    m.contains("does not exist") && (m.contains("service account") || m.contains("principal"))
+    // A new service account not yet visible to IAM; or a Workload Identity pool
+    // (`<project>.svc.id.goog`) that exists only once the GKE cluster does.
+    m.contains("does not exist")
+        && (m.contains("service account") || m.contains("principal") || m.contains("identity pool"))
 }
 
 /// The kind of a client error.

@@ -26,7 +26,10 @@ pub async fn get_project(c: &Context) -> Result<Option<Project>> {
         .send()
         .await
     {
-        Ok(p) => Ok(Some(p)),
+        Ok(p) => {
+            c.set_project_exists();
+            Ok(Some(p))
+        }
         Err(e) if matches!(kind_of(&e), ErrorKind::NotFound | ErrorKind::Permission) => Ok(None),
         Err(e) => Err(crate::error::from_gax(
             e,

@@ -240,7 +240,8 @@ pub fn edit_policy(policy: &mut Policy, member: &str, roles: &[&str], grant: boo
 }
 
 /// Grant `role` on the service account `account_id` itself to `members` (Workload
-/// Identity: `roles/iam.workloadIdentityUser` for Kubernetes service accounts).
+/// Identity: `roles/iam.workloadIdentityUser` for Kubernetes service accounts). A
+/// write that lost a race with another writer re-reads and retries.
 pub async fn set_account_binding(
     c: &Context,
     account_id: &str,
@@ -248,30 +249,48 @@ pub async fn set_account_binding(
     members: &[String],
 ) -> Result<()> {
     let resource = sa_name(c, account_id);
-    let mut policy = c
-        .clients
-        .iam
-        .get_iam_policy()
-        .set_resource(&resource)
-        .send()
-        .await
-        .ctx(format!("reading the IAM policy of {account_id}"))?;
-    let mut changed = false;
-    for m in members {
-        changed |= edit_policy(&mut policy, m, &[role], true);
+    let mut attempt = 0;
+    loop {
+        attempt += 1;
+        let mut policy = c
+            .clients
+            .iam
+            .get_iam_policy()
+            .set_resource(&resource)
+            .send()
+            .await
+            .ctx(format!("reading the IAM policy of {account_id}"))?;
+        let mut changed = false;
+        for m in members {
+            changed |= edit_policy(&mut policy, m, &[role], true);
+        }
+        if !changed {
+            return Ok(());
+        }
+        let r = c
+            .clients
+            .iam
+            .set_iam_policy()
+            .set_resource(&resource)
+            .set_policy(policy)
+            .send()
+            .await;
+        match r {
+            Ok(_) => return Ok(()),
+            Err(e)
+                if crate::error::kind_of(&e) == ErrorKind::Conflict
+                    && attempt < POLICY_ATTEMPTS =>
+            {
+                tokio::time::sleep(Duration::from_millis(50 * u64::from(attempt))).await;
+            }
+            Err(e) => {
+                return Err(crate::error::from_gax(
+                    e,
+                    format!("writing the IAM policy of {account_id}"),
+                ))
+            }
+        }
     }
-    if !changed {
-        return Ok(());
-    }
-    c.clients
-        .iam
-        .set_iam_policy()
-        .set_resource(&resource)
-        .set_policy(policy)
-        .send()
-        .await
-        .ctx(format!("writing the IAM policy of {account_id}"))
-        .map(|_| ())
 }
 
 #[cfg(test)]

@@ -473,6 +473,22 @@ pub struct Context {
     /// Database users whose password this process has set (`instance/user`): a user
     /// found without saved outputs gets the saved password once, not on every call.
     pub(crate) passwords_set: std::sync::Arc<std::sync::Mutex<std::collections::BTreeSet<String>>>,
+    /// Whether the project exists. Until it does (`gcp.createProject`), every other
+    /// resource is absent without a call: GCP answers 403 for anything in a project
+    /// that does not exist.
+    pub(crate) project_exists: std::sync::Arc<std::sync::atomic::AtomicBool>,
+}
+
+impl Context {
+    pub(crate) fn project_exists(&self) -> bool {
+        self.project_exists
+            .load(std::sync::atomic::Ordering::SeqCst)
+    }
+
+    pub(crate) fn set_project_exists(&self) {
+        self.project_exists
+            .store(true, std::sync::atomic::Ordering::SeqCst);
+    }
 }
 
 impl Context {
@@ -547,13 +563,14 @@ impl GcpProvider {
             region: config.region.clone(),
             config: config.clone(),
             passwords_set: Default::default(),
+            project_exists: Default::default(),
         };
         let where_ = config
             .endpoint_url
             .clone()
             .unwrap_or_else(|| "Google Cloud".to_string());
         match foundation::get_project(&ctx).await {
-            Ok(Some(_)) => {}
+            Ok(Some(_)) => ctx.set_project_exists(),
             Ok(None) if config.create_project => {}
             Ok(None) => {
                 return Err(Error::new(
@@ -588,6 +605,9 @@ impl GcpProvider {
         desired: Option<&Desired>,
     ) -> Result<Option<Observed>> {
         let c = &self.ctx;
+        if id.kind != ResourceKind::Foundation && !c.project_exists() {
+            return Ok(None);
+        }
         match (id.kind, desired) {
             (ResourceKind::Foundation, Some(Desired::Foundation(d))) => {
                 foundation::observe(c, d).await
@@ -645,6 +665,9 @@ impl GcpProvider {
 
     async fn delete_any(&self, id: &ResourceId, desired: Option<&Desired>) -> Result<Progress> {
         let c = &self.ctx;
+        if !c.project_exists() {
+            return Ok(Progress::Done(None));
+        }
         let name = id.name.as_str();
         match (id.kind, desired) {
             // The project and its APIs stay: other things may live in the project.

@@ -582,3 +582,148 @@ async fn gke_rejects_a_second_operation_on_a_cluster_as_operation_in_progress() 
         .unwrap();
     assert_eq!(pool["autoscaling"]["maxNodeCount"], 60);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_new_project_is_created_linked_to_billing_and_prepared() {
+    // No project exists in this fake.
+    let f = FakeGcp::start(FakeConfig::default().with_projects(Vec::<String>::new()))
+        .await
+        .unwrap();
+    let mut s = spec();
+    let g = s.gcp.as_mut().unwrap();
+    g.create_project = true;
+    g.billing_account = Some("012345-6789AB-CDEF01".into());
+    s.validate().unwrap();
+    let cfg = GcpConfig::for_spec(&s)
+        .unwrap()
+        .endpoint_url(f.url())
+        .poll_interval(Duration::from_millis(5));
+    let p = Arc::new(GcpProvider::connect(cfg).await.unwrap());
+    let e = engine(p, Arc::new(MemoryStateStore::new()));
+    let report = e.apply_spec(&s).await.unwrap();
+    assert!(report.is_success(), "{:#?}", report.failed);
+    let c = f.counts();
+    assert_eq!(
+        c.per_method.get("cloudresourcemanager.projects.create"),
+        Some(&1)
+    );
+    assert_eq!(
+        c.per_method.get("cloudbilling.projects.updateBillingInfo"),
+        Some(&1)
+    );
+    assert_eq!(
+        c.per_method.get("serviceusage.services.batchEnable"),
+        Some(&1)
+    );
+    let project = f.resource(&format!("projects/{PROJECT}")).expect("project");
+    assert_eq!(project["labels"]["gitpod-installation"], "gp");
+    f.reset_calls();
+    assert!(e.apply_spec(&s).await.unwrap().is_success());
+    assert_eq!(f.counts().mutating, 0, "{:?}", f.counts().per_method);
+    // Destroy leaves the project, its billing link and APIs.
+    assert!(e.destroy(&s).await.unwrap().is_success());
+    assert!(f.resource(&format!("projects/{PROJECT}")).is_some());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn gcr_io_is_an_option_with_a_storage_admin_push_account() {
+    use gitpod_refarch::resource::RegistryOutput;
+    use gitpod_refarch_gcp::GcpRegistry;
+    let f = fake(FakeConfig::default()).await;
+    let s = spec();
+    let p = Arc::new(
+        GcpProvider::connect(config(&f.url()).registry(GcpRegistry::Gcr))
+            .await
+            .unwrap(),
+    );
+    let e = engine(p, Arc::new(MemoryStateStore::new()));
+    assert!(e.apply_spec(&s).await.unwrap().is_success());
+    let outputs = e.outputs("gp").unwrap();
+    match outputs.registry() {
+        Some(RegistryOutput::External {
+            url,
+            server,
+            username,
+            password,
+        }) => {
+            assert_eq!(url, &format!("gcr.io/{PROJECT}"));
+            assert_eq!(server, "gcr.io");
+            assert_eq!(username, "_json_key");
+            let key: Value = serde_json::from_str(password.expose()).unwrap();
+            assert_eq!(
+                key["client_email"],
+                format!("reg-sa-gp@{PROJECT}.iam.gserviceaccount.com")
+            );
+        }
+        other => panic!("{other:?}"),
+    }
+    assert!(!f.resources().keys().any(|k| k.contains("/repositories/")));
+    assert!(bindings(&f).contains(&("roles/storage.admin".into(), sa("reg-sa-gp"))));
+    assert!(e.destroy(&s).await.unwrap().is_success());
+    assert_eq!(leftovers(&f), Vec::<String>::new());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn workload_identity_needs_no_dns_key() {
+    let f = fake(FakeConfig::default()).await;
+    let mut s = spec();
+    s.gcp.as_mut().unwrap().workload_identity = true;
+    let p = Arc::new(
+        GcpProvider::connect(
+            GcpConfig::for_spec(&s)
+                .unwrap()
+                .endpoint_url(f.url())
+                .poll_interval(Duration::from_millis(5)),
+        )
+        .await
+        .unwrap(),
+    );
+    let e = engine(p, Arc::new(MemoryStateStore::new()));
+    // The pool exists only once the cluster does: the DNS identity waits for it
+    // (classified as a propagation delay and retried).
+    let report = e.apply_spec(&s).await.unwrap();
+    assert!(report.is_success(), "{:#?}", report.failed);
+    let cl = f
+        .resource(&format!(
+            "projects/{PROJECT}/locations/{REGION}/clusters/gp"
+        ))
+        .unwrap();
+    assert_eq!(
+        cl["workloadIdentityConfig"]["workloadPool"],
+        format!("{PROJECT}.svc.id.goog")
+    );
+    let email = format!("dns-sa-gp@{PROJECT}.iam.gserviceaccount.com");
+    let policy = f.service_account_iam_policy(PROJECT, &email).unwrap();
+    let members: Vec<&str> = policy["bindings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|b| b["role"] == "roles/iam.workloadIdentityUser")
+        .flat_map(|b| {
+            b["members"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|m| m.as_str().unwrap())
+        })
+        .collect();
+    assert_eq!(
+        members.iter().copied().collect::<BTreeSet<_>>(),
+        BTreeSet::from([
+            format!("serviceAccount:{PROJECT}.svc.id.goog[cert-manager/cert-manager]").as_str(),
+            format!("serviceAccount:{PROJECT}.svc.id.goog[external-dns/external-dns]").as_str(),
+        ])
+    );
+    assert!(e.outputs("gp").unwrap().dns_credentials().is_none());
+    let dns_keys = f
+        .resources()
+        .into_keys()
+        .filter(|k| k.contains(&format!("/serviceAccounts/{email}/keys/")))
+        .count();
+    assert_eq!(dns_keys, 0, "no key for the DNS account");
+    f.reset_calls();
+    assert!(e.apply_spec(&s).await.unwrap().is_success());
+    assert_eq!(f.counts().mutating, 0, "{:?}", f.counts().per_method);
+    assert!(e.destroy(&s).await.unwrap().is_success());
+    assert_eq!(leftovers(&f), Vec::<String>::new());
+}

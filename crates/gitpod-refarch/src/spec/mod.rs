@@ -528,7 +528,11 @@ impl ReferenceArchitecture {
 
     /// Serialize to YAML.
     pub fn to_yaml(&self) -> Result<String, crate::Error> {
-        serde_yaml_ng::to_string(self)
+        // Through a JSON value, so that enums are written as mappings
+        // (`recordsTarget: {ipv4: ...}`), not YAML tags: `from_yaml` reads them back.
+        let value = serde_json::to_value(self)
+            .map_err(|e| crate::Error::internal("spec does not serialize").with_source(e))?;
+        serde_yaml_ng::to_string(&value)
             .map_err(|e| crate::Error::internal("spec does not serialize").with_source(e))
     }
 }
@@ -599,5 +603,14 @@ mod tests {
         assert_eq!(ReferenceArchitecture::from_json(&json).unwrap(), spec);
         let yaml = spec.to_yaml().unwrap();
         assert_eq!(ReferenceArchitecture::from_yaml(&yaml).unwrap(), spec);
+        // Enums too (they once came out as YAML tags that could not be read back).
+        let mut spec = ReferenceArchitecture::defaults(Cloud::Gcp);
+        spec.dns.records_target = Some(RecordsTarget::Ipv4("203.0.113.10".into()));
+        let yaml = spec.to_yaml().unwrap();
+        assert_eq!(
+            ReferenceArchitecture::from_yaml(&yaml).unwrap(),
+            spec,
+            "{yaml}"
+        );
     }
 }
