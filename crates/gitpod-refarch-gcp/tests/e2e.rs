@@ -402,6 +402,20 @@ async fn apply_verify_reapply_and_destroy_on_the_fake() {
         destroy.polls
     );
     println!("apply calls per method: {:?}", apply.per_method);
+    let mut polls: std::collections::BTreeMap<String, u32> = Default::default();
+    for c in sent
+        .iter()
+        .filter(|c| c.kind == gitpod_refarch_fake_gcp::CallKind::Poll)
+    {
+        *polls.entry(c.path.clone()).or_default() += 1;
+    }
+    let max = polls.values().max().copied().unwrap_or_default();
+    let total: u32 = polls.values().sum();
+    println!(
+        "operations polled: {} (apply+destroy), polls per operation: mean {:.2}, max {max}",
+        polls.len(),
+        f64::from(total) / polls.len().max(1) as f64
+    );
 
     // Every request the SDK sent (and every answer) matches the official discovery
     // documents: verb, path template, query parameters, request and response schemas.
@@ -725,5 +739,112 @@ async fn workload_identity_needs_no_dns_key() {
     assert!(e.apply_spec(&s).await.unwrap().is_success());
     assert_eq!(f.counts().mutating, 0, "{:?}", f.counts().per_method);
     assert!(e.destroy(&s).await.unwrap().is_success());
+    assert_eq!(leftovers(&f), Vec::<String>::new());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_kubernetes_upgrade_moves_the_control_plane_then_the_pools() {
+    let f = fake(FakeConfig::default()).await;
+    let s = spec();
+    let p = Arc::new(GcpProvider::connect(config(&f.url())).await.unwrap());
+    let e = engine(p, Arc::new(MemoryStateStore::new()));
+    assert!(e.apply_spec(&s).await.unwrap().is_success());
+    let mut newer = s.clone();
+    newer.cluster.kubernetes_version = "1.34".into();
+    let plan = e.plan(&newer).await.unwrap();
+    assert!(plan.to_string().matches("update").count() >= 4, "{plan}");
+    f.reset_calls();
+    let report = e.apply_spec(&newer).await.unwrap();
+    assert!(report.is_success(), "{:#?}", report.failed);
+    let calls: Vec<String> = f
+        .calls()
+        .into_iter()
+        .filter(|c| c.kind == gitpod_refarch_fake_gcp::CallKind::Mutate)
+        .map(|c| c.method)
+        .collect();
+    assert_eq!(
+        calls.first().map(String::as_str),
+        Some("container.projects.locations.clusters.update"),
+        "{calls:?}"
+    );
+    assert_eq!(
+        calls
+            .iter()
+            .filter(|m| *m == "container.projects.locations.clusters.nodePools.update")
+            .count(),
+        3,
+        "{calls:?}"
+    );
+    let cl = f
+        .resource(&format!(
+            "projects/{PROJECT}/locations/{REGION}/clusters/gp"
+        ))
+        .unwrap();
+    assert!(
+        cl["currentMasterVersion"]
+            .as_str()
+            .unwrap()
+            .starts_with("1.34"),
+        "{}",
+        cl["currentMasterVersion"]
+    );
+    let pool = f
+        .resource(&format!(
+            "projects/{PROJECT}/locations/{REGION}/clusters/gp/nodePools/services"
+        ))
+        .unwrap();
+    assert!(
+        pool["version"].as_str().unwrap().starts_with("1.34"),
+        "{}",
+        pool["version"]
+    );
+    f.reset_calls();
+    assert!(e.apply_spec(&newer).await.unwrap().is_success());
+    assert_eq!(f.counts().mutating, 0, "{:?}", f.counts().per_method);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_installations_in_one_project_keep_each_others_iam_bindings() {
+    // Both write the project IAM policy at once: the etag read-modify-write retries
+    // the loser, and no binding is lost.
+    let f = fake(FakeConfig::default()).await;
+    let a = spec();
+    let mut b = spec();
+    b.name = "gq".into();
+    b.domain = "gq.example.com".into();
+    // A repository name is per project: the second installation needs its own (the
+    // same name would be refused as another installation's).
+    b.registry.repository = "gitpod-gq".into();
+    b.validate().unwrap();
+    let p = Arc::new(GcpProvider::connect(config(&f.url())).await.unwrap());
+    let ea = engine(p.clone(), Arc::new(MemoryStateStore::new()));
+    let eb = engine(p, Arc::new(MemoryStateStore::new()));
+    let (ra, rb) = tokio::join!(ea.apply_spec(&a), eb.apply_spec(&b));
+    let (ra, rb) = (ra.unwrap(), rb.unwrap());
+    assert!(ra.is_success(), "{:#?}", ra.failed);
+    assert!(rb.is_success(), "{:#?}", rb.failed);
+    let conflicts = f
+        .calls()
+        .iter()
+        .filter(|c| c.method == "cloudresourcemanager.projects.setIamPolicy" && c.status == 409)
+        .count();
+    println!("setIamPolicy conflicts retried: {conflicts}");
+    let bs = bindings(&f);
+    for who in ["gp", "gq"] {
+        for (role, account) in [
+            ("roles/container.admin", "gke-sa"),
+            ("roles/dns.admin", "dns-sa"),
+            ("roles/storage.objectAdmin", "obj-sa"),
+            ("roles/cloudsql.client", "db-sa"),
+        ] {
+            assert!(
+                bs.contains(&(role.into(), sa(&format!("{account}-{who}")))),
+                "{role} for {account}-{who}: {bs:?}"
+            );
+        }
+    }
+    assert!(ea.destroy(&a).await.unwrap().is_success());
+    assert!(bindings(&f).contains(&("roles/container.admin".into(), sa("gke-sa-gq"))));
+    assert!(eb.destroy(&b).await.unwrap().is_success());
     assert_eq!(leftovers(&f), Vec::<String>::new());
 }
