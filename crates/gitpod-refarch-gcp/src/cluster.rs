@@ -70,6 +70,15 @@ fn busy(s: &Status) -> bool {
     )
 }
 
+/// Where the cluster stands, for [`crate::ops`]'s watch.
+pub(crate) fn standing(cl: &Cluster) -> crate::ops::Standing {
+    match cl.status {
+        ref s if busy(s) => crate::ops::Standing::Busy,
+        Status::Error => crate::ops::Standing::Failed(conditions(&cl.conditions)),
+        _ => crate::ops::Standing::Settled,
+    }
+}
+
 /// An operation that waits until the cluster is no longer busy.
 fn watch(c: &Context, name: &str, id: &ResourceId) -> Progress {
     pending(c, Api::GkeCluster, &cluster_path(c, name), id)

@@ -286,14 +286,8 @@ pub async fn observe_database(c: &Context, d: &DatabaseSpec) -> Result<Option<Ob
     if i.state != SqlInstanceState::Runnable
         || get_database(c, &i.name, &d.database_name).await?.is_none()
         || get_user(c, &i.name, &d.username).await?.is_none()
-        || iam::get_account(c, &account_id(&d.instance), &d.instance)
-            .await?
-            .is_none()
+        || !iam::account_ready(c, &account_id(&d.instance), &d.instance, &CLIENT_ROLES).await?
     {
-        return Ok(None);
-    }
-    let held = iam::project_roles(c, &iam::member(c, &account_id(&d.instance))).await?;
-    if !CLIENT_ROLES.iter().all(|r| held.contains(*r)) {
         return Ok(None);
     }
     Ok(Some(Observed::ready(Desired::Database(d.clone()), None)))

@@ -206,11 +206,7 @@ fn wi_members(c: &Context) -> Vec<String> {
 /// back: the output comes from the state store.
 pub async fn observe_identity(c: &Context, d: &DnsIdentitySpec) -> Result<Option<Observed>> {
     let id = account_id(&d.name);
-    if iam::get_account(c, &id, &d.name).await?.is_none() {
-        return Ok(None);
-    }
-    let held = iam::project_roles(c, &iam::member(c, &id)).await?;
-    if !DNS_ROLES.iter().all(|r| held.contains(*r)) {
+    if !iam::account_ready(c, &id, &d.name, &DNS_ROLES).await? {
         return Ok(None);
     }
     let output = c.config.workload_identity.then(|| Output::DnsIdentity {

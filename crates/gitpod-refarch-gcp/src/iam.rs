@@ -143,6 +143,24 @@ pub async fn delete_account(
     found(r, format!("deleting service account {account_id}")).map(|_| ())
 }
 
+/// Whether account `account_id` exists (and is the installation's) and holds every
+/// role in `roles` on the project: the readiness of an identity.
+pub async fn account_ready(
+    c: &Context,
+    account_id: &str,
+    installation: &str,
+    roles: &[&str],
+) -> Result<bool> {
+    if get_account(c, account_id, installation).await?.is_none() {
+        return Ok(false);
+    }
+    if roles.is_empty() {
+        return Ok(true);
+    }
+    let held = project_roles(c, &member(c, account_id)).await?;
+    Ok(roles.iter().all(|r| held.contains(*r)))
+}
+
 /// The roles `member` holds on the project (unconditional bindings only).
 pub async fn project_roles(c: &Context, member: &str) -> Result<BTreeSet<String>> {
     let policy = read_policy(c).await?;
@@ -165,6 +183,93 @@ async fn read_policy(c: &Context) -> Result<Policy> {
         .ctx("reading the project IAM policy")
 }
 
+/// Whose IAM policy.
+enum PolicyOf<'a> {
+    /// The project's.
+    Project,
+    /// A service account's (its resource name).
+    Account(&'a str),
+}
+
+impl PolicyOf<'_> {
+    fn what(&self) -> String {
+        match self {
+            PolicyOf::Project => "the project IAM policy".into(),
+            PolicyOf::Account(name) => format!("the IAM policy of {name}"),
+        }
+    }
+
+    async fn read(&self, c: &Context) -> Result<Policy> {
+        match self {
+            PolicyOf::Project => read_policy(c).await,
+            PolicyOf::Account(name) => c
+                .clients
+                .iam
+                .get_iam_policy()
+                .set_resource(*name)
+                .send()
+                .await
+                .ctx(format!("reading {}", self.what())),
+        }
+    }
+
+    async fn write(
+        &self,
+        c: &Context,
+        policy: Policy,
+    ) -> std::result::Result<Policy, crate::error::GaxError> {
+        match self {
+            PolicyOf::Project => {
+                c.clients
+                    .projects
+                    .set_iam_policy()
+                    .set_resource(c.project_path())
+                    .set_policy(policy)
+                    .send()
+                    .await
+            }
+            PolicyOf::Account(name) => {
+                c.clients
+                    .iam
+                    .set_iam_policy()
+                    .set_resource(*name)
+                    .set_policy(policy)
+                    .send()
+                    .await
+            }
+        }
+    }
+}
+
+/// Read a policy, edit it, write it back with the etag it was read with; a write
+/// that lost a race with another writer (`ABORTED`/409) re-reads and retries. Makes no
+/// write when the edit changes nothing.
+async fn read_modify_write(
+    c: &Context,
+    of: PolicyOf<'_>,
+    edit: impl Fn(&mut Policy) -> bool,
+) -> Result<()> {
+    let mut attempt = 0;
+    loop {
+        attempt += 1;
+        let mut policy = of.read(c).await?;
+        if !edit(&mut policy) {
+            return Ok(());
+        }
+        match of.write(c, policy).await {
+            Ok(_) => return Ok(()),
+            Err(e)
+                if crate::error::kind_of(&e) == ErrorKind::Conflict
+                    && attempt < POLICY_ATTEMPTS =>
+            {
+                tracing::debug!(attempt, what = %of.what(), "changed concurrently; re-reading");
+                tokio::time::sleep(Duration::from_millis(50 * u64::from(attempt))).await;
+            }
+            Err(e) => return Err(crate::error::from_gax(e, format!("writing {}", of.what()))),
+        }
+    }
+}
+
 /// Grant (`grant`) or revoke `roles` for `member` on the project. Makes no write when
 /// nothing changes; retries a write that lost a race with another writer.
 pub async fn set_project_roles(
@@ -173,36 +278,10 @@ pub async fn set_project_roles(
     roles: &[&str],
     grant: bool,
 ) -> Result<()> {
-    let mut attempt = 0;
-    loop {
-        attempt += 1;
-        let mut policy = read_policy(c).await?;
-        if !edit_policy(&mut policy, member, roles, grant) {
-            return Ok(());
-        }
-        let r = c
-            .clients
-            .projects
-            .set_iam_policy()
-            .set_resource(c.project_path())
-            .set_policy(policy)
-            .send()
-            .await;
-        match r {
-            Ok(_) => return Ok(()),
-            Err(e)
-                if crate::error::kind_of(&e) == ErrorKind::Conflict
-                    && attempt < POLICY_ATTEMPTS =>
-            {
-                tracing::debug!(
-                    attempt,
-                    "project IAM policy changed concurrently; re-reading"
-                );
-                tokio::time::sleep(Duration::from_millis(50 * u64::from(attempt))).await;
-            }
-            Err(e) => return Err(crate::error::from_gax(e, "writing the project IAM policy")),
-        }
-    }
+    read_modify_write(c, PolicyOf::Project, |policy| {
+        edit_policy(policy, member, roles, grant)
+    })
+    .await
 }
 
 /// Add or remove `member` from the bindings of `roles`; whether anything changed.
@@ -240,8 +319,7 @@ pub fn edit_policy(policy: &mut Policy, member: &str, roles: &[&str], grant: boo
 }
 
 /// Grant `role` on the service account `account_id` itself to `members` (Workload
-/// Identity: `roles/iam.workloadIdentityUser` for Kubernetes service accounts). A
-/// write that lost a race with another writer re-reads and retries.
+/// Identity: `roles/iam.workloadIdentityUser` for Kubernetes service accounts).
 pub async fn set_account_binding(
     c: &Context,
     account_id: &str,
@@ -249,48 +327,14 @@ pub async fn set_account_binding(
     members: &[String],
 ) -> Result<()> {
     let resource = sa_name(c, account_id);
-    let mut attempt = 0;
-    loop {
-        attempt += 1;
-        let mut policy = c
-            .clients
-            .iam
-            .get_iam_policy()
-            .set_resource(&resource)
-            .send()
-            .await
-            .ctx(format!("reading the IAM policy of {account_id}"))?;
+    read_modify_write(c, PolicyOf::Account(&resource), |policy| {
         let mut changed = false;
         for m in members {
-            changed |= edit_policy(&mut policy, m, &[role], true);
+            changed |= edit_policy(policy, m, &[role], true);
         }
-        if !changed {
-            return Ok(());
-        }
-        let r = c
-            .clients
-            .iam
-            .set_iam_policy()
-            .set_resource(&resource)
-            .set_policy(policy)
-            .send()
-            .await;
-        match r {
-            Ok(_) => return Ok(()),
-            Err(e)
-                if crate::error::kind_of(&e) == ErrorKind::Conflict
-                    && attempt < POLICY_ATTEMPTS =>
-            {
-                tokio::time::sleep(Duration::from_millis(50 * u64::from(attempt))).await;
-            }
-            Err(e) => {
-                return Err(crate::error::from_gax(
-                    e,
-                    format!("writing the IAM policy of {account_id}"),
-                ))
-            }
-        }
-    }
+        changed
+    })
+    .await
 }
 
 #[cfg(test)]

@@ -30,11 +30,7 @@ fn output(c: &Context, installation: &str) -> Output {
 /// Ready when the account exists and holds every role.
 pub async fn observe(c: &Context, d: &ClusterIdentitySpec) -> Result<Option<Observed>> {
     let id = account_id(&d.name);
-    if iam::get_account(c, &id, &d.name).await?.is_none() {
-        return Ok(None);
-    }
-    let held = iam::project_roles(c, &iam::member(c, &id)).await?;
-    if !ROLES.iter().all(|r| held.contains(*r)) {
+    if !iam::account_ready(c, &id, &d.name, &ROLES).await? {
         return Ok(None);
     }
     Ok(Some(Observed::ready(

@@ -62,6 +62,15 @@ fn busy(s: &Status) -> bool {
     )
 }
 
+/// Where the pool stands, for [`crate::ops`]'s watch.
+pub(crate) fn standing(p: &NodePool) -> crate::ops::Standing {
+    match p.status {
+        ref s if busy(s) => crate::ops::Standing::Busy,
+        Status::Error => crate::ops::Standing::Failed(crate::cluster::conditions(&p.conditions)),
+        _ => crate::ops::Standing::Settled,
+    }
+}
+
 fn actual(d: &NodePoolSpec, p: &NodePool) -> NodePoolSpec {
     let mut a = d.clone();
     if let Some(cfg) = &p.config {

@@ -92,6 +92,29 @@ fn failed(op: &Operation, detail: String) -> Error {
     .with_resource(op.resource.clone())
 }
 
+/// Where a watched resource stands.
+pub(crate) enum Standing {
+    /// An operation is changing it.
+    Busy,
+    /// It is in an error state (with the reason).
+    Failed(String),
+    /// Nothing is running on it.
+    Settled,
+}
+
+/// The progress of a watch: absent or settled resources are done.
+fn settle(
+    op: &Operation,
+    standing: Option<Standing>,
+    again: impl FnOnce() -> Result<Progress>,
+) -> Result<Progress> {
+    match standing {
+        Some(Standing::Busy) => again(),
+        Some(Standing::Failed(why)) => Err(failed(op, why)),
+        Some(Standing::Settled) | None => Ok(Progress::Done(None)),
+    }
+}
+
 /// Poll one operation: `Done(None)` when finished (the engine then calls `ensure` or
 /// `delete` again), `Pending` while it runs, `OperationFailed` when it failed.
 pub async fn poll(c: &Context, op: &Operation) -> Result<Progress> {
@@ -104,40 +127,14 @@ pub async fn poll(c: &Context, op: &Operation) -> Result<Progress> {
     let again = || Ok(Progress::Pending(c.op(op.id.clone(), &op.resource)));
     match api {
         Api::GkeCluster => {
-            use google_cloud_container_v1::model::cluster::Status;
             let r = c.clients.gke.get_cluster().set_name(name).send().await;
-            match crate::error::found(r, &doing)? {
-                Some(cl)
-                    if matches!(
-                        cl.status,
-                        Status::Provisioning | Status::Reconciling | Status::Stopping
-                    ) =>
-                {
-                    again()
-                }
-                Some(cl) if cl.status == Status::Error => {
-                    Err(failed(op, crate::cluster::conditions(&cl.conditions)))
-                }
-                _ => Ok(Progress::Done(None)),
-            }
+            let standing = crate::error::found(r, &doing)?.map(|cl| crate::cluster::standing(&cl));
+            settle(op, standing, again)
         }
         Api::GkeNodePool => {
-            use google_cloud_container_v1::model::node_pool::Status;
             let r = c.clients.gke.get_node_pool().set_name(name).send().await;
-            match crate::error::found(r, &doing)? {
-                Some(p)
-                    if matches!(
-                        p.status,
-                        Status::Provisioning | Status::Reconciling | Status::Stopping
-                    ) =>
-                {
-                    again()
-                }
-                Some(p) if p.status == Status::Error => {
-                    Err(failed(op, crate::cluster::conditions(&p.conditions)))
-                }
-                _ => Ok(Progress::Done(None)),
-            }
+            let standing = crate::error::found(r, &doing)?.map(|p| crate::nodepool::standing(&p));
+            settle(op, standing, again)
         }
         Api::SqlInstance => {
             use google_cloud_sql_v1::model::database_instance::SqlInstanceState;

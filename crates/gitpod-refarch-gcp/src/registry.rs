@@ -106,14 +106,12 @@ pub async fn observe(c: &Context, d: &RegistrySpec) -> Result<Option<Observed>> 
             return Ok(None);
         }
     }
-    if iam::get_account(c, &id, &d.name).await?.is_none() {
+    let roles: &[&str] = match c.config.registry {
+        GcpRegistry::Gcr => &GCR_ROLES,
+        _ => &[],
+    };
+    if !iam::account_ready(c, &id, &d.name, roles).await? {
         return Ok(None);
-    }
-    if c.config.registry == GcpRegistry::Gcr {
-        let held = iam::project_roles(c, &iam::member(c, &id)).await?;
-        if !GCR_ROLES.iter().all(|r| held.contains(*r)) {
-            return Ok(None);
-        }
     }
     Ok(Some(Observed::ready(Desired::Registry(d.clone()), None)))
 }

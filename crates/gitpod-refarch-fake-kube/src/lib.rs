@@ -1,0 +1,711 @@
+//! A **fake** of the Kubernetes API server: a stateful, in-memory HTTP server that
+//! answers the REST paths and JSON of the API server for the resources gitpod-refarch
+//! bootstraps a cluster with, closely enough for `kube` (kube-rs) as an ordinary
+//! client. It is **not Kubernetes**: it is for tests and local runs.
+//!
+//! ```no_run
+//! use gitpod_refarch_fake_kube::{FakeConfig, FakeKube};
+//! use std::time::Duration;
+//!
+//! # async fn demo() -> std::io::Result<()> {
+//! let fake = FakeKube::start(
+//!     FakeConfig::default().with_namespace_delete_delay(Duration::from_millis(50)),
+//! )
+//! .await?;
+//! // Point a client at it, with no authentication:
+//! // kube::Client::try_from(kube::Config::new(fake.url().parse().unwrap()))
+//! let url = fake.url();
+//! # let _ = url;
+//! // ... drive the SDK ...
+//! assert!(fake.object("namespaces", None, "default").is_some());
+//! assert_eq!(fake.cloud_load_balancers(), 0);
+//! println!("{} mutating calls", fake.counts().mutating);
+//! fake.shutdown().await;
+//! # Ok(())
+//! # }
+//! ```
+//!
+//! # What it serves
+//!
+//! - Discovery: `/version`, `/api`, `/api/v1`, `/apis`, `/apis/{group}` and
+//!   `/apis/{group}/{version}` (no aggregated discovery: clients fall back to these;
+//!   kube-rs's `Discovery::run()` works), `/healthz`, `/livez`, `/readyz`.
+//! - Built-in resources: core `v1` namespaces, secrets, services, serviceaccounts and
+//!   configmaps; `apps/v1` deployments; `rbac.authorization.k8s.io/v1` clusterroles,
+//!   clusterrolebindings, roles and rolebindings; `apiextensions.k8s.io/v1`
+//!   customresourcedefinitions; `admissionregistration.k8s.io/v1` validating and
+//!   mutating webhook configurations. The namespaces `default`, `kube-system`,
+//!   `kube-public` and `kube-node-lease` exist at start.
+//! - Custom resources: the served versions of every CRD once it is `Established`
+//!   (before that its paths are 404 and its group is not in discovery). Objects are
+//!   stored as sent (no schema validation, no conversion: an object read at another
+//!   served version only has its `apiVersion` rewritten).
+//! - Verbs: get, list, create (POST, 201; 409 `AlreadyExists`), update (PUT; 409
+//!   `Conflict` on a stale `metadata.resourceVersion`), patch with
+//!   `application/apply-patch+yaml` (server-side apply: `fieldManager` required, else
+//!   422; creates when absent; `force` accepted), `application/merge-patch+json`,
+//!   `application/strategic-merge-patch+json` (merge semantics) and
+//!   `application/json-patch+json`, delete (a `Success` Status, or the object while
+//!   finalizers hold it), deletecollection, the `status` subresource (where the real
+//!   type has one), `dryRun=All`, `labelSelector` (equality and set based) and
+//!   `fieldSelector` (`=`/`==`/`!=` on the fields the API server allows:
+//!   `metadata.name` and `metadata.namespace` everywhere, Secrets' `type`,
+//!   Namespaces' `status.phase`, Services' `spec.clusterIP` and `spec.type`, a CRD's
+//!   `selectableFields`; any other field is 400 `field label not supported`).
+//! - Server-set metadata: `uid`, `resourceVersion` (one increasing counter; a write
+//!   that changes nothing keeps it), `creationTimestamp`, `generation` (bumped when
+//!   anything but metadata and status changes), `managedFields` (one entry per manager
+//!   and operation, without `fieldsV1`), `deletionTimestamp`.
+//! - Errors are `kind: Status` objects with `reason` and `code`: `NotFound`,
+//!   `AlreadyExists`, `Conflict`, `Invalid` (with `details.causes`), `BadRequest`,
+//!   `Forbidden`, `MethodNotAllowed`, `UnsupportedMediaType`, `InternalError`,
+//!   `TooManyRequests`, `ServiceUnavailable`.
+//!
+//! # Simulated behaviour (all delays in [`FakeConfig`])
+//!
+//! - **Namespaces**: a namespaced create in a missing namespace is 404 `NotFound`, in
+//!   a terminating one 403 `Forbidden`. DELETE sets `deletionTimestamp` and
+//!   `status.phase: Terminating`; after `namespace_delete_delay` every object in it is
+//!   deleted (objects with finalizers, such as LoadBalancer Services, go through their
+//!   own deletion) and the namespace disappears once it is empty. `default`,
+//!   `kube-system` and `kube-public` cannot be deleted (403).
+//! - **CRDs**: `NamesAccepted=True` and `Established=True` (with `acceptedNames` and
+//!   `storedVersions`) after `crd_established_delay`. Deleting a CRD deletes its
+//!   objects at once. Names, scope, one storage version and a schema per version are
+//!   validated (422).
+//! - **Deployments**: `status` (`observedGeneration`, `replicas`, `readyReplicas`,
+//!   `availableReplicas`, `updatedReplicas`, `Available`/`Progressing` conditions) is
+//!   filled `deployment_ready_delay` after each change of `generation`. The selector
+//!   must match the template labels and a container is required (422).
+//! - **cert-manager webhook**: creating or updating any `cert-manager.io` or
+//!   `acme.cert-manager.io` object is refused with the 500 `InternalError` the API
+//!   server answers when the webhook is down (`Internal error occurred: failed calling
+//!   webhook "webhook.cert-manager.io": ... connection refused`) until the Deployment
+//!   [`FakeConfig::webhook_deployment`] in [`FakeConfig::webhook_namespace`]
+//!   (`cert-manager/cert-manager-webhook`) is ready, which happens
+//!   `webhook_ready_delay` after it was created (instead of `deployment_ready_delay`).
+//! - **cert-manager**: Issuers and ClusterIssuers get `Ready=True` at once. A
+//!   Certificate whose issuer exists becomes `Ready=True` after
+//!   `certificate_ready_delay`, with a `kubernetes.io/tls` Secret named by
+//!   `spec.secretName` (`tls.crt`, `tls.key`: dummy PEM); without its issuer it stays
+//!   `Ready=False`. With [`FakeConfig::acme_challenges_fail`] and an ACME issuer, it
+//!   stays `Ready=False` and a `challenges.acme.cert-manager.io` object in its
+//!   namespace carries `status.presented: false` and the configured `status.reason`
+//!   (no Orders or CertificateRequests are made).
+//! - **Services**: a cluster IP (`10.96.x.y`) is allocated, node ports for NodePort and
+//!   LoadBalancer Services. A `type: LoadBalancer` Service gets the finalizer
+//!   `service.kubernetes.io/load-balancer-cleanup` and a simulated cloud load balancer
+//!   at once ([`FakeKube::cloud_load_balancers`]), and
+//!   `status.loadBalancer.ingress: [{ip: 203.0.113.N}]` after `lb_provision_delay`.
+//!   On DELETE it lingers with a `deletionTimestamp` for `lb_delete_delay`, then its
+//!   load balancer is released and it vanishes.
+//!
+//! # How it differs from Kubernetes (known gaps)
+//!
+//! - No watches: `?watch=true` is answered 405 `MethodNotAllowed`. List and poll.
+//! - No authentication, authorization (RBAC objects are stored, never enforced) or
+//!   admission beyond the cert-manager webhook simulation; webhook configurations are
+//!   stored and never called.
+//! - Server-side apply is approximated without field ownership: an apply merges the
+//!   applied configuration into the object (objects recursively, lists replaced
+//!   whole), removing the fields the same manager applied last time and no longer
+//!   does. There are no conflicts between managers (`force` changes nothing), no
+//!   list merging by key, and `managedFields` carries no `fieldsV1`. Strategic merge
+//!   patch is a JSON merge patch (`$patch` directives dropped).
+//! - No paging (`limit`/`continue` ignored: everything at once), no `Table` output,
+//!   no protobuf, no OpenAPI documents, no `resourceVersion` semantics on reads.
+//! - Validation is shallow: names, type metadata, the Secret keys its `type` requires,
+//!   immutable Secret `type`, Deployment `selector` and binding `roleRef`, and the
+//!   checks named above; no
+//!   OpenAPI schema validation of custom resources and no defaulting beyond the
+//!   fields named above.
+//! - No other controllers: no Pods, ReplicaSets, Endpoints, garbage collection by
+//!   owner references or service account tokens. Timed effects happen when the fake is
+//!   next asked something (a request or a library call), not in the background.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+use axum::body::Bytes;
+use axum::extract::State as AxState;
+use axum::http::{header, HeaderMap, Method, StatusCode, Uri};
+use axum::response::{IntoResponse, Response};
+use axum::Router;
+use rand::Rng;
+use serde::Serialize;
+use serde_json::Value;
+use tokio::sync::{oneshot, watch};
+
+mod api;
+mod catalog;
+mod controllers;
+mod patch;
+mod status;
+mod store;
+
+use status::ApiError;
+use store::Store;
+
+/// The reason a Challenge carries with [`FakeConfig::acme_challenges_fail`] when none
+/// is given (`--acme-challenges-fail` without a value).
+pub const DEFAULT_ACME_FAILURE: &str = "Waiting for DNS-01 challenge propagation: DNS record for \"_acme-challenge\" not yet propagated (injected by fake-kube)";
+
+/// How the fake behaves. Build it with [`FakeConfig::default`] and the `with_*` setters.
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub struct FakeConfig {
+    /// Port on 127.0.0.1 (default 0: any free port).
+    pub port: u16,
+    /// Seed of every random choice (uids, faults).
+    pub seed: u64,
+    /// Fraction (0.0..=1.0) of calls answered 429 `TooManyRequests` (with
+    /// `Retry-After: 1`) or 503 `ServiceUnavailable` before any effect.
+    pub fault_rate: f64,
+    /// From a namespace's DELETE to the removal of its contents (default 200 ms).
+    pub namespace_delete_delay: Duration,
+    /// From a CRD's creation to `Established=True` (default 300 ms).
+    pub crd_established_delay: Duration,
+    /// From a Deployment's change to its ready status (default 100 ms).
+    pub deployment_ready_delay: Duration,
+    /// From the creation of the webhook Deployment to a ready webhook (default 500 ms).
+    pub webhook_ready_delay: Duration,
+    /// From a LoadBalancer Service's creation to its ingress IP (default 100 ms).
+    pub lb_provision_delay: Duration,
+    /// From a LoadBalancer Service's DELETE to its disappearance (default 300 ms).
+    pub lb_delete_delay: Duration,
+    /// From a Certificate's issuer being found to `Ready=True` (default 200 ms).
+    pub certificate_ready_delay: Duration,
+    /// When set, certificates of ACME issuers never become ready: a Challenge shows
+    /// this reason instead.
+    pub acme_challenges_fail: Option<String>,
+    /// Namespace of the cert-manager webhook Deployment (default `cert-manager`).
+    pub webhook_namespace: String,
+    /// Name of the cert-manager webhook Deployment (default `cert-manager-webhook`).
+    pub webhook_deployment: String,
+}
+
+impl Default for FakeConfig {
+    fn default() -> Self {
+        FakeConfig {
+            port: 0,
+            seed: 0,
+            fault_rate: 0.0,
+            namespace_delete_delay: Duration::from_millis(200),
+            crd_established_delay: Duration::from_millis(300),
+            deployment_ready_delay: Duration::from_millis(100),
+            webhook_ready_delay: Duration::from_millis(500),
+            lb_provision_delay: Duration::from_millis(100),
+            lb_delete_delay: Duration::from_millis(300),
+            certificate_ready_delay: Duration::from_millis(200),
+            acme_challenges_fail: None,
+            webhook_namespace: "cert-manager".into(),
+            webhook_deployment: "cert-manager-webhook".into(),
+        }
+    }
+}
+
+impl FakeConfig {
+    /// Set [`FakeConfig::port`].
+    pub fn with_port(mut self, port: u16) -> Self {
+        self.port = port;
+        self
+    }
+    /// Set [`FakeConfig::seed`].
+    pub fn with_seed(mut self, seed: u64) -> Self {
+        self.seed = seed;
+        self
+    }
+    /// Set [`FakeConfig::fault_rate`].
+    pub fn with_fault_rate(mut self, rate: f64) -> Self {
+        self.fault_rate = rate;
+        self
+    }
+    /// Set [`FakeConfig::namespace_delete_delay`].
+    pub fn with_namespace_delete_delay(mut self, d: Duration) -> Self {
+        self.namespace_delete_delay = d;
+        self
+    }
+    /// Set [`FakeConfig::crd_established_delay`].
+    pub fn with_crd_established_delay(mut self, d: Duration) -> Self {
+        self.crd_established_delay = d;
+        self
+    }
+    /// Set [`FakeConfig::deployment_ready_delay`].
+    pub fn with_deployment_ready_delay(mut self, d: Duration) -> Self {
+        self.deployment_ready_delay = d;
+        self
+    }
+    /// Set [`FakeConfig::webhook_ready_delay`].
+    pub fn with_webhook_ready_delay(mut self, d: Duration) -> Self {
+        self.webhook_ready_delay = d;
+        self
+    }
+    /// Set [`FakeConfig::lb_provision_delay`].
+    pub fn with_lb_provision_delay(mut self, d: Duration) -> Self {
+        self.lb_provision_delay = d;
+        self
+    }
+    /// Set [`FakeConfig::lb_delete_delay`].
+    pub fn with_lb_delete_delay(mut self, d: Duration) -> Self {
+        self.lb_delete_delay = d;
+        self
+    }
+    /// Set [`FakeConfig::certificate_ready_delay`].
+    pub fn with_certificate_ready_delay(mut self, d: Duration) -> Self {
+        self.certificate_ready_delay = d;
+        self
+    }
+    /// Set [`FakeConfig::acme_challenges_fail`] to `reason`.
+    pub fn with_acme_challenges_fail(mut self, reason: impl Into<String>) -> Self {
+        self.acme_challenges_fail = Some(reason.into());
+        self
+    }
+    /// Set [`FakeConfig::webhook_namespace`] and [`FakeConfig::webhook_deployment`].
+    pub fn with_webhook_deployment(
+        mut self,
+        namespace: impl Into<String>,
+        name: impl Into<String>,
+    ) -> Self {
+        self.webhook_namespace = namespace.into();
+        self.webhook_deployment = name.into();
+        self
+    }
+}
+
+/// How a call is counted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
+pub enum CallKind {
+    /// get, list, watch and discovery.
+    Read,
+    /// Everything else: create, update, patch, apply, delete, deletecollection.
+    Mutate,
+}
+
+/// One recorded call.
+#[derive(Debug, Clone, Serialize)]
+#[non_exhaustive]
+pub struct Call {
+    /// HTTP method.
+    pub method: String,
+    /// The request path.
+    pub path: String,
+    /// Decoded query pairs, in order.
+    pub query: Vec<(String, String)>,
+    /// The request's `Content-Type`, if any.
+    pub content_type: Option<String>,
+    /// The request body, parsed (JSON, or YAML for an apply), or as a string when it
+    /// is neither; `None` when empty.
+    pub body: Option<Value>,
+    /// HTTP status answered.
+    pub status: u16,
+    /// The response body.
+    pub response: Value,
+    /// The Kubernetes verb: `get`, `list`, `watch`, `create`, `update`, `patch`,
+    /// `apply` (a patch with `application/apply-patch+yaml`), `delete`,
+    /// `deletecollection`; `get` for discovery.
+    pub verb: String,
+    /// The resource (`deployments`, `services/status`), `discovery`, or `unknown`.
+    pub resource: String,
+    /// How it is counted.
+    pub kind: CallKind,
+    /// True when the answer was an injected fault.
+    pub fault: bool,
+}
+
+/// Call counters. `reads` and `mutating` count every recorded call of that kind,
+/// whatever its status (injected faults included); `faults` counts the injected
+/// faults and `errors` the other non-2xx answers.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+#[non_exhaustive]
+pub struct Counts {
+    /// Read calls.
+    pub reads: u64,
+    /// Mutating calls.
+    pub mutating: u64,
+    /// Injected 429/503 answers.
+    pub faults: u64,
+    /// Non-2xx answers that were not injected.
+    pub errors: u64,
+    /// Calls per `"verb resource"`, e.g. `"apply deployments"`, `"get discovery"`.
+    pub per_verb: BTreeMap<String, u64>,
+}
+
+impl Counts {
+    /// Calls of one `verb` on one `resource` (e.g. `("apply", "namespaces")`).
+    pub fn of(&self, verb: &str, resource: &str) -> u64 {
+        self.per_verb
+            .get(&format!("{verb} {resource}"))
+            .copied()
+            .unwrap_or(0)
+    }
+}
+
+struct Shared {
+    state: Mutex<Store>,
+    frozen: watch::Sender<bool>,
+    addr: SocketAddr,
+}
+
+impl Shared {
+    fn lock(&self) -> MutexGuard<'_, Store> {
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+    /// The state, with every timed effect due by now applied.
+    fn settled(&self) -> MutexGuard<'_, Store> {
+        let mut st = self.lock();
+        controllers::settle(&mut st, Instant::now());
+        st
+    }
+}
+
+/// A running fake. Dropping it without [`FakeKube::shutdown`] leaves the server task
+/// running until the runtime ends.
+pub struct FakeKube {
+    shared: Arc<Shared>,
+    stop: Option<oneshot::Sender<()>>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl std::fmt::Debug for FakeKube {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("FakeKube")
+            .field("addr", &self.shared.addr)
+            .finish_non_exhaustive()
+    }
+}
+
+impl FakeKube {
+    /// Bind 127.0.0.1 on [`FakeConfig::port`] and serve in a background task.
+    pub async fn start(config: FakeConfig) -> std::io::Result<FakeKube> {
+        let listener = tokio::net::TcpListener::bind(("127.0.0.1", config.port)).await?;
+        let addr = listener.local_addr()?;
+        let (frozen, _) = watch::channel(false);
+        let shared = Arc::new(Shared {
+            state: Mutex::new(Store::new(config)),
+            frozen,
+            addr,
+        });
+        let app = Router::new().fallback(handle).with_state(shared.clone());
+        let (stop, stopped) = oneshot::channel::<()>();
+        let task = tokio::spawn(async move {
+            let _ = axum::serve(listener, app)
+                .with_graceful_shutdown(async {
+                    let _ = stopped.await;
+                })
+                .await;
+        });
+        Ok(FakeKube {
+            shared,
+            stop: Some(stop),
+            task,
+        })
+    }
+
+    /// The base URL, e.g. `http://127.0.0.1:40123`.
+    pub fn url(&self) -> String {
+        format!("http://{}", self.shared.addr)
+    }
+
+    /// The bound address.
+    pub fn addr(&self) -> SocketAddr {
+        self.shared.addr
+    }
+
+    /// A stored object, as a GET answers it (any served version). `resource` is named
+    /// as kubectl names it: `namespaces`, `deployments.apps`,
+    /// `certificates.cert-manager.io`, a kind or a short name. `namespace` is ignored
+    /// for cluster-scoped types. `None` when the object or the type does not exist.
+    pub fn object(&self, resource: &str, namespace: Option<&str>, name: &str) -> Option<Value> {
+        let st = self.shared.settled();
+        let t = catalog::resolve_name(&st, resource)?;
+        let key = catalog::key(&t, namespace.unwrap_or(""), name);
+        st.objects.get(&key).cloned()
+    }
+
+    /// Every stored object of a type (named as for [`FakeKube::object`]), in
+    /// namespace/name order.
+    pub fn objects(&self, resource: &str) -> Vec<Value> {
+        let st = self.shared.settled();
+        let Some(t) = catalog::resolve_name(&st, resource) else {
+            return Vec::new();
+        };
+        st.list_kind(&t.group, &t.plural).cloned().collect()
+    }
+
+    /// How many simulated cloud load balancers exist: one per `type: LoadBalancer`
+    /// Service, from its creation until `lb_delete_delay` after its DELETE.
+    pub fn cloud_load_balancers(&self) -> usize {
+        self.shared.settled().load_balancers.len()
+    }
+
+    /// True when the simulated cert-manager webhook answers.
+    pub fn webhook_ready(&self) -> bool {
+        controllers::webhook_ready(&self.shared.settled())
+    }
+
+    /// Every call so far, in order.
+    pub fn calls(&self) -> Vec<Call> {
+        self.shared.lock().calls.clone()
+    }
+
+    /// The counters.
+    pub fn counts(&self) -> Counts {
+        self.shared.lock().counts.clone()
+    }
+
+    /// Forget the recorded calls and zero the counters (state is kept).
+    pub fn reset_calls(&self) {
+        let mut st = self.shared.lock();
+        st.calls.clear();
+        st.counts = Counts::default();
+    }
+
+    /// Change [`FakeConfig::fault_rate`].
+    pub fn set_fault_rate(&self, rate: f64) {
+        self.shared.lock().config.fault_rate = rate;
+    }
+
+    /// Change [`FakeConfig::acme_challenges_fail`] (for certificates issued from now
+    /// on).
+    pub fn set_acme_challenges_fail(&self, reason: Option<String>) {
+        self.shared.lock().config.acme_challenges_fail = reason;
+    }
+
+    /// After `n` more successful mutating calls (0: now), every further request hangs
+    /// until [`FakeKube::unfreeze`]: a simulated killed process.
+    pub fn freeze_after_mutating(&self, n: u64) {
+        if n == 0 {
+            self.shared.lock().freeze_after = None;
+            self.shared.frozen.send_replace(true);
+        } else {
+            self.shared.lock().freeze_after = Some(n);
+        }
+    }
+
+    /// Serve again. Requests that hung while frozen never take effect: they are
+    /// answered 503 `ServiceUnavailable` (and not recorded).
+    pub fn unfreeze(&self) {
+        self.shared.lock().freeze_after = None;
+        self.shared.frozen.send_replace(false);
+    }
+
+    /// Stop serving and wait for the server task.
+    pub async fn shutdown(mut self) {
+        // Release hung requests so the graceful shutdown can finish.
+        self.shared.frozen.send_replace(false);
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        let _ = (&mut self.task).await;
+    }
+}
+
+fn json_response(code: u16, body: &Value, retry_after: Option<u64>) -> Response {
+    let status = StatusCode::from_u16(code).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    if let Value::String(text) = body {
+        return (
+            status,
+            [(header::CONTENT_TYPE, "text/plain; charset=utf-8")],
+            text.clone(),
+        )
+            .into_response();
+    }
+    let mut resp = (
+        status,
+        [(header::CONTENT_TYPE, "application/json")],
+        body.to_string(),
+    )
+        .into_response();
+    if let Some(s) = retry_after {
+        if let Ok(v) = s.to_string().parse() {
+            resp.headers_mut().insert(header::RETRY_AFTER, v);
+        }
+    }
+    resp
+}
+
+fn parse_query(q: &str) -> Vec<(String, String)> {
+    fn hex(b: u8) -> Option<u8> {
+        char::from(b)
+            .to_digit(16)
+            .and_then(|d| u8::try_from(d).ok())
+    }
+    fn decode(s: &str) -> String {
+        let bytes = s.as_bytes();
+        let mut out = Vec::with_capacity(bytes.len());
+        let mut i = 0;
+        while i < bytes.len() {
+            match bytes[i] {
+                b'+' => out.push(b' '),
+                b'%' if i + 2 < bytes.len() => match (hex(bytes[i + 1]), hex(bytes[i + 2])) {
+                    (Some(h), Some(l)) => {
+                        out.push(h * 16 + l);
+                        i += 2;
+                    }
+                    _ => out.push(b'%'),
+                },
+                b => out.push(b),
+            }
+            i += 1;
+        }
+        String::from_utf8_lossy(&out).into_owned()
+    }
+    q.split('&')
+        .filter(|p| !p.is_empty())
+        .map(|p| match p.split_once('=') {
+            Some((k, v)) => (decode(k), decode(v)),
+            None => (decode(p), String::new()),
+        })
+        .collect()
+}
+
+async fn handle(
+    AxState(shared): AxState<Arc<Shared>>,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let mut frozen = shared.frozen.subscribe();
+    if *frozen.borrow_and_update() {
+        // A frozen fake is a killed process: this request never has an effect.
+        let _ = frozen.wait_for(|f| !*f).await;
+        let err = ApiError::new(
+            503,
+            "ServiceUnavailable",
+            "the fake was frozen while this request waited",
+        );
+        return json_response(503, &err.body(), None);
+    }
+    let query = parse_query(uri.query().unwrap_or(""));
+    let content_type = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_string);
+    let addr = shared.addr.to_string();
+    let req = api::Request {
+        method: method.as_str(),
+        path: uri.path(),
+        query: &query,
+        content_type: content_type.as_deref().unwrap_or(""),
+        body: &body,
+        server_addr: &addr,
+    };
+    let (code, out, retry_after) = {
+        let mut st = shared.lock();
+        let (code, out, retry_after, freeze) = process(&mut st, &req);
+        if freeze {
+            shared.frozen.send_replace(true);
+        }
+        (code, out, retry_after)
+    };
+    json_response(code, &out, retry_after)
+}
+
+/// Handle one request against the state; returns (status, body, Retry-After, freeze now).
+fn process(st: &mut Store, req: &api::Request<'_>) -> (u16, Value, Option<u64>, bool) {
+    let now = Instant::now();
+    controllers::settle(st, now);
+    let route = api::route(req.path);
+    let (verb, resource, kind) = api::describe(&route, req);
+
+    let fault_rate = st.config.fault_rate;
+    let fault = fault_rate > 0.0 && st.rng.random::<f64>() < fault_rate;
+    let result = if fault {
+        if st.rng.random::<bool>() {
+            let mut e = ApiError::new(
+                429,
+                "TooManyRequests",
+                "Too many requests, please try again later. (injected by fake-kube)",
+            )
+            .with_details(serde_json::json!({"retryAfterSeconds": 1}));
+            e.retry_after = Some(1);
+            Err(e)
+        } else {
+            Err(ApiError::new(
+                503,
+                "ServiceUnavailable",
+                "the server is currently unable to handle the request (injected by fake-kube)",
+            ))
+        }
+    } else {
+        api::handle(st, &route, req, now)
+    };
+    let (status, out, retry_after) = match result {
+        Ok((code, v)) => (code, v, None),
+        Err(e) => (e.code, e.body(), e.retry_after),
+    };
+
+    match kind {
+        CallKind::Read => st.counts.reads += 1,
+        CallKind::Mutate => st.counts.mutating += 1,
+    }
+    if fault {
+        st.counts.faults += 1;
+    } else if status >= 300 {
+        st.counts.errors += 1;
+    }
+    *st.counts
+        .per_verb
+        .entry(format!("{verb} {resource}"))
+        .or_insert(0) += 1;
+    let body = if req.body.iter().all(u8::is_ascii_whitespace) {
+        None
+    } else {
+        Some(
+            serde_json::from_slice::<Value>(req.body)
+                .ok()
+                .or_else(|| serde_yaml_ng::from_slice::<Value>(req.body).ok())
+                .unwrap_or_else(|| Value::String(String::from_utf8_lossy(req.body).into_owned())),
+        )
+    };
+    st.calls.push(Call {
+        method: req.method.to_string(),
+        path: req.path.to_string(),
+        query: req.query.to_vec(),
+        content_type: (!req.content_type.is_empty()).then(|| req.content_type.to_string()),
+        body,
+        status,
+        response: out.clone(),
+        verb,
+        resource,
+        kind,
+        fault,
+    });
+
+    let mut freeze = false;
+    if kind == CallKind::Mutate && status < 300 {
+        if let Some(left) = st.freeze_after.as_mut() {
+            *left = left.saturating_sub(1);
+            if *left == 0 {
+                st.freeze_after = None;
+                freeze = true;
+            }
+        }
+    }
+    (status, out, retry_after, freeze)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::parse_query;
+
+    #[test]
+    fn query_decoding() {
+        assert_eq!(
+            parse_query("fieldManager=gitpod-refarch&labelSelector=a%3Db%2Cc&force=true&x"),
+            vec![
+                ("fieldManager".to_string(), "gitpod-refarch".to_string()),
+                ("labelSelector".to_string(), "a=b,c".to_string()),
+                ("force".to_string(), "true".to_string()),
+                ("x".to_string(), String::new()),
+            ]
+        );
+        assert_eq!(
+            parse_query("a=%zz%4"),
+            vec![("a".to_string(), "%zz%4".to_string())]
+        );
+    }
+}
