@@ -731,3 +731,54 @@ impl_traits!(
     gitpod_refarch::Registry,
     gitpod_refarch::Database
 );
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_key_never_reaches_debug() {
+        let key =
+            r#"{"type":"service_account","private_key":"-----BEGIN PRIVATE KEY-----\nSEKRIT\n"}"#;
+        let c = GcpConfig::new("my-project", "europe-west1").credentials(
+            GcpCredentials::ServiceAccountKey(Secret::new(key.to_string())),
+        );
+        let shown = format!("{c:?}");
+        assert!(!shown.contains("SEKRIT"), "{shown}");
+        assert!(shown.contains("redacted"), "{shown}");
+    }
+
+    #[test]
+    fn bad_configuration_is_refused_before_any_call() {
+        for (project, endpoint) in [
+            ("Bad_Project", None),
+            ("short", None),
+            ("ends-with-dash-", None),
+            ("good-project", Some("ftp://127.0.0.1:1")),
+        ] {
+            let mut c = GcpConfig::new(project, "europe-west1");
+            if let Some(e) = endpoint {
+                c = c.endpoint_url(e);
+            }
+            assert_eq!(
+                c.check().unwrap_err().kind(),
+                ErrorKind::InvalidInput,
+                "{project}"
+            );
+        }
+        let mut c = GcpConfig::new("good-project", "europe-west1");
+        c.create_project = true;
+        assert_eq!(
+            c.check().unwrap_err().kind(),
+            ErrorKind::InvalidInput,
+            "no billing account"
+        );
+        let c = GcpConfig::new("good-project", "europe-west1").credentials(
+            GcpCredentials::ServiceAccountKey(Secret::new("not json".into())),
+        );
+        assert_eq!(
+            c.build_credentials().unwrap_err().kind(),
+            ErrorKind::Credentials
+        );
+    }
+}
