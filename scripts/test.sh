@@ -33,6 +33,15 @@ if ! python3 -c 'import gcp_storage_emulator' 2>/dev/null; then
   command -v pyenv >/dev/null 2>&1 && pyenv rehash || true
 fi
 
+# Debian's bind9 (a real DNS server) for the DNS delegation check.
+export PATH="$PATH:/usr/sbin"
+if ! command -v named >/dev/null 2>&1; then
+  echo "== installing bind9 (Debian)"
+  sudo=""; [ "$(id -u)" -ne 0 ] && sudo="sudo"
+  $sudo apt-get install -y -q --no-install-recommends bind9 bind9-utils >/dev/null 2>&1 \
+    || { $sudo apt-get update -q >/dev/null && $sudo apt-get install -y -q --no-install-recommends bind9 bind9-utils >/dev/null; }
+fi
+
 # Google's API discovery documents: what the GCP fake is built from and checked against.
 scripts/fetch-discovery.sh
 
