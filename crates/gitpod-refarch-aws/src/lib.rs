@@ -47,7 +47,6 @@ pub mod storage;
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use async_trait::async_trait;
 use aws_config::retry::RetryConfig;
 use aws_config::timeout::TimeoutConfig;
 use aws_config::{BehaviorVersion, Region, SdkConfig};
@@ -422,34 +421,5 @@ impl AwsProvider {
     }
 }
 
-macro_rules! impl_traits {
-    ($($t:path),*) => {$(
-        #[async_trait]
-        impl $t for AwsProvider {
-            fn info(&self) -> ProviderInfo {
-                // EKS runs node group operations in parallel.
-                ProviderInfo::new("aws")
-            }
-            async fn observe(&self, id: &ResourceId, desired: Option<&Desired>) -> Result<Option<Observed>> {
-                self.observe_any(id, desired).await
-            }
-            async fn ensure(&self, desired: &Desired, inputs: &Inputs) -> Result<Progress> {
-                self.ensure_any(desired, inputs).await
-            }
-            async fn delete(&self, id: &ResourceId, desired: Option<&Desired>) -> Result<Progress> {
-                self.delete_any(id, desired).await
-            }
-            async fn poll(&self, op: &Operation) -> Result<Progress> {
-                self.poll_any(op).await
-            }
-        }
-    )*};
-}
-
-impl_traits!(
-    gitpod_refarch::ClusterProvider,
-    gitpod_refarch::DnsProvider,
-    gitpod_refarch::ObjectStore,
-    gitpod_refarch::Registry,
-    gitpod_refarch::Database
-);
+// EKS runs node group operations in parallel.
+gitpod_refarch::forward_provider_traits!(AwsProvider, ProviderInfo::new("aws"));

@@ -60,7 +60,6 @@ pub mod storage;
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use async_trait::async_trait;
 use gitpod_refarch::plan::INSTALLATION_LABEL;
 use gitpod_refarch::provider::{Inputs, Observed, Operation, Progress, ProviderInfo};
 use gitpod_refarch::resource::{Desired, ResourceId, ResourceKind};
@@ -663,6 +662,10 @@ impl GcpProvider {
         }
     }
 
+    async fn poll_any(&self, op: &Operation) -> Result<Progress> {
+        ops::poll(&self.ctx, op).await
+    }
+
     async fn delete_any(&self, id: &ResourceId, desired: Option<&Desired>) -> Result<Progress> {
         let c = &self.ctx;
         if !c.project_exists() {
@@ -700,36 +703,10 @@ impl GcpProvider {
     }
 }
 
-macro_rules! impl_traits {
-    ($($t:path),*) => {$(
-        #[async_trait]
-        impl $t for GcpProvider {
-            fn info(&self) -> ProviderInfo {
-                // GKE runs one operation per cluster at a time.
-                ProviderInfo::new("gcp").with_serial_cluster_operations(true)
-            }
-            async fn observe(&self, id: &ResourceId, desired: Option<&Desired>) -> Result<Option<Observed>> {
-                self.observe_any(id, desired).await
-            }
-            async fn ensure(&self, desired: &Desired, inputs: &Inputs) -> Result<Progress> {
-                self.ensure_any(desired, inputs).await
-            }
-            async fn delete(&self, id: &ResourceId, desired: Option<&Desired>) -> Result<Progress> {
-                self.delete_any(id, desired).await
-            }
-            async fn poll(&self, op: &Operation) -> Result<Progress> {
-                ops::poll(&self.ctx, op).await
-            }
-        }
-    )*};
-}
-
-impl_traits!(
-    gitpod_refarch::ClusterProvider,
-    gitpod_refarch::DnsProvider,
-    gitpod_refarch::ObjectStore,
-    gitpod_refarch::Registry,
-    gitpod_refarch::Database
+// GKE runs one operation per cluster at a time.
+gitpod_refarch::forward_provider_traits!(
+    GcpProvider,
+    ProviderInfo::new("gcp").with_serial_cluster_operations(true)
 );
 
 #[cfg(test)]

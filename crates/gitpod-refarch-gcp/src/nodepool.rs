@@ -7,8 +7,6 @@
 //! Changes that GKE makes in place are applied one operation per call: the version
 //! first, then labels, then the autoscaling bounds, then management.
 
-use std::collections::BTreeMap;
-
 use gitpod_refarch::provider::{Inputs, Observed, Progress};
 use gitpod_refarch::resource::{Desired, NodePoolSpec, Output, ResourceId};
 use gitpod_refarch::spec::Taint;
@@ -261,9 +259,4 @@ pub async fn delete(c: &Context, id: &ResourceId, d: &NodePoolSpec) -> Result<Pr
         Some(op) => Ok(pending(c, Api::Gke, &gke_op(c, &op.name), id)),
         None => Ok(Progress::Done(None)),
     }
-}
-
-/// Labels as a sorted map (for comparisons in tests).
-pub fn sorted(labels: &std::collections::HashMap<String, String>) -> BTreeMap<String, String> {
-    labels.clone().into_iter().collect()
 }

@@ -8,10 +8,8 @@ use std::collections::BTreeSet;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use gitpod_refarch::engine::{RetryPolicy, WaitPolicy};
-use gitpod_refarch::spec::{RecordsTarget, ReferenceArchitecture};
 use gitpod_refarch::state::MemoryStateStore;
-use gitpod_refarch::{Engine, ErrorKind, Providers};
+use gitpod_refarch::ErrorKind;
 use gitpod_refarch_fake_gcp::discovery::{validate_call, Discovery};
 use gitpod_refarch_fake_gcp::{FakeConfig, FakeGcp};
 use gitpod_refarch_gcp::{GcpConfig, GcpProvider};
@@ -19,49 +17,9 @@ use google_cloud_container_v1::model as container;
 use google_cloud_sql_v1::model as sql;
 use serde_json::Value;
 
-const PROJECT: &str = "gitpod-e2e";
-const REGION: &str = "europe-west1";
+mod common;
 
-fn spec() -> ReferenceArchitecture {
-    let mut s = ReferenceArchitecture::from_yaml(&format!(
-        "cloud: gcp\nname: gp\ndomain: gitpod.example.com\ngcp:\n  project: {PROJECT}\n\
-         certificates:\n  issuer: acme\n  email: ops@example.com\n  \
-         server: https://acme-v02.api.letsencrypt.org/directory\n"
-    ))
-    .unwrap();
-    s.dns.records_target = Some(RecordsTarget::Ipv4("203.0.113.10".into()));
-    s.validate().unwrap();
-    s
-}
-
-fn config(url: &str) -> GcpConfig {
-    GcpConfig::new(PROJECT, REGION)
-        .endpoint_url(url)
-        .poll_interval(Duration::from_millis(5))
-}
-
-async fn fake(cfg: FakeConfig) -> FakeGcp {
-    FakeGcp::start(cfg.with_projects([PROJECT])).await.unwrap()
-}
-
-fn engine(p: Arc<GcpProvider>, store: Arc<MemoryStateStore>) -> Engine {
-    let mut retry = RetryPolicy::default();
-    retry.initial_backoff = Duration::from_millis(5);
-    retry.max_backoff = Duration::from_millis(100);
-    retry.max_attempts = 40;
-    retry.budget = Duration::from_secs(60);
-    retry.propagation_budget = Duration::from_secs(60);
-    let mut wait = WaitPolicy::default();
-    wait.min_delay = Duration::from_millis(2);
-    wait.max_delay = Duration::from_millis(20);
-    wait.timeout = Duration::from_secs(60);
-    Engine::builder(Providers::all(p))
-        .state(store)
-        .retry(retry)
-        .wait(wait)
-        .build()
-        .unwrap()
-}
+use common::{config, engine, fake, spec, PROJECT, REGION};
 
 /// Resources the installation leaves behind (the project, its billing link, APIs and
 /// IAM policy stay by design).

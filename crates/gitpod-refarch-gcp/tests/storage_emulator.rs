@@ -24,56 +24,17 @@ use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use gitpod_refarch::engine::{RetryPolicy, WaitPolicy};
 use gitpod_refarch::resource::StorageOutput;
-use gitpod_refarch::spec::{RecordsTarget, ReferenceArchitecture};
 use gitpod_refarch::state::MemoryStateStore;
-use gitpod_refarch::{Engine, Providers};
 use gitpod_refarch_fake_gcp::{FakeConfig, FakeGcp};
-use gitpod_refarch_gcp::{GcpConfig, GcpProvider};
+use gitpod_refarch_gcp::GcpProvider;
 use serde_json::{json, Value};
 
-const PROJECT: &str = "gitpod-e2e";
-const REGION: &str = "europe-west1";
+mod common;
+
+use common::{config, engine, spec, PROJECT, REGION};
 const MISSING: &str = "gcp-storage-emulator is not installed: install it as scripts/test.sh does \
      (python3 -m pip install gcp-storage-emulator==2026.7.19) or run scripts/test.sh";
-
-fn spec() -> ReferenceArchitecture {
-    let mut s = ReferenceArchitecture::from_yaml(&format!(
-        "cloud: gcp\nname: gp\ndomain: gitpod.example.com\ngcp:\n  project: {PROJECT}\n\
-         certificates:\n  issuer: acme\n  email: ops@example.com\n  \
-         server: https://acme-v02.api.letsencrypt.org/directory\n"
-    ))
-    .unwrap();
-    s.dns.records_target = Some(RecordsTarget::Ipv4("203.0.113.10".into()));
-    s.validate().unwrap();
-    s
-}
-
-fn config(url: &str) -> GcpConfig {
-    GcpConfig::new(PROJECT, REGION)
-        .endpoint_url(url)
-        .poll_interval(Duration::from_millis(5))
-}
-
-fn engine(p: Arc<GcpProvider>, store: Arc<MemoryStateStore>) -> Engine {
-    let mut retry = RetryPolicy::default();
-    retry.initial_backoff = Duration::from_millis(5);
-    retry.max_backoff = Duration::from_millis(100);
-    retry.max_attempts = 40;
-    retry.budget = Duration::from_secs(60);
-    retry.propagation_budget = Duration::from_secs(60);
-    let mut wait = WaitPolicy::default();
-    wait.min_delay = Duration::from_millis(2);
-    wait.max_delay = Duration::from_millis(20);
-    wait.timeout = Duration::from_secs(60);
-    Engine::builder(Providers::all(p))
-        .state(store)
-        .retry(retry)
-        .wait(wait)
-        .build()
-        .unwrap()
-}
 
 /// A running `gcp-storage-emulator`, killed on drop.
 struct Emulator {

@@ -363,3 +363,58 @@ impl Providers {
         }
     }
 }
+
+#[doc(hidden)]
+pub use async_trait::async_trait as __async_trait;
+
+/// Implement all five provider traits for a single-cloud provider type by forwarding
+/// to its inherent methods `observe_any`, `ensure_any`, `delete_any` and `poll_any`
+/// (same signatures as the trait methods), with `info` given as an expression.
+///
+/// For example `gitpod_refarch::forward_provider_traits!(MyProvider,
+/// ProviderInfo::new("mine"));` (the AWS and GCP providers use it).
+#[macro_export]
+macro_rules! forward_provider_traits {
+    ($ty:ty, $info:expr) => {
+        $crate::forward_provider_traits!(@one $ty, $info, $crate::provider::ClusterProvider);
+        $crate::forward_provider_traits!(@one $ty, $info, $crate::provider::DnsProvider);
+        $crate::forward_provider_traits!(@one $ty, $info, $crate::provider::ObjectStore);
+        $crate::forward_provider_traits!(@one $ty, $info, $crate::provider::Registry);
+        $crate::forward_provider_traits!(@one $ty, $info, $crate::provider::Database);
+    };
+    (@one $ty:ty, $info:expr, $tr:path) => {
+        #[$crate::provider::__async_trait]
+        impl $tr for $ty {
+            fn info(&self) -> $crate::provider::ProviderInfo {
+                $info
+            }
+            async fn observe(
+                &self,
+                id: &$crate::resource::ResourceId,
+                desired: ::std::option::Option<&$crate::resource::Desired>,
+            ) -> $crate::Result<::std::option::Option<$crate::provider::Observed>> {
+                self.observe_any(id, desired).await
+            }
+            async fn ensure(
+                &self,
+                desired: &$crate::resource::Desired,
+                inputs: &$crate::provider::Inputs,
+            ) -> $crate::Result<$crate::provider::Progress> {
+                self.ensure_any(desired, inputs).await
+            }
+            async fn delete(
+                &self,
+                id: &$crate::resource::ResourceId,
+                desired: ::std::option::Option<&$crate::resource::Desired>,
+            ) -> $crate::Result<$crate::provider::Progress> {
+                self.delete_any(id, desired).await
+            }
+            async fn poll(
+                &self,
+                op: &$crate::provider::Operation,
+            ) -> $crate::Result<$crate::provider::Progress> {
+                self.poll_any(op).await
+            }
+        }
+    };
+}
