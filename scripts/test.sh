@@ -45,6 +45,16 @@ fi
 # Google's API discovery documents: what the GCP fake is built from and checked against.
 scripts/fetch-discovery.sh
 
+# The official Kubernetes and cert-manager schemas (npm kubernetes-models,
+# @kubernetes-models/cert-manager) every object the bootstrap emits is validated with.
+command -v node >/dev/null 2>&1 || {
+  echo "== installing nodejs and npm (Debian)"
+  sudo=""; [ "$(id -u)" -ne 0 ] && sudo="sudo"
+  $sudo apt-get install -y -q --no-install-recommends nodejs npm >/dev/null 2>&1 \
+    || { $sudo apt-get update -q >/dev/null && $sudo apt-get install -y -q --no-install-recommends nodejs npm >/dev/null; }
+}
+scripts/install-k8s-models.sh
+
 log="$(mktemp)"
 trap 'rm -f "$log"' EXIT
 step() { echo; echo "== $*"; }

@@ -85,6 +85,7 @@ pub fn empty_snapshot(spec: &ReferenceArchitecture) -> plan::Snapshot {
             .into_iter()
             .map(|id| (id, None))
             .collect(),
+        in_cluster: true,
         ..Default::default()
     }
 }

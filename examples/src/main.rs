@@ -50,6 +50,20 @@ struct Cli {
     /// Simulated cloud: real-time fraction of the realistic durations (0 = instant).
     #[arg(long, global = true, default_value_t = 0.002)]
     time_scale: f64,
+    /// Stop at the cloud resources: do not bootstrap the inside of the cluster
+    /// (cert-manager, external-dns, issuer, Gitpod namespace and secrets, certificate).
+    #[arg(long, global = true)]
+    no_in_cluster: bool,
+    /// Install cert-manager from this release manifest (a file or URL) instead of the
+    /// pinned one (or helm); needs --cert-manager-sha256.
+    #[arg(long, global = true, requires = "cert_manager_sha256")]
+    cert_manager_manifest: Option<String>,
+    /// The SHA-256 the --cert-manager-manifest must have.
+    #[arg(long, global = true, requires = "cert_manager_manifest")]
+    cert_manager_sha256: Option<String>,
+    /// Do not check the zone's NS delegation while waiting for the certificate.
+    #[arg(long, global = true)]
+    no_delegation_check: bool,
 }
 
 #[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -218,7 +232,13 @@ async fn setup(
                 Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
                 Err(e) => return Err(format!("cannot read {}: {e}", sim_file.display())),
             }
-            (Providers::all(sim.clone()), Some(sim))
+            let providers = Providers::all(sim.clone());
+            let providers = if cli.no_in_cluster {
+                providers
+            } else {
+                providers.with_in_cluster(sim.clone())
+            };
+            (providers, Some(sim))
         }
         #[cfg(not(feature = "gcp"))]
         CloudArg::Gcp => {
@@ -239,8 +259,8 @@ async fn setup(
                     .endpoint_url(url.clone())
                     .poll_interval(Duration::from_millis(100));
             }
-            let gcp = GcpProvider::connect(config).await.map_err(|e| e.chain())?;
-            (Providers::all(Arc::new(gcp)), None)
+            let gcp = Arc::new(GcpProvider::connect(config).await.map_err(|e| e.chain())?);
+            (with_bootstrap(cli, Providers::all(gcp.clone()), gcp), None)
         }
         #[cfg(not(feature = "aws"))]
         CloudArg::Aws => {
@@ -262,8 +282,8 @@ async fn setup(
                     .endpoint_url(url.clone())
                     .poll_interval(Duration::from_millis(200));
             }
-            let aws = AwsProvider::connect(config).await.map_err(|e| e.chain())?;
-            (Providers::all(Arc::new(aws)), None)
+            let aws = Arc::new(AwsProvider::connect(config).await.map_err(|e| e.chain())?);
+            (with_bootstrap(cli, Providers::all(aws.clone()), aws), None)
         }
         CloudArg::Azure => return Err(providers_for("azure")),
     };
@@ -280,6 +300,37 @@ async fn setup(
         sim,
         sim_file,
     })
+}
+
+/// The in-cluster bootstrap on kube-rs, with tokens from the cloud that made the
+/// cluster, unless `--no-in-cluster`.
+#[cfg(any(feature = "aws", feature = "gcp"))]
+fn with_bootstrap(
+    cli: &Cli,
+    providers: Providers,
+    credentials: Arc<dyn gitpod_refarch::ClusterCredentials>,
+) -> Providers {
+    use gitpod_refarch_bootstrap::{BootstrapConfig, CertManagerSource, KubeBootstrap, Manifest};
+    if cli.no_in_cluster {
+        return providers;
+    }
+    let mut config = BootstrapConfig::new(credentials);
+    if let (Some(source), Some(sha)) = (&cli.cert_manager_manifest, &cli.cert_manager_sha256) {
+        let url = if source.contains("://") {
+            source.clone()
+        } else {
+            let path = std::fs::canonicalize(source).unwrap_or_else(|_| PathBuf::from(source));
+            format!("file://{}", path.display())
+        };
+        config = config.cert_manager(CertManagerSource::Manifest(Manifest::new(url, sha.clone())));
+    }
+    if cli.no_delegation_check {
+        config = config.delegation(None);
+    }
+    if cli.endpoint.is_some() {
+        config = config.poll_interval(Duration::from_millis(100));
+    }
+    providers.with_in_cluster(Arc::new(KubeBootstrap::new(config)))
 }
 
 fn save_sim(setup: &Setup) -> Result<(), String> {

@@ -139,6 +139,8 @@ fn the_aws_path_against_moto_applies_reapplies_and_destroys() {
             .env("AWS_SECRET_ACCESS_KEY", "testing")
             .env_remove("AWS_PROFILE")
             .args(["--cloud", "aws", "--endpoint", &moto.1, "--spec", spec])
+            // moto's EKS clusters have no API server to bootstrap.
+            .arg("--no-in-cluster")
             .args(args)
             .output()
             .unwrap()
@@ -169,40 +171,34 @@ fn the_aws_path_against_moto_applies_reapplies_and_destroys() {
     assert!(text(&o).contains("not aws"), "{}", text(&o));
 }
 
-/// The standalone `fake-gcp` binary (the GCP fake's crate), started on a free port and
-/// stopped with SIGTERM on drop.
+/// A standalone fake binary of the workspace (`fake-gcp`, `fake-kube`), started on a
+/// free port and stopped with SIGTERM (killed on drop).
 #[cfg(feature = "gcp")]
-struct FakeGcpProcess {
+struct FakeProcess {
     child: std::process::Child,
     url: String,
 }
 
 #[cfg(feature = "gcp")]
-impl FakeGcpProcess {
-    fn binary() -> std::path::PathBuf {
-        // target/<profile>/deps/cli-<hash> → target/<profile>/fake-gcp
+impl FakeProcess {
+    fn binary(name: &str, package: &str) -> std::path::PathBuf {
+        // target/<profile>/deps/cli-<hash> → target/<profile>/<name>
         let exe = std::env::current_exe().unwrap();
-        let bin = exe.parent().unwrap().parent().unwrap().join("fake-gcp");
+        let bin = exe.parent().unwrap().parent().unwrap().join(name);
         if !bin.exists() {
             let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
             let st = Command::new(cargo)
-                .args([
-                    "build",
-                    "-p",
-                    "gitpod-refarch-fake-gcp",
-                    "--bin",
-                    "fake-gcp",
-                ])
+                .args(["build", "-p", package, "--bin", name])
                 .status()
                 .unwrap();
-            assert!(st.success(), "building fake-gcp failed");
+            assert!(st.success(), "building {name} failed");
         }
         bin
     }
 
-    fn start(args: &[&str]) -> FakeGcpProcess {
+    fn start(name: &str, package: &str, args: &[&str]) -> FakeProcess {
         use std::io::BufRead as _;
-        let mut child = Command::new(Self::binary())
+        let mut child = Command::new(Self::binary(name, package))
             .args(["--port", "0"])
             .args(args)
             .stdout(std::process::Stdio::piped())
@@ -213,8 +209,11 @@ impl FakeGcpProcess {
             .read_line(&mut line)
             .unwrap();
         let url = line.trim().to_string();
-        assert!(url.starts_with("http://127.0.0.1:"), "first line: {url:?}");
-        FakeGcpProcess { child, url }
+        assert!(
+            url.starts_with("http://127.0.0.1:"),
+            "{name} first line: {url:?}"
+        );
+        FakeProcess { child, url }
     }
 
     fn stop(mut self) -> std::process::ExitStatus {
@@ -229,22 +228,74 @@ impl FakeGcpProcess {
 }
 
 #[cfg(feature = "gcp")]
-impl Drop for FakeGcpProcess {
+impl Drop for FakeProcess {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
 }
 
+/// `GET path` on a fake over plain HTTP/1.1: (status, body).
+#[cfg(feature = "gcp")]
+fn http_get(base: &str, path: &str) -> (u16, String) {
+    use std::io::{Read as _, Write as _};
+    let addr = base.trim_start_matches("http://");
+    let mut s = std::net::TcpStream::connect(addr).unwrap();
+    write!(
+        s,
+        "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut out = String::new();
+    s.read_to_string(&mut out).unwrap();
+    let status = out
+        .split_whitespace()
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(0);
+    let body = out
+        .split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_string())
+        .unwrap_or_default();
+    (status, body)
+}
+
 #[cfg(feature = "gcp")]
 #[test]
 fn the_gcp_path_against_the_standalone_fake_applies_reapplies_and_destroys() {
-    let fake = FakeGcpProcess::start(&["--project", "gitpod-refarch-demo", "--op-delay-ms", "20"]);
+    // The Kubernetes fake stands in for the cluster's API server: the GCP fake reports
+    // its URL as every GKE cluster's endpoint.
+    let kube = FakeProcess::start("fake-kube", "gitpod-refarch-fake-kube", &[]);
+    let fake = FakeProcess::start(
+        "fake-gcp",
+        "gitpod-refarch-fake-gcp",
+        &[
+            "--project",
+            "gitpod-refarch-demo",
+            "--op-delay-ms",
+            "20",
+            "--kube-endpoint",
+            &kube.url,
+        ],
+    );
     let dir = tempfile::tempdir().unwrap();
+    let manifest = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../crates/gitpod-refarch-bootstrap/tests/data/cert-manager-test.yaml"
+    );
+    let sha = Command::new("sha256sum").arg(manifest).output().unwrap();
+    let sha = String::from_utf8(sha.stdout).unwrap()[..64].to_string();
     let gcp = |args: &[&str]| {
         Command::new(env!("CARGO_BIN_EXE_gitpod-refarch"))
             .current_dir(dir.path())
             .args(["--cloud", "gcp", "--endpoint", &fake.url])
+            .args([
+                "--cert-manager-manifest",
+                manifest,
+                "--cert-manager-sha256",
+                &sha,
+            ])
+            .arg("--no-delegation-check")
             .args(args)
             .output()
             .unwrap()
@@ -252,7 +303,24 @@ fn the_gcp_path_against_the_standalone_fake_applies_reapplies_and_destroys() {
     // The embedded reference spec (GCP), as the README shows.
     let o = gcp(&["apply"]);
     assert!(o.status.success(), "{}", text(&o));
-    assert!(text(&o).contains("applied: 13 changed"), "{}", text(&o));
+    assert!(text(&o).contains("applied: 19 changed"), "{}", text(&o));
+    // Inside the cluster: the certificate is issued, external-dns runs for Cloud DNS.
+    let (status, cert) = http_get(
+        &kube.url,
+        "/apis/cert-manager.io/v1/namespaces/gitpod/certificates/https-certificates",
+    );
+    assert_eq!(status, 200, "{cert}");
+    assert!(cert.contains("\"Ready\""), "{cert}");
+    let (status, edns) = http_get(
+        &kube.url,
+        "/apis/apps/v1/namespaces/external-dns/deployments/external-dns",
+    );
+    assert_eq!(status, 200, "{edns}");
+    assert!(edns.contains("--provider=google"), "{edns}");
+    assert!(
+        edns.contains("--google-project=gitpod-refarch-demo"),
+        "{edns}"
+    );
     let config = std::fs::read_to_string(dir.path().join("out/gitpod.config.yaml")).unwrap();
     assert!(config.contains("cloudSQL"), "{config}");
     assert!(
@@ -266,9 +334,15 @@ fn the_gcp_path_against_the_standalone_fake_applies_reapplies_and_destroys() {
     assert!(text(&o).contains("no changes"), "{}", text(&o));
     let o = gcp(&["destroy"]);
     assert!(o.status.success(), "{}", text(&o));
+    for ns in ["gitpod", "cert-manager", "external-dns"] {
+        let (status, _) = http_get(&kube.url, &format!("/api/v1/namespaces/{ns}"));
+        assert_eq!(status, 404, "namespace {ns} is left");
+    }
     // Nothing left: every resource but the project preparation is to be created again.
     let o = gcp(&["plan"]);
-    assert!(text(&o).contains("12 create, 1 no change"), "{}", text(&o));
+    assert!(text(&o).contains("18 create, 1 no change"), "{}", text(&o));
     let status = fake.stop();
     assert!(status.success(), "fake-gcp exits 0 on SIGTERM: {status:?}");
+    let status = kube.stop();
+    assert!(status.success(), "fake-kube exits 0 on SIGTERM: {status:?}");
 }

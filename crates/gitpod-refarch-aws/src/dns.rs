@@ -11,7 +11,8 @@ use aws_sdk_route53::types::{
 };
 use gitpod_refarch::provider::{Inputs, Observed, Progress};
 use gitpod_refarch::resource::{
-    Desired, DnsIdentitySpec, DnsRecordsSpec, DnsZoneSpec, Output, ResourceId, ResourceKind,
+    Desired, DnsIdentitySpec, DnsRecordsSpec, DnsSolver, DnsZoneSpec, Output, ResourceId,
+    ResourceKind,
 };
 use gitpod_refarch::spec::RecordsTarget;
 use gitpod_refarch::{Error, ErrorKind, Result, Secret};
@@ -245,6 +246,12 @@ pub async fn ensure_identity(
                 serde_json::json!({"accessKeyId": id, "secretAccessKey": secret.expose()})
                     .to_string(),
             )),
+            solver: Some(DnsSolver::Route53 {
+                region: c.region.clone(),
+                hosted_zone_id: zone_id.trim_start_matches("/hostedzone/").to_string(),
+                access_key_id: id,
+                secret_access_key: secret,
+            }),
         },
         (None, Some(o)) => o,
         (None, None) => return Err(Error::internal("no DNS credentials")),

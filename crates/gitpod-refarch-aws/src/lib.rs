@@ -32,6 +32,8 @@
 //! `gitpod-installation=<name>` before anything is created: the SDK never relies on
 //! an "already exists" error (moto, for one, silently duplicates hosted zones).
 
+/// Kubernetes API tokens for EKS clusters (presigned STS `GetCallerIdentity`).
+pub mod access;
 pub mod cluster;
 pub mod database;
 pub mod dns;
@@ -238,6 +240,9 @@ pub fn tags_of(labels: &BTreeMap<String, String>, installation: &str) -> BTreeMa
 #[derive(Debug, Clone)]
 pub struct AwsProvider {
     ctx: Context,
+    /// The credentials provider of the loaded configuration, for presigning EKS
+    /// tokens (see [`access`]).
+    credentials: Option<aws_credential_types::provider::SharedCredentialsProvider>,
 }
 
 impl AwsProvider {
@@ -307,6 +312,7 @@ impl AwsProvider {
             }
         }
         Ok(AwsProvider {
+            credentials: sdk.credentials_provider(),
             ctx: Context {
                 clients,
                 region: config.region.clone(),

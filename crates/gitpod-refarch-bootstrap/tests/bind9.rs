@@ -444,3 +444,60 @@ async fn dead_parent_server_is_transient_and_named() {
         started.elapsed()
     );
 }
+
+mod common;
+
+/// The whole apply, with the Kubernetes fake for the cluster and this `named` for the
+/// delegation check: the zone `gitpod.other.test` is not delegated by `other.test`, so
+/// the certificate step stops before waiting, naming the four NS records to add.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_undelegated_zone_stops_the_certificate_step_with_the_records_to_add() {
+    use std::sync::Arc;
+
+    use gitpod_refarch::engine::TokioClock;
+    use gitpod_refarch::resource::ResourceKind;
+    use gitpod_refarch::sim::{LatencyProfile, SimCloud};
+    use gitpod_refarch::state::MemoryStateStore;
+    use gitpod_refarch_bootstrap::{BootstrapConfig, KubeBootstrap};
+    use gitpod_refarch_fake_kube::FakeKube;
+
+    let named = start_named();
+    let fake = FakeKube::start(common::fake_config()).await.unwrap();
+    let sim = Arc::new(
+        SimCloud::new(Arc::new(TokioClock::new()), LatencyProfile::instant())
+            .with_cluster_endpoint(fake.url()),
+    );
+    let bootstrap = KubeBootstrap::new(
+        BootstrapConfig::new(common::TestCredentials::new(None))
+            .cert_manager(common::manifest())
+            .delegation(Some(check_against(&named)))
+            .poll_interval(Duration::from_millis(10)),
+    );
+    let engine = common::engine_for(
+        sim,
+        bootstrap,
+        Arc::new(MemoryStateStore::default()),
+        common::Events::default(),
+    );
+    let mut spec = common::spec();
+    spec.domain = "gitpod.other.test".into();
+    spec.validate().unwrap();
+
+    let report = engine.apply_spec(&spec).await.unwrap();
+    assert_eq!(report.failed.len(), 1, "{:?}", report.failed);
+    let (id, err) = &report.failed[0];
+    assert_eq!(id.kind, ResourceKind::Certificate);
+    assert_eq!(err.kind(), ErrorKind::Precondition, "{}", err.message());
+    let m = err.message();
+    assert!(m.contains("other.test"), "{m}");
+    for i in 1..=4 {
+        let line = format!("gitpod.other.test. NS ns{i}.dns.sim.invalid.");
+        assert!(m.contains(&line), "missing `{line}` in: {m}");
+    }
+    // Everything before the certificate is in place; the certificate was applied (so
+    // cert-manager can start as soon as the records exist) but not waited for.
+    assert!(fake
+        .object("certificates", Some("gitpod"), "https-certificates")
+        .is_some());
+    fake.shutdown().await;
+}

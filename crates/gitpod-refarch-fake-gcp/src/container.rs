@@ -277,8 +277,16 @@ fn create_cluster(st: &mut State, loc: &Loc, req: &Req) -> ApiResult {
     set(&mut c, "zone", json!(loc.location));
     set(&mut c, "location", json!(loc.location));
     set(&mut c, "locations", Value::Array(locations.clone()));
-    set(&mut c, "endpoint", json!(st.ip(34)));
-    set(&mut c, "masterAuth", json!({"clusterCaCertificate": ca}));
+    match st.config.kube_endpoint.clone() {
+        Some(url) => {
+            set(&mut c, "endpoint", json!(url));
+            set(&mut c, "masterAuth", json!({"clusterCaCertificate": ""}));
+        }
+        None => {
+            set(&mut c, "endpoint", json!(st.ip(34)));
+            set(&mut c, "masterAuth", json!({"clusterCaCertificate": ca}));
+        }
+    }
     set(&mut c, "initialClusterVersion", json!(version));
     set(&mut c, "currentMasterVersion", json!(version));
     set(&mut c, "currentNodeVersion", json!(version));

@@ -149,6 +149,9 @@ pub struct FakeConfig {
     pub projects: Vec<String>,
     /// Port on 127.0.0.1 (default 0: any free port).
     pub port: u16,
+    /// If set, every GKE cluster reports this URL as its `endpoint` (with an empty CA),
+    /// so that a Kubernetes fake stands in for its API server.
+    pub kube_endpoint: Option<String>,
 }
 
 impl Default for FakeConfig {
@@ -161,6 +164,7 @@ impl Default for FakeConfig {
             seed: 0,
             projects: vec!["p".to_string()],
             port: 0,
+            kube_endpoint: None,
         }
     }
 }
@@ -203,6 +207,11 @@ impl FakeConfig {
     /// Set [`FakeConfig::port`].
     pub fn with_port(mut self, port: u16) -> Self {
         self.port = port;
+        self
+    }
+    /// Set [`FakeConfig::kube_endpoint`].
+    pub fn with_kube_endpoint(mut self, url: Option<String>) -> Self {
+        self.kube_endpoint = url;
         self
     }
 }

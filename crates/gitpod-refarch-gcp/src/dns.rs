@@ -10,10 +10,11 @@
 
 use gitpod_refarch::provider::{Inputs, Observed, Progress};
 use gitpod_refarch::resource::{
-    Desired, DnsIdentitySpec, DnsRecordsSpec, DnsZoneSpec, Output, ResourceId, ResourceKind,
+    Desired, DnsIdentitySpec, DnsRecordsSpec, DnsSolver, DnsZoneSpec, Output, ResourceId,
+    ResourceKind,
 };
 use gitpod_refarch::spec::RecordsTarget;
-use gitpod_refarch::{Error, Result};
+use gitpod_refarch::{Error, Result, Secret};
 use google_cloud_dns_v1::model::{managed_zone::Visibility, ManagedZone, ResourceRecordSet};
 
 use crate::error::{found, GaxResultExt};
@@ -212,6 +213,7 @@ pub async fn observe_identity(c: &Context, d: &DnsIdentitySpec) -> Result<Option
     let output = c.config.workload_identity.then(|| Output::DnsIdentity {
         principal: iam::email(c, &id),
         credentials: None,
+        solver: Some(solver(c, &id, None)),
     });
     Ok(Some(Observed::ready(
         Desired::DnsIdentity(d.clone()),
@@ -235,6 +237,7 @@ pub async fn ensure_identity(
         return Ok(Progress::Done(Some(Output::DnsIdentity {
             principal,
             credentials: None,
+            solver: Some(solver(c, &id, None)),
         })));
     }
     let own = ResourceId::new(ResourceKind::DnsIdentity, d.name.clone());
@@ -250,8 +253,19 @@ pub async fn ensure_identity(
     let key = iam::create_key(c, &id).await?;
     Ok(Progress::Done(Some(Output::DnsIdentity {
         principal,
-        credentials: Some(key),
+        credentials: Some(key.clone()),
+        solver: Some(solver(c, &id, Some(key))),
     })))
+}
+
+/// Cloud DNS for cert-manager and external-dns: the project, the account (for the
+/// Workload Identity annotation) and its key, if any.
+fn solver(c: &Context, id: &str, key: Option<Secret>) -> DnsSolver {
+    DnsSolver::CloudDns {
+        project: c.project.clone(),
+        service_account: iam::email(c, id),
+        key,
+    }
 }
 
 /// Revoke the role and delete the account.

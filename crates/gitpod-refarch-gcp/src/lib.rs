@@ -44,6 +44,8 @@
 //! not marked as ours is never adopted or deleted: that step fails with
 //! [`ErrorKind::Conflict`].
 
+/// Kubernetes API tokens for GKE clusters (the credentials' access token).
+pub mod access;
 pub mod cluster;
 pub mod database;
 pub mod dns;
@@ -542,6 +544,9 @@ pub fn foreign(what: &str, installation: &str) -> Error {
 #[derive(Debug, Clone)]
 pub struct GcpProvider {
     ctx: Context,
+    /// The credentials every client uses, built once; [`access`] takes GKE tokens
+    /// from them.
+    credentials: Credentials,
 }
 
 impl GcpProvider {
@@ -590,7 +595,10 @@ impl GcpProvider {
             }
             Err(e) => return Err(e),
         }
-        Ok(GcpProvider { ctx })
+        Ok(GcpProvider {
+            ctx,
+            credentials: creds,
+        })
     }
 
     /// The shared context (clients, project, region).

@@ -48,6 +48,9 @@ pub enum ErrorKind {
     Cancelled,
     /// Local state could not be read or written.
     State,
+    /// Something outside the SDK must happen first, and the message says what (the
+    /// parent zone must delegate to the zone's name servers). Never retried.
+    Precondition,
     /// A provider or the engine broke an internal contract (a bug).
     Internal,
 }
@@ -69,6 +72,7 @@ impl ErrorKind {
             | ErrorKind::Timeout
             | ErrorKind::Cancelled
             | ErrorKind::State
+            | ErrorKind::Precondition
             | ErrorKind::Internal => false,
         }
     }
@@ -89,6 +93,7 @@ impl ErrorKind {
             ErrorKind::Timeout => "timeout",
             ErrorKind::Cancelled => "cancelled",
             ErrorKind::State => "state",
+            ErrorKind::Precondition => "precondition",
             ErrorKind::Internal => "internal",
         }
     }

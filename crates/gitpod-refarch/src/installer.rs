@@ -16,7 +16,7 @@ use serde_json::{json, Value};
 
 use crate::error::{Error, ErrorKind, Result};
 use crate::outputs::Outputs;
-use crate::resource::{DatabaseEndpoint, RegistryOutput, StorageOutput};
+use crate::resource::{DatabaseEndpoint, DnsSolver, RegistryOutput, StorageOutput};
 use crate::secret::Secret;
 use crate::spec::{CertificateSettings, ReferenceArchitecture};
 use crate::state::write_private;
@@ -27,6 +27,8 @@ pub const GITPOD_NAMESPACE: &str = "gitpod";
 pub const ISSUER_NAME: &str = "gitpod-issuer";
 /// The certificate (and its TLS secret) name.
 pub const CERTIFICATE_NAME: &str = "https-certificates";
+/// The secret holding the ACME account key of the ClusterIssuer.
+pub const ISSUER_ACCOUNT_KEY: &str = "issuer-account-key";
 /// The registry pull/push secret name.
 pub const REGISTRY_SECRET: &str = "container-registry";
 
@@ -169,6 +171,165 @@ pub fn render(
     outputs: &Outputs,
     encryption_key: &Secret,
 ) -> Result<InstallerBundle> {
+    let s = sections(outputs, encryption_key)?;
+    let (certificate, cert_manager) = match &spec.certificates {
+        CertificateSettings::Acme { email, server } => (
+            secret_ref(CERTIFICATE_NAME),
+            vec![
+                cluster_issuer(email, server, outputs.dns_solver()),
+                certificate(&spec.gitpod_dns_names()),
+            ],
+        ),
+        CertificateSettings::BringYourOwn { secret_name } => (secret_ref(secret_name), vec![]),
+    };
+    let config = json!({
+        "apiVersion": "v1",
+        "kind": "Full",
+        "domain": spec.domain,
+        "metadata": {"region": s.region, "shortname": "default"},
+        "repository": "eu.gcr.io/gitpod-core-dev/build",
+        "certificate": certificate,
+        "database": s.database,
+        "objectStorage": s.object_storage,
+        "containerRegistry": s.container_registry,
+        "workspace": {
+            "runtime": {
+                "fsShiftMethod": "shiftfs",
+                "containerdRuntimeDir": "/run/containerd/io.containerd.runtime.v2.task/k8s.io",
+                "containerdSocketDir": "/run/containerd",
+            },
+            "resources": {"requests": {"cpu": "1000m", "memory": "2Gi"}},
+            "maxLifetime": "36h",
+        },
+        "openVSX": {"url": "https://open-vsx.org"},
+        "authProviders": [],
+        "blockNewUsers": {"enabled": false, "passlist": []},
+    });
+    Ok(InstallerBundle {
+        config,
+        secrets: s.secrets,
+        cert_manager,
+    })
+}
+
+/// Only the secrets of [`render`] (the in-cluster bootstrap applies them).
+pub fn render_secrets(outputs: &Outputs, encryption_key: &Secret) -> Result<Vec<SecretManifest>> {
+    Ok(sections(outputs, encryption_key)?.secrets)
+}
+
+/// The name of the secret in the `cert-manager` namespace that holds the DNS-01
+/// solver's credentials, and its key, for `solver` (none without credentials).
+pub fn solver_secret(solver: &DnsSolver) -> Option<(&'static str, &'static str, &Secret)> {
+    match solver {
+        DnsSolver::CloudDns { key: Some(k), .. } => Some(("clouddns-dns01-solver", "key.json", k)),
+        DnsSolver::CloudDns { key: None, .. } | DnsSolver::AzureDns { .. } => None,
+        DnsSolver::Route53 {
+            secret_access_key, ..
+        } => Some((
+            "route53-credentials",
+            "secret-access-key",
+            secret_access_key,
+        )),
+        DnsSolver::Rfc2136 { tsig_secret, .. } => {
+            Some(("rfc2136-tsig", "tsig-secret-key", tsig_secret))
+        }
+    }
+}
+
+/// cert-manager's `dns01` solver block for `solver` (no secret values: it refers to
+/// [`solver_secret`] by name).
+pub fn dns01_solver(solver: &DnsSolver) -> Value {
+    let secret_ref =
+        |s: &DnsSolver| solver_secret(s).map(|(name, key, _)| json!({"name": name, "key": key}));
+    match solver {
+        DnsSolver::CloudDns { project, .. } => {
+            let mut v = json!({"project": project});
+            if let Some(r) = secret_ref(solver) {
+                v["serviceAccountSecretRef"] = r;
+            }
+            json!({"cloudDNS": v})
+        }
+        DnsSolver::Route53 {
+            region,
+            hosted_zone_id,
+            access_key_id,
+            ..
+        } => json!({"route53": {
+            "region": region,
+            "hostedZoneID": hosted_zone_id,
+            "accessKeyID": access_key_id,
+            "secretAccessKeySecretRef": secret_ref(solver),
+        }}),
+        DnsSolver::AzureDns {
+            subscription_id,
+            resource_group,
+            zone_name,
+            managed_identity_client_id,
+            ..
+        } => json!({"azureDNS": {
+            "subscriptionID": subscription_id,
+            "resourceGroupName": resource_group,
+            "hostedZoneName": zone_name,
+            "environment": "AzurePublicCloud",
+            "managedIdentity": {"clientID": managed_identity_client_id},
+        }}),
+        DnsSolver::Rfc2136 {
+            nameserver,
+            tsig_key_name,
+            tsig_algorithm,
+            ..
+        } => json!({"rfc2136": {
+            "nameserver": nameserver,
+            "tsigKeyName": tsig_key_name,
+            "tsigAlgorithm": tsig_algorithm,
+            "tsigSecretSecretRef": secret_ref(solver),
+        }}),
+    }
+}
+
+/// The `gitpod-issuer` ClusterIssuer: ACME with `email` at `server`, account key in
+/// `issuer-account-key`, DNS-01 through `solver` (no solvers if unknown).
+pub fn cluster_issuer(email: &str, server: &str, solver: Option<&DnsSolver>) -> Value {
+    let solvers: Vec<Value> = solver
+        .map(|s| json!({"dns01": dns01_solver(s)}))
+        .into_iter()
+        .collect();
+    json!({
+        "apiVersion": "cert-manager.io/v1",
+        "kind": "ClusterIssuer",
+        "metadata": {"name": ISSUER_NAME},
+        "spec": {"acme": {
+            "email": email,
+            "server": server,
+            "privateKeySecretRef": {"name": ISSUER_ACCOUNT_KEY},
+            "solvers": solvers,
+        }},
+    })
+}
+
+/// The `https-certificates` Certificate for `dns_names` from `gitpod-issuer`.
+pub fn certificate(dns_names: &[String]) -> Value {
+    json!({
+        "apiVersion": "cert-manager.io/v1",
+        "kind": "Certificate",
+        "metadata": {"name": CERTIFICATE_NAME, "namespace": GITPOD_NAMESPACE},
+        "spec": {
+            "secretName": CERTIFICATE_NAME,
+            "issuerRef": {"name": ISSUER_NAME, "kind": "ClusterIssuer"},
+            "dnsNames": dns_names,
+        },
+    })
+}
+
+struct Sections {
+    secrets: Vec<SecretManifest>,
+    database: Value,
+    object_storage: Value,
+    region: String,
+    container_registry: Value,
+}
+
+fn sections(outputs: &Outputs, encryption_key: &Secret) -> Result<Sections> {
     let mut secrets = Vec::new();
     let storage = outputs.storage().ok_or_else(|| missing("object storage"))?;
     let registry = outputs.registry().ok_or_else(|| missing("registry"))?;
@@ -304,57 +465,11 @@ pub fn render(
         }
     };
 
-    let (certificate, cert_manager) = match &spec.certificates {
-        CertificateSettings::Acme { email, server } => (
-            secret_ref(crate::installer::CERTIFICATE_NAME),
-            vec![
-                json!({
-                    "apiVersion": "cert-manager.io/v1",
-                    "kind": "ClusterIssuer",
-                    "metadata": {"name": ISSUER_NAME},
-                    "spec": {"acme": {"email": email, "server": server, "privateKeySecretRef": {"name": "issuer-account-key"}, "solvers": []}},
-                }),
-                json!({
-                    "apiVersion": "cert-manager.io/v1",
-                    "kind": "Certificate",
-                    "metadata": {"name": CERTIFICATE_NAME, "namespace": GITPOD_NAMESPACE},
-                    "spec": {
-                        "secretName": CERTIFICATE_NAME,
-                        "issuerRef": {"name": ISSUER_NAME, "kind": "ClusterIssuer"},
-                        "dnsNames": spec.gitpod_dns_names(),
-                    },
-                }),
-            ],
-        ),
-        CertificateSettings::BringYourOwn { secret_name } => (secret_ref(secret_name), vec![]),
-    };
-
-    let config = json!({
-        "apiVersion": "v1",
-        "kind": "Full",
-        "domain": spec.domain,
-        "metadata": {"region": region, "shortname": "default"},
-        "repository": "eu.gcr.io/gitpod-core-dev/build",
-        "certificate": certificate,
-        "database": database,
-        "objectStorage": object_storage,
-        "containerRegistry": container_registry,
-        "workspace": {
-            "runtime": {
-                "fsShiftMethod": "shiftfs",
-                "containerdRuntimeDir": "/run/containerd/io.containerd.runtime.v2.task/k8s.io",
-                "containerdSocketDir": "/run/containerd",
-            },
-            "resources": {"requests": {"cpu": "1000m", "memory": "2Gi"}},
-            "maxLifetime": "36h",
-        },
-        "openVSX": {"url": "https://open-vsx.org"},
-        "authProviders": [],
-        "blockNewUsers": {"enabled": false, "passlist": []},
-    });
-    Ok(InstallerBundle {
-        config,
+    Ok(Sections {
         secrets,
-        cert_manager,
+        database,
+        object_storage,
+        region: region.clone(),
+        container_registry,
     })
 }

@@ -69,6 +69,9 @@ pub mod validate;
 pub use engine::{Engine, EngineBuilder, RunReport};
 pub use error::{Error, ErrorKind, Result};
 pub use plan::Plan;
-pub use provider::{ClusterProvider, Database, DnsProvider, ObjectStore, Providers, Registry};
+pub use provider::{
+    ClusterBootstrap, ClusterCredentials, ClusterProvider, Database, DnsProvider, ObjectStore,
+    Providers, Registry,
+};
 pub use secret::Secret;
 pub use spec::ReferenceArchitecture;

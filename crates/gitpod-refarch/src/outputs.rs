@@ -3,7 +3,7 @@
 use std::collections::BTreeMap;
 
 use crate::resource::{
-    DatabaseEndpoint, Output, RegistryOutput, ResourceId, ResourceKind, StorageOutput,
+    DatabaseEndpoint, DnsSolver, Output, RegistryOutput, ResourceId, ResourceKind, StorageOutput,
 };
 use crate::secret::Secret;
 
@@ -96,6 +96,14 @@ impl Outputs {
     pub fn dns_credentials(&self) -> Option<&Secret> {
         match self.first(ResourceKind::DnsIdentity)? {
             Output::DnsIdentity { credentials, .. } => credentials.as_ref(),
+            _ => None,
+        }
+    }
+
+    /// The DNS-01 solver and external-dns settings for the zone.
+    pub fn dns_solver(&self) -> Option<&DnsSolver> {
+        match self.first(ResourceKind::DnsIdentity)? {
+            Output::DnsIdentity { solver, .. } => solver.as_ref(),
             _ => None,
         }
     }

@@ -14,11 +14,18 @@ use serde_json::Value;
 
 use crate::provider::{Observed, Operation, ProviderInfo};
 use crate::resource::*;
-use crate::spec::{PoolRole, ReferenceArchitecture};
+use crate::spec::{CertificateSettings, PoolRole, ReferenceArchitecture};
 use crate::validate::{self, ValidationErrors, Warning};
 
 /// The label every resource carries with the installation name.
 pub const INSTALLATION_LABEL: &str = "gitpod-installation";
+
+/// The cert-manager release the bootstrap installs.
+pub const CERT_MANAGER_VERSION: &str = "v1.18.2";
+/// The external-dns image the bootstrap runs.
+pub const EXTERNAL_DNS_IMAGE: &str = "registry.k8s.io/external-dns/external-dns:v0.15.1";
+/// The guide's `--dns01-recursive-nameservers`.
+pub const DNS01_RECURSIVE_NAMESERVERS: [&str; 2] = ["8.8.8.8:53", "1.1.1.1:53"];
 
 /// A desired resource and what it depends on.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -190,7 +197,103 @@ pub fn graph(spec: &ReferenceArchitecture) -> Vec<Node> {
         }),
         depends_on: vec![inst_id],
     });
+    nodes.extend(in_cluster_nodes(spec));
     nodes
+}
+
+/// The resources inside the cluster, after the cloud resources they need: access
+/// first, then cert-manager and external-dns (once the services pool can run them),
+/// the issuer, the Gitpod namespace with its secrets, and the certificate last.
+fn in_cluster_nodes(spec: &ReferenceArchitecture) -> Vec<Node> {
+    let name = &spec.name;
+    let id = |kind, n: &str| ResourceId::new(kind, n);
+    let services_pool = id(ResourceKind::NodePool, PoolRole::Services.short_name());
+    let access = Desired::ClusterAccess(ClusterAccessSpec {
+        cluster: name.clone(),
+        binding: "cluster-admin-binding".into(),
+    });
+    let cert_manager = Desired::CertManager(CertManagerSpec {
+        namespace: "cert-manager".into(),
+        version: CERT_MANAGER_VERSION.into(),
+        recursive_nameservers: DNS01_RECURSIVE_NAMESERVERS.map(String::from).to_vec(),
+    });
+    let external_dns = Desired::ExternalDns(ExternalDnsSpec {
+        namespace: "external-dns".into(),
+        image: EXTERNAL_DNS_IMAGE.into(),
+        domain_filter: spec.zone_dns_name().to_string(),
+        txt_owner_id: name.clone(),
+        credentials_in_sync: true,
+    });
+    let gitpod = Desired::GitpodNamespace(GitpodNamespaceSpec {
+        namespace: crate::installer::GITPOD_NAMESPACE.into(),
+        secrets_in_sync: true,
+    });
+    let (a_id, cm_id, e_id, g_id) = (
+        access.id(),
+        cert_manager.id(),
+        external_dns.id(),
+        gitpod.id(),
+    );
+    let dns_identity = id(ResourceKind::DnsIdentity, name);
+    let mut nodes = vec![
+        Node {
+            desired: access,
+            depends_on: vec![id(ResourceKind::Cluster, name)],
+        },
+        Node {
+            desired: cert_manager,
+            depends_on: vec![a_id.clone(), services_pool.clone()],
+        },
+        Node {
+            desired: external_dns,
+            depends_on: vec![a_id.clone(), services_pool, dns_identity.clone()],
+        },
+        // After external-dns, so that a destroy removes Gitpod's load balancers (and
+        // external-dns their records) before external-dns goes.
+        Node {
+            desired: gitpod,
+            depends_on: vec![
+                a_id,
+                e_id,
+                id(ResourceKind::ObjectStorage, name),
+                id(ResourceKind::Registry, name),
+                id(ResourceKind::Database, &spec.database.database_name),
+            ],
+        },
+    ];
+    if let CertificateSettings::Acme { email, server } = &spec.certificates {
+        let issuer = Desired::Issuer(IssuerSpec {
+            name: crate::installer::ISSUER_NAME.into(),
+            email: email.clone(),
+            server: server.clone(),
+            account_key_secret: crate::installer::ISSUER_ACCOUNT_KEY.into(),
+            solver_in_sync: true,
+        });
+        let i_id = issuer.id();
+        nodes.push(Node {
+            desired: issuer,
+            depends_on: vec![cm_id, dns_identity],
+        });
+        nodes.push(Node {
+            desired: Desired::Certificate(CertificateSpec {
+                namespace: crate::installer::GITPOD_NAMESPACE.into(),
+                name: crate::installer::CERTIFICATE_NAME.into(),
+                dns_names: spec.gitpod_dns_names().to_vec(),
+                issuer: crate::installer::ISSUER_NAME.into(),
+                zone_dns_name: spec.zone_dns_name().to_string(),
+            }),
+            depends_on: vec![i_id, g_id, id(ResourceKind::DnsZone, name)],
+        });
+    }
+    nodes
+}
+
+/// The nodes a plan covers: without an in-cluster bootstrap, the cloud resources only.
+fn planned_nodes(spec: &ReferenceArchitecture, snapshot: &Snapshot) -> Vec<Node> {
+    graph(spec)
+        .into_iter()
+        .filter(|n| snapshot.in_cluster || n.id().kind.domain() != Domain::InCluster)
+        .collect()
 }
 
 fn records_spec(
@@ -240,6 +343,9 @@ pub struct Snapshot {
     pub stored_outputs: BTreeMap<ResourceId, Output>,
     /// The cluster provider's constraints.
     pub cluster_provider: Option<ProviderInfo>,
+    /// Whether an in-cluster bootstrap takes part (else the plan stops at the cloud
+    /// resources).
+    pub in_cluster: bool,
 }
 
 /// Whether a plan builds up or tears down.
@@ -583,7 +689,7 @@ fn lane_for(id: &ResourceId, info: Option<&ProviderInfo>, cluster_name: &str) ->
 /// Fails only on an invalid spec, before anything else.
 pub fn plan(spec: &ReferenceArchitecture, snapshot: &Snapshot) -> Result<Plan, ValidationErrors> {
     validate::validate(spec)?;
-    let nodes = graph(spec);
+    let nodes = planned_nodes(spec, snapshot);
     let desired_ids: BTreeSet<ResourceId> = nodes.iter().map(Node::id).collect();
     let info = snapshot.cluster_provider.as_ref();
     let mut steps = Vec::new();
@@ -670,7 +776,7 @@ pub fn plan_destroy(
     snapshot: &Snapshot,
 ) -> Result<Plan, ValidationErrors> {
     validate::validate(spec)?;
-    let mut nodes = graph(spec);
+    let mut nodes = planned_nodes(spec, snapshot);
     let records = ResourceId::new(ResourceKind::DnsRecords, spec.zone_dns_name());
     if !nodes.iter().any(|n| n.id() == records) {
         if let Some(target) = &spec.dns.records_target {

@@ -1,4 +1,5 @@
-//! The five provider-neutral traits a cloud crate implements, and the values they
+//! The provider-neutral traits a cloud crate implements (five for the cloud, one
+//! for the cluster's inside, one for cluster tokens), and the values they
 //! exchange with the engine.
 //!
 //! Every trait has the same three verbs over the resources of its [`Domain`]:
@@ -147,6 +148,10 @@ pub struct Inputs {
 /// The key of the generated database password in [`Inputs::secret`].
 pub const DATABASE_PASSWORD: &str = "database-password";
 
+/// The key of Gitpod's database encryption key in [`Inputs::secret`] (generated and
+/// saved by the engine before the Gitpod namespace's secrets are applied).
+pub const ENCRYPTION_KEY: &str = crate::state::ENCRYPTION_KEY;
+
 impl Inputs {
     /// Inputs from dependency outputs and engine secrets.
     pub fn new(outputs: BTreeMap<ResourceId, Output>, secrets: BTreeMap<String, Secret>) -> Self {
@@ -162,6 +167,11 @@ impl Inputs {
     /// finished operation) reported one.
     pub fn get(&self, id: &ResourceId) -> Option<&Output> {
         self.outputs.get(id)
+    }
+
+    /// All outputs known to this step.
+    pub fn outputs(&self) -> &BTreeMap<ResourceId, Output> {
+        &self.outputs
     }
 
     /// The first dependency output of `kind`.
@@ -263,6 +273,88 @@ pub trait Database: Send + Sync {
     async fn poll(&self, op: &Operation) -> Result<Progress>;
 }
 
+/// What is inside the Kubernetes cluster: the cluster-admin binding, cert-manager,
+/// external-dns, the issuer, the Gitpod namespace with its secrets, the certificate.
+///
+/// The same verbs as the cloud traits, but `observe` and `delete` also receive the
+/// outputs known so far (the cluster's endpoint and CA, the DNS solver): an
+/// implementation connects to the cluster from them. Without a
+/// [`ResourceKind::Cluster`] output it must report absent resources (`observe`) and
+/// succeed (`delete`) without any call: there is no cluster to look into.
+#[async_trait]
+pub trait ClusterBootstrap: Send + Sync {
+    /// Name and constraints.
+    fn info(&self) -> ProviderInfo;
+    /// One read of what exists.
+    async fn observe(
+        &self,
+        id: &ResourceId,
+        desired: Option<&Desired>,
+        inputs: &Inputs,
+    ) -> Result<Option<Observed>>;
+    /// Create or update to match.
+    async fn ensure(&self, desired: &Desired, inputs: &Inputs) -> Result<Progress>;
+    /// Remove (absent is success).
+    async fn delete(
+        &self,
+        id: &ResourceId,
+        desired: Option<&Desired>,
+        inputs: &Inputs,
+    ) -> Result<Progress>;
+    /// Poll an operation this implementation returned.
+    async fn poll(&self, op: &Operation) -> Result<Progress>;
+}
+
+/// A bearer token for a Kubernetes API server, and when it stops working.
+#[non_exhaustive]
+#[derive(Debug, Clone)]
+pub struct AccessToken {
+    /// The token (`Authorization: Bearer ...`); `None` for a server without
+    /// authentication (a local fake).
+    pub token: Option<Secret>,
+    /// When it expires, if it does; callers refresh before then.
+    pub expires_at: Option<std::time::SystemTime>,
+    /// The user name the cluster knows the caller by (for the cluster-admin binding),
+    /// if the cloud can tell.
+    pub user: Option<String>,
+}
+
+impl AccessToken {
+    /// A token that expires at `expires_at` (if given).
+    pub fn bearer(token: Secret, expires_at: Option<std::time::SystemTime>) -> Self {
+        AccessToken {
+            token: Some(token),
+            expires_at,
+            user: None,
+        }
+    }
+
+    /// No authentication at all.
+    pub fn anonymous() -> Self {
+        AccessToken {
+            token: None,
+            expires_at: None,
+            user: None,
+        }
+    }
+
+    /// Set the user name the cluster knows the caller by.
+    #[must_use]
+    pub fn with_user(mut self, user: impl Into<String>) -> Self {
+        self.user = Some(user.into());
+        self
+    }
+}
+
+/// A cloud's way of getting a Kubernetes API token for a cluster it made: GKE's
+/// OAuth token from Application Default Credentials, EKS's presigned STS
+/// `GetCallerIdentity`, AKS's Entra ID token. No CLI, no kubeconfig file.
+#[async_trait]
+pub trait ClusterCredentials: Send + Sync {
+    /// A fresh token for the cluster whose [`Output::Cluster`] is given.
+    async fn cluster_token(&self, cluster: &Output) -> Result<AccessToken>;
+}
+
 /// One implementation of each trait; they may come from different clouds.
 #[derive(Clone)]
 pub struct Providers {
@@ -276,6 +368,8 @@ pub struct Providers {
     pub registry: Arc<dyn Registry>,
     /// Database.
     pub database: Arc<dyn Database>,
+    /// What goes inside the cluster; `None` stops an apply at the cloud resources.
+    pub in_cluster: Option<Arc<dyn ClusterBootstrap>>,
 }
 
 impl std::fmt::Debug for Providers {
@@ -286,6 +380,10 @@ impl std::fmt::Debug for Providers {
             .field("object_store", &self.object_store.info().name)
             .field("registry", &self.registry.info().name)
             .field("database", &self.database.info().name)
+            .field(
+                "in_cluster",
+                &self.in_cluster.as_ref().map(|b| b.info().name),
+            )
             .finish()
     }
 }
@@ -302,7 +400,22 @@ impl Providers {
             object_store: p.clone(),
             registry: p.clone(),
             database: p,
+            in_cluster: None,
         }
+    }
+
+    /// Also bootstrap the cluster's inside with `bootstrap` (cert-manager,
+    /// external-dns, issuer, Gitpod namespace and secrets, certificate).
+    #[must_use]
+    pub fn with_in_cluster(mut self, bootstrap: Arc<dyn ClusterBootstrap>) -> Self {
+        self.in_cluster = Some(bootstrap);
+        self
+    }
+
+    fn bootstrap(&self) -> Result<&Arc<dyn ClusterBootstrap>> {
+        self.in_cluster
+            .as_ref()
+            .ok_or_else(|| Error::internal("no in-cluster bootstrap is configured"))
     }
 
     pub(crate) fn info(&self, domain: Domain) -> ProviderInfo {
@@ -312,6 +425,11 @@ impl Providers {
             Domain::ObjectStore => self.object_store.info(),
             Domain::Registry => self.registry.info(),
             Domain::Database => self.database.info(),
+            Domain::InCluster => self
+                .in_cluster
+                .as_ref()
+                .map(|b| b.info())
+                .unwrap_or_else(|| ProviderInfo::new("none")),
         }
     }
 
@@ -319,6 +437,7 @@ impl Providers {
         &self,
         id: &ResourceId,
         desired: Option<&Desired>,
+        inputs: &Inputs,
     ) -> Result<Option<Observed>> {
         match id.kind.domain() {
             Domain::Cluster => self.cluster.observe(id, desired).await,
@@ -326,6 +445,7 @@ impl Providers {
             Domain::ObjectStore => self.object_store.observe(id, desired).await,
             Domain::Registry => self.registry.observe(id, desired).await,
             Domain::Database => self.database.observe(id, desired).await,
+            Domain::InCluster => self.bootstrap()?.observe(id, desired, inputs).await,
         }
     }
 
@@ -336,6 +456,7 @@ impl Providers {
             Domain::ObjectStore => self.object_store.ensure(desired, inputs).await,
             Domain::Registry => self.registry.ensure(desired, inputs).await,
             Domain::Database => self.database.ensure(desired, inputs).await,
+            Domain::InCluster => self.bootstrap()?.ensure(desired, inputs).await,
         }
     }
 
@@ -343,6 +464,7 @@ impl Providers {
         &self,
         id: &ResourceId,
         desired: Option<&Desired>,
+        inputs: &Inputs,
     ) -> Result<Progress> {
         match id.kind.domain() {
             Domain::Cluster => self.cluster.delete(id, desired).await,
@@ -350,6 +472,7 @@ impl Providers {
             Domain::ObjectStore => self.object_store.delete(id, desired).await,
             Domain::Registry => self.registry.delete(id, desired).await,
             Domain::Database => self.database.delete(id, desired).await,
+            Domain::InCluster => self.bootstrap()?.delete(id, desired, inputs).await,
         }
     }
 
@@ -360,6 +483,7 @@ impl Providers {
             Domain::ObjectStore => self.object_store.poll(op).await,
             Domain::Registry => self.registry.poll(op).await,
             Domain::Database => self.database.poll(op).await,
+            Domain::InCluster => self.bootstrap()?.poll(op).await,
         }
     }
 }

@@ -40,6 +40,18 @@ pub enum ResourceKind {
     DatabaseInstance,
     /// The `gitpod` database and its dedicated user.
     Database,
+    /// In the cluster: the cluster-admin binding for the operator identity.
+    ClusterAccess,
+    /// In the cluster: cert-manager, its CRDs Established and its webhook answering.
+    CertManager,
+    /// In the cluster: external-dns for the zone, with its credentials.
+    ExternalDns,
+    /// In the cluster: the DNS-01 solver secret and the `gitpod-issuer` ClusterIssuer.
+    Issuer,
+    /// In the cluster: the Gitpod namespace and the installer's secrets.
+    GitpodNamespace,
+    /// In the cluster: the `https-certificates` Certificate, issued.
+    Certificate,
 }
 
 /// Which provider trait owns a resource kind.
@@ -56,11 +68,13 @@ pub enum Domain {
     Registry,
     /// [`crate::provider::Database`].
     Database,
+    /// [`crate::provider::ClusterBootstrap`] (inside the Kubernetes cluster).
+    InCluster,
 }
 
 impl ResourceKind {
     /// Every kind.
-    pub const ALL: [ResourceKind; 12] = [
+    pub const ALL: [ResourceKind; 18] = [
         ResourceKind::Foundation,
         ResourceKind::Network,
         ResourceKind::ClusterIdentity,
@@ -73,6 +87,12 @@ impl ResourceKind {
         ResourceKind::Registry,
         ResourceKind::DatabaseInstance,
         ResourceKind::Database,
+        ResourceKind::ClusterAccess,
+        ResourceKind::CertManager,
+        ResourceKind::ExternalDns,
+        ResourceKind::Issuer,
+        ResourceKind::GitpodNamespace,
+        ResourceKind::Certificate,
     ];
 
     /// The provider trait that owns this kind.
@@ -89,6 +109,12 @@ impl ResourceKind {
             ResourceKind::ObjectStorage => Domain::ObjectStore,
             ResourceKind::Registry => Domain::Registry,
             ResourceKind::DatabaseInstance | ResourceKind::Database => Domain::Database,
+            ResourceKind::ClusterAccess
+            | ResourceKind::CertManager
+            | ResourceKind::ExternalDns
+            | ResourceKind::Issuer
+            | ResourceKind::GitpodNamespace
+            | ResourceKind::Certificate => Domain::InCluster,
         }
     }
 
@@ -107,6 +133,12 @@ impl ResourceKind {
             ResourceKind::Registry => "registry",
             ResourceKind::DatabaseInstance => "database-instance",
             ResourceKind::Database => "database",
+            ResourceKind::ClusterAccess => "cluster-access",
+            ResourceKind::CertManager => "cert-manager",
+            ResourceKind::ExternalDns => "external-dns",
+            ResourceKind::Issuer => "issuer",
+            ResourceKind::GitpodNamespace => "gitpod-namespace",
+            ResourceKind::Certificate => "certificate",
         }
     }
 }
@@ -382,6 +414,99 @@ pub struct DatabaseSpec {
     pub username: String,
 }
 
+/// The cluster-admin binding for the identity the SDK runs as (the guide's
+/// `kubectl create clusterrolebinding cluster-admin-binding`).
+#[non_exhaustive]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ClusterAccessSpec {
+    /// The cluster's logical name.
+    pub cluster: String,
+    /// The ClusterRoleBinding's name.
+    pub binding: String,
+}
+
+/// cert-manager, installed with the guide's settings.
+#[non_exhaustive]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct CertManagerSpec {
+    /// Namespace (`cert-manager`).
+    pub namespace: String,
+    /// The pinned version (`v1.18.2`).
+    pub version: String,
+    /// `--dns01-recursive-nameservers` (`8.8.8.8:53`, `1.1.1.1:53`), with
+    /// `--dns01-recursive-nameservers-only`.
+    pub recursive_nameservers: Vec<String>,
+}
+
+/// external-dns for the installation's zone.
+#[non_exhaustive]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ExternalDnsSpec {
+    /// Namespace (`external-dns`).
+    pub namespace: String,
+    /// The image (`registry.k8s.io/external-dns/external-dns:v0.15.1`).
+    pub image: String,
+    /// `--domain-filter`: the zone's DNS name.
+    pub domain_filter: String,
+    /// `--txt-owner-id`: the installation name.
+    pub txt_owner_id: String,
+    /// Whether its credentials in the cluster are those of the DNS identity's current
+    /// output (always `true` desired; an observation reports `false` after a key
+    /// changed).
+    pub credentials_in_sync: bool,
+}
+
+/// The DNS-01 solver and the ACME ClusterIssuer.
+#[non_exhaustive]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct IssuerSpec {
+    /// ClusterIssuer name (`gitpod-issuer`).
+    pub name: String,
+    /// ACME account email.
+    pub email: String,
+    /// ACME directory URL.
+    pub server: String,
+    /// The secret holding the ACME account key (`issuer-account-key`).
+    pub account_key_secret: String,
+    /// Whether the solver (and its secret) in the cluster is the one the DNS identity
+    /// currently reports (always `true` desired).
+    pub solver_in_sync: bool,
+}
+
+/// The Gitpod namespace and the secrets the installer expects in it.
+#[non_exhaustive]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct GitpodNamespaceSpec {
+    /// Namespace (`gitpod`).
+    pub namespace: String,
+    /// Whether every secret rendered by [`crate::installer::render_secrets`] from the
+    /// current outputs is in the namespace with the same data (always `true` in the
+    /// desired state; an observation reports `false` to have them applied again).
+    pub secrets_in_sync: bool,
+}
+
+/// The `https-certificates` Certificate.
+#[non_exhaustive]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct CertificateSpec {
+    /// Namespace (`gitpod`).
+    pub namespace: String,
+    /// Certificate and TLS secret name (`https-certificates`).
+    pub name: String,
+    /// DOMAIN, `*.DOMAIN`, `*.ws.DOMAIN`.
+    pub dns_names: Vec<String>,
+    /// The ClusterIssuer (`gitpod-issuer`).
+    pub issuer: String,
+    /// The zone whose delegation is checked while the certificate is not ready.
+    pub zone_dns_name: String,
+}
+
 /// The desired state of one resource.
 #[non_exhaustive]
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -411,6 +536,18 @@ pub enum Desired {
     DatabaseInstance(DatabaseInstanceSpec),
     /// Database and user.
     Database(DatabaseSpec),
+    /// Cluster-admin binding.
+    ClusterAccess(ClusterAccessSpec),
+    /// cert-manager.
+    CertManager(CertManagerSpec),
+    /// external-dns.
+    ExternalDns(ExternalDnsSpec),
+    /// Solver and ClusterIssuer.
+    Issuer(IssuerSpec),
+    /// Gitpod namespace and secrets.
+    GitpodNamespace(GitpodNamespaceSpec),
+    /// The TLS certificate.
+    Certificate(CertificateSpec),
 }
 
 impl Desired {
@@ -429,6 +566,12 @@ impl Desired {
             Desired::Registry(s) => (ResourceKind::Registry, s.name.as_str()),
             Desired::DatabaseInstance(s) => (ResourceKind::DatabaseInstance, s.name.as_str()),
             Desired::Database(s) => (ResourceKind::Database, s.database_name.as_str()),
+            Desired::ClusterAccess(s) => (ResourceKind::ClusterAccess, s.binding.as_str()),
+            Desired::CertManager(s) => (ResourceKind::CertManager, s.namespace.as_str()),
+            Desired::ExternalDns(s) => (ResourceKind::ExternalDns, s.namespace.as_str()),
+            Desired::Issuer(s) => (ResourceKind::Issuer, s.name.as_str()),
+            Desired::GitpodNamespace(s) => (ResourceKind::GitpodNamespace, s.namespace.as_str()),
+            Desired::Certificate(s) => (ResourceKind::Certificate, s.name.as_str()),
         };
         ResourceId::new(kind, name)
     }
@@ -507,6 +650,21 @@ impl Desired {
                 "database {}, user {} (generated password)",
                 s.database_name, s.username
             ),
+            Desired::ClusterAccess(_) => "cluster-admin for the operator identity".into(),
+            Desired::CertManager(s) => format!(
+                "cert-manager {}, DNS-01 via {}",
+                s.version,
+                s.recursive_nameservers.join(",")
+            ),
+            Desired::ExternalDns(s) => format!(
+                "domain filter {}, owner {}",
+                s.domain_filter, s.txt_owner_id
+            ),
+            Desired::Issuer(s) => format!("ACME {} for {}", s.server, s.email),
+            Desired::GitpodNamespace(s) => {
+                format!("namespace {} with the installer's secrets", s.namespace)
+            }
+            Desired::Certificate(s) => format!("{} from {}", s.dns_names.join(", "), s.issuer),
         }
     }
 }
@@ -582,6 +740,64 @@ pub enum RegistryOutput {
         access_key_id: String,
         /// Secret key.
         secret_access_key: Secret,
+    },
+}
+
+/// How cert-manager answers DNS-01 challenges and external-dns writes records for
+/// the zone: what a [`crate::provider::DnsProvider`] reports with its identity, in
+/// cert-manager's solver vocabulary (`cloudDNS`, `route53`, `azureDNS`, `rfc2136`).
+#[non_exhaustive]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", tag = "type")]
+pub enum DnsSolver {
+    /// Google Cloud DNS.
+    #[serde(rename_all = "camelCase")]
+    CloudDns {
+        /// The project holding the zone.
+        project: String,
+        /// The DNS service account's email (annotated on the Kubernetes service
+        /// accounts for Workload Identity).
+        service_account: String,
+        /// Its key JSON; `None` with Workload Identity.
+        key: Option<Secret>,
+    },
+    /// Amazon Route53, scoped to one hosted zone.
+    #[serde(rename_all = "camelCase")]
+    Route53 {
+        /// The region for the API calls.
+        region: String,
+        /// The hosted zone id.
+        hosted_zone_id: String,
+        /// The zone-scoped user's access key id.
+        access_key_id: String,
+        /// Its secret key.
+        secret_access_key: Secret,
+    },
+    /// Azure DNS with a managed identity (the kubelet identity).
+    #[serde(rename_all = "camelCase")]
+    AzureDns {
+        /// Entra ID tenant.
+        tenant_id: String,
+        /// Subscription.
+        subscription_id: String,
+        /// Resource group of the zone.
+        resource_group: String,
+        /// The zone.
+        zone_name: String,
+        /// The managed identity's client id.
+        managed_identity_client_id: String,
+    },
+    /// RFC 2136 dynamic updates with TSIG (self-managed DNS).
+    #[serde(rename_all = "camelCase")]
+    Rfc2136 {
+        /// `host:port` of the primary server.
+        nameserver: String,
+        /// TSIG key name.
+        tsig_key_name: String,
+        /// TSIG algorithm (`HMACSHA256`).
+        tsig_algorithm: String,
+        /// The TSIG secret (base64).
+        tsig_secret: Secret,
     },
 }
 
@@ -662,6 +878,10 @@ pub enum Output {
         principal: String,
         /// Key/credentials for external-dns and the solver (none with workload identity).
         credentials: Option<Secret>,
+        /// The DNS-01 solver and external-dns settings for the zone, when the
+        /// provider knows them (the in-cluster bootstrap needs them).
+        #[serde(default)]
+        solver: Option<DnsSolver>,
     },
     /// DNS records.
     #[serde(rename_all = "camelCase")]
@@ -680,6 +900,12 @@ pub enum Output {
         instance: String,
         /// How to reach it.
         endpoint: DatabaseEndpoint,
+    },
+    /// Something inside the cluster: the objects applied (`kind/namespace/name`).
+    #[serde(rename_all = "camelCase")]
+    InCluster {
+        /// The objects, in the order they were applied.
+        objects: Vec<String>,
     },
     /// Database and user.
     #[serde(rename_all = "camelCase")]
@@ -703,6 +929,9 @@ impl Output {
             self,
             Output::DnsIdentity {
                 credentials: Some(_),
+                ..
+            } | Output::DnsIdentity {
+                solver: Some(_),
                 ..
             } | Output::ObjectStorage(_)
                 | Output::Registry(_)

@@ -456,6 +456,7 @@ async fn providers_from_different_clouds_compose() {
         object_store: h.sim.clone(),
         registry: h.sim.clone(),
         database: h.sim.clone(),
+        in_cluster: None,
     };
     let engine = gitpod_refarch::Engine::builder(providers)
         .clock(h.clock.clone())

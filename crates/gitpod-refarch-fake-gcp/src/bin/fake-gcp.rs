@@ -34,6 +34,9 @@ struct Args {
     /// A project that exists at start (repeatable; default: p).
     #[arg(long = "project")]
     projects: Vec<String>,
+    /// Every GKE cluster reports this URL as its API server (a Kubernetes fake).
+    #[arg(long)]
+    kube_endpoint: Option<String>,
 }
 
 #[tokio::main]
@@ -49,7 +52,8 @@ async fn main() -> std::io::Result<()> {
         .with_op_delay(args.op_delay_ms.map(Duration::from_millis))
         .with_fault_rate(args.fault_rate)
         .with_fail_operation(args.fail_operation)
-        .with_seed(args.seed);
+        .with_seed(args.seed)
+        .with_kube_endpoint(args.kube_endpoint);
     if !args.projects.is_empty() {
         config = config.with_projects(args.projects);
     }

@@ -18,6 +18,9 @@ use serde_json::{json, Value};
 
 /// A kube-rs client for a base URL, without authentication.
 pub fn client_for(url: &str) -> Client {
+    // When the workspace builds kube with rustls and both ring and aws-lc-rs are
+    // enabled (the cloud SDKs), rustls needs a process-wide provider chosen.
+    let _ = rustls::crypto::ring::default_provider().install_default();
     Client::try_from(kube::Config::new(url.parse().unwrap())).unwrap()
 }
 

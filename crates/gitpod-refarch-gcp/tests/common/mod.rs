@@ -44,6 +44,11 @@ pub async fn fake(cfg: FakeConfig) -> FakeGcp {
 
 /// An engine with short backoffs and waits.
 pub fn engine(p: Arc<GcpProvider>, store: Arc<MemoryStateStore>) -> Engine {
+    engine_for(Providers::all(p), store)
+}
+
+/// The same for any providers.
+pub fn engine_for(providers: Providers, store: Arc<MemoryStateStore>) -> Engine {
     let mut retry = RetryPolicy::default();
     retry.initial_backoff = Duration::from_millis(5);
     retry.max_backoff = Duration::from_millis(100);
@@ -54,7 +59,7 @@ pub fn engine(p: Arc<GcpProvider>, store: Arc<MemoryStateStore>) -> Engine {
     wait.min_delay = Duration::from_millis(2);
     wait.max_delay = Duration::from_millis(20);
     wait.timeout = Duration::from_secs(60);
-    Engine::builder(Providers::all(p))
+    Engine::builder(providers)
         .state(store)
         .retry(retry)
         .wait(wait)

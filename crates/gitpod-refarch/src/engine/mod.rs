@@ -317,12 +317,50 @@ impl Engine {
                     || state.journal.iter().any(|j| &j.resource == id && !j.done)
             })
             .collect();
+        // Cloud resources first; then, with the cluster's outputs from that
+        // observation (or the state), what is inside the cluster.
+        let in_cluster = self.providers.in_cluster.is_some();
+        let (inside, cloud): (Vec<ResourceId>, Vec<ResourceId>) = ids
+            .into_iter()
+            .filter(|id| in_cluster || id.kind.domain() != Domain::InCluster)
+            .partition(|id| id.kind.domain() == Domain::InCluster);
+        let mut observed = self.read_all(cloud, &context, &Inputs::default()).await?;
+        if !inside.is_empty() {
+            let known: BTreeMap<ResourceId, Output> = observed
+                .iter()
+                .filter_map(
+                    |(id, o): (&ResourceId, &Option<crate::provider::Observed>)| {
+                        let o = o.as_ref()?;
+                        o.output
+                            .clone()
+                            .or_else(|| state.outputs.get(id).cloned())
+                            .map(|out| (id.clone(), out))
+                    },
+                )
+                .collect();
+            let inputs = Inputs::new(known, state.secrets.clone());
+            observed.extend(self.read_all(inside, &context, &inputs).await?);
+        }
+        Ok(Snapshot {
+            observed,
+            stored_outputs: state.outputs,
+            cluster_provider: Some(self.providers.info(Domain::Cluster)),
+            in_cluster,
+        })
+    }
+
+    /// One read per id, `observe_concurrency` at a time, each retried by class.
+    async fn read_all(
+        &self,
+        ids: Vec<ResourceId>,
+        context: &BTreeMap<ResourceId, crate::resource::Desired>,
+        inputs: &Inputs,
+    ) -> Result<BTreeMap<ResourceId, Option<crate::provider::Observed>>> {
         let mut observed = BTreeMap::new();
-        let context = &context;
         let mut reads = futures::stream::iter(ids.into_iter().map(|id| async move {
             let d = context.get(&id);
             let r = self
-                .with_retries(&id, || self.providers.observe(&id, d))
+                .with_retries(&id, || self.providers.observe(&id, d, inputs))
                 .await;
             (id, r)
         }))
@@ -330,11 +368,7 @@ impl Engine {
         while let Some((id, r)) = reads.next().await {
             observed.insert(id, r?);
         }
-        Ok(Snapshot {
-            observed,
-            stored_outputs: state.outputs,
-            cluster_provider: Some(self.providers.info(Domain::Cluster)),
-        })
+        Ok(observed)
     }
 
     /// Observe, then plan an apply.
@@ -607,8 +641,13 @@ impl Engine {
                 return Err(Error::new(
                     ErrorKind::Timeout,
                     format!(
-                        "operation {} did not finish within {:?}",
-                        op.id, self.config.wait.timeout
+                        "operation {} did not finish within {:?}{}",
+                        op.id,
+                        self.config.wait.timeout,
+                        op.message
+                            .as_deref()
+                            .map(|m| format!(": {m}"))
+                            .unwrap_or_default()
                     ),
                 )
                 .with_resource(op.resource.clone()));
@@ -715,6 +754,13 @@ impl Run<'_> {
                     .or_insert_with(|| Secret::generate_password(32));
             })?;
         }
+        if step.id.kind == ResourceKind::GitpodNamespace {
+            self.save(|st| {
+                st.secrets
+                    .entry(ENCRYPTION_KEY.to_string())
+                    .or_insert_with(|| Secret::generate_base64_key(32));
+            })?;
+        }
         let seq = self.save(|st| st.record_intent(&step.id, "ensure"))?;
         let mut inputs = self.inputs()?;
         // `ensure` until it is done: after each operation it started finishes, it is
@@ -759,10 +805,11 @@ impl Run<'_> {
     async fn delete(&self, id: &ResourceId, desired: Option<&Desired>) -> Result<()> {
         let e = self.engine;
         let seq = self.save(|st| st.record_intent(id, "delete"))?;
+        let inputs = self.inputs()?;
         let mut rounds = 0;
         loop {
             match e
-                .with_retries(id, || e.providers.delete(id, desired))
+                .with_retries(id, || e.providers.delete(id, desired, &inputs))
                 .await?
             {
                 Progress::Done(_) => break,

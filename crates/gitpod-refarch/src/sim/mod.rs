@@ -250,6 +250,7 @@ pub struct SimCloud {
     counts: Mutex<CallCounts>,
     mutations: AtomicU64,
     crash: CrashSignal,
+    cluster_endpoint: Option<String>,
 }
 
 enum Gate {
@@ -279,7 +280,16 @@ impl SimCloud {
                 fired: AtomicBool::new(false),
                 waker: AtomicWaker::new(),
             },
+            cluster_endpoint: None,
         }
+    }
+
+    /// Report `url` as the cluster's API server (with no CA: a local Kubernetes fake
+    /// over plain HTTP), so an in-cluster bootstrap can run against it.
+    #[must_use]
+    pub fn with_cluster_endpoint(mut self, url: impl Into<String>) -> Self {
+        self.cluster_endpoint = Some(url.into());
+        self
     }
 
     /// Whether cluster and node-pool operations must not overlap (default true, like
@@ -515,6 +525,9 @@ impl SimCloud {
             Desired::DnsIdentity(_) | Desired::DnsRecords(_) => vec![ResourceKind::DnsZone],
             Desired::DatabaseInstance(_) => vec![ResourceKind::Network],
             Desired::Database(_) => vec![ResourceKind::DatabaseInstance],
+            d if d.kind().domain() == crate::resource::Domain::InCluster => {
+                vec![ResourceKind::Cluster]
+            }
             _ => vec![],
         };
         for kind in need {
@@ -566,12 +579,19 @@ impl SimCloud {
             Desired::ClusterIdentity(s) => Output::ClusterIdentity {
                 principal: format!("cluster-{}@iam.sim.invalid", s.name),
             },
-            Desired::Cluster(s) => Output::Cluster {
-                name: s.name.clone(),
-                endpoint: format!("https://{}.k8s.sim.invalid", s.name),
-                ca_certificate_pem:
-                    "-----BEGIN CERTIFICATE-----\nU0lNVUxBVEVEIENB\n-----END CERTIFICATE-----\n"
-                        .into(),
+            Desired::Cluster(s) => match &self.cluster_endpoint {
+                Some(url) => Output::Cluster {
+                    name: s.name.clone(),
+                    endpoint: url.clone(),
+                    ca_certificate_pem: String::new(),
+                },
+                None => Output::Cluster {
+                    name: s.name.clone(),
+                    endpoint: format!("https://{}.k8s.sim.invalid", s.name),
+                    ca_certificate_pem:
+                        "-----BEGIN CERTIFICATE-----\nU0lNVUxBVEVEIENB\n-----END CERTIFICATE-----\n"
+                            .into(),
+                },
             },
             Desired::NodePool(s) => Output::NodePool {
                 name: format!("{}-{}", s.cluster, s.name),
@@ -580,9 +600,44 @@ impl SimCloud {
                 zone_id: format!("zone-{}", s.name),
                 name_servers: (1..=4).map(|i| format!("ns{i}.dns.sim.invalid")).collect(),
             },
-            Desired::DnsIdentity(s) => Output::DnsIdentity {
-                principal: format!("dns-{}@iam.sim.invalid", s.name),
-                credentials: Some(key()),
+            Desired::DnsIdentity(s) => {
+                let key = key();
+                Output::DnsIdentity {
+                    principal: format!("dns-{}@iam.sim.invalid", s.name),
+                    credentials: Some(key.clone()),
+                    solver: Some(DnsSolver::Rfc2136 {
+                        nameserver: "ns1.dns.sim.invalid:53".into(),
+                        tsig_key_name: format!("dns-{}", s.name),
+                        tsig_algorithm: "HMACSHA256".into(),
+                        tsig_secret: key,
+                    }),
+                }
+            }
+            Desired::ClusterAccess(s) => Output::InCluster {
+                objects: vec![format!("ClusterRoleBinding/{}", s.binding)],
+            },
+            Desired::CertManager(s) => Output::InCluster {
+                objects: vec![format!("Namespace/{}", s.namespace)],
+            },
+            Desired::ExternalDns(s) => Output::InCluster {
+                objects: vec![format!("Deployment/{}/external-dns", s.namespace)],
+            },
+            Desired::Issuer(s) => Output::InCluster {
+                objects: vec![format!("ClusterIssuer/{}", s.name)],
+            },
+            Desired::GitpodNamespace(s) => {
+                let outputs = crate::outputs::Outputs::new(inputs.outputs().clone());
+                let key = inputs.secret(crate::provider::ENCRYPTION_KEY)?;
+                let secrets = crate::installer::render_secrets(&outputs, key)?;
+                Output::InCluster {
+                    objects: secrets
+                        .iter()
+                        .map(|m| format!("Secret/{}/{}", s.namespace, m.name))
+                        .collect(),
+                }
+            }
+            Desired::Certificate(s) => Output::InCluster {
+                objects: vec![format!("Certificate/{}/{}", s.namespace, s.name)],
             },
             Desired::DnsRecords(s) => Output::DnsRecords {
                 names: s.names.clone(),
@@ -877,6 +932,49 @@ macro_rules! impl_provider {
             }
         }
     )*};
+}
+
+#[async_trait]
+impl crate::provider::ClusterBootstrap for SimCloud {
+    fn info(&self) -> ProviderInfo {
+        ProviderInfo::new("sim")
+    }
+    async fn observe(
+        &self,
+        id: &ResourceId,
+        _desired: Option<&Desired>,
+        inputs: &Inputs,
+    ) -> Result<Option<Observed>> {
+        // Nothing to look into without a cluster.
+        if inputs.of_kind(ResourceKind::Cluster).is_err() {
+            return Ok(None);
+        }
+        self.observe_impl(id)
+    }
+    async fn ensure(&self, desired: &Desired, inputs: &Inputs) -> Result<Progress> {
+        self.ensure_impl(desired, inputs).await
+    }
+    async fn delete(
+        &self,
+        id: &ResourceId,
+        _desired: Option<&Desired>,
+        inputs: &Inputs,
+    ) -> Result<Progress> {
+        if inputs.of_kind(ResourceKind::Cluster).is_err() {
+            return Ok(Progress::Done(None));
+        }
+        self.delete_impl(id).await
+    }
+    async fn poll(&self, op: &Operation) -> Result<Progress> {
+        self.poll_impl(op)
+    }
+}
+
+#[async_trait]
+impl crate::provider::ClusterCredentials for SimCloud {
+    async fn cluster_token(&self, _cluster: &Output) -> Result<crate::provider::AccessToken> {
+        Ok(crate::provider::AccessToken::anonymous())
+    }
 }
 
 impl_provider!(

@@ -52,7 +52,7 @@ impl Harness {
     ) -> Engine {
         let events = self.events.clone();
         let sink: EventSink = Arc::new(move |e: &Event| events.lock().unwrap().push(e.clone()));
-        let b = Engine::builder(Providers::all(self.sim.clone()))
+        let b = Engine::builder(Providers::all(self.sim.clone()).with_in_cluster(self.sim.clone()))
             .clock(self.clock.clone())
             .state(self.store.clone())
             .retry(RetryPolicy::default())

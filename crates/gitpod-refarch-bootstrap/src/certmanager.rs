@@ -1,0 +1,275 @@
+//! cert-manager: installed the guide's way with the `helm` CLI when it is on `PATH`,
+//! or from the pinned release manifest checked against its SHA-256 digest; then ready
+//! when its CRDs are `Established`, its three Deployments are available and its
+//! webhook accepts a (dry-run) ClusterIssuer. No fixed sleeps: the engine polls.
+
+use std::path::PathBuf;
+
+use gitpod_refarch::plan::CERT_MANAGER_VERSION;
+use gitpod_refarch::resource::CertManagerSpec;
+use gitpod_refarch::{Error, ErrorKind, Result};
+use http_body_util::BodyExt;
+use serde_json::Value;
+use sha2::{Digest, Sha256};
+
+use crate::api;
+use crate::objects::{self, CERT_MANAGER, CERT_MANAGER_CRDS, CERT_MANAGER_WEBHOOK};
+
+/// The SHA-256 of the `cert-manager.yaml` of [`CERT_MANAGER_VERSION`] (v1.18.2) as
+/// published on the cert-manager GitHub release.
+pub const PINNED_MANIFEST_SHA256: &str =
+    "0546b64bc806237885ccc80e345bce1585eb2ec2f476a7af593f030abdb3a16f";
+
+/// The chart repository of the guide's `helm` command.
+pub const HELM_REPO: &str = "https://charts.jetstack.io";
+
+/// A release manifest and its expected digest.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Manifest {
+    /// `https://...`, `http://...` or `file:///...`.
+    pub url: String,
+    /// Hex SHA-256 of the file.
+    pub sha256: String,
+}
+
+impl Manifest {
+    /// The pinned release: [`CERT_MANAGER_VERSION`] from GitHub, [`PINNED_MANIFEST_SHA256`].
+    pub fn pinned() -> Self {
+        Manifest {
+            url: format!(
+                "https://github.com/cert-manager/cert-manager/releases/download/{CERT_MANAGER_VERSION}/cert-manager.yaml"
+            ),
+            sha256: PINNED_MANIFEST_SHA256.into(),
+        }
+    }
+
+    /// Another manifest (a mirror, or a file), with its digest.
+    pub fn new(url: impl Into<String>, sha256: impl Into<String>) -> Self {
+        Manifest {
+            url: url.into(),
+            sha256: sha256.into(),
+        }
+    }
+
+    /// Fetch it and check the digest; nothing is applied from a file that differs.
+    pub async fn fetch(&self) -> Result<String> {
+        let bytes = if let Some(path) = self.url.strip_prefix("file://") {
+            tokio::fs::read(path).await.map_err(|e| {
+                Error::invalid_input(format!("cannot read the cert-manager manifest {path}"))
+                    .with_source(e)
+            })?
+        } else {
+            download(&self.url).await?
+        };
+        let got = hex(&Sha256::digest(&bytes));
+        if !got.eq_ignore_ascii_case(self.sha256.trim()) {
+            return Err(Error::invalid_input(format!(
+                "the cert-manager manifest {} has SHA-256 {got}, expected {}: refusing to apply it",
+                self.url, self.sha256
+            )));
+        }
+        String::from_utf8(bytes).map_err(|e| {
+            Error::invalid_input("the cert-manager manifest is not UTF-8").with_source(e)
+        })
+    }
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+async fn download(url: &str) -> Result<Vec<u8>> {
+    let transient = |e: &dyn std::fmt::Display| {
+        Error::new(ErrorKind::Transient, format!("cannot download {url}: {e}"))
+    };
+    let https = crate::access::https_connector(None)?;
+    let client = hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
+        .build::<_, http_body_util::Empty<bytes::Bytes>>(https);
+    let mut target = url.to_string();
+    // GitHub release downloads redirect to a CDN: follow a few redirects.
+    for _ in 0..5 {
+        let uri: http::Uri = target
+            .parse()
+            .map_err(|_| Error::invalid_input(format!("not a URL: {target}")))?;
+        let resp = client.get(uri).await.map_err(|e| transient(&e))?;
+        let status = resp.status();
+        if status.is_redirection() {
+            target = resp
+                .headers()
+                .get(http::header::LOCATION)
+                .and_then(|l| l.to_str().ok())
+                .ok_or_else(|| transient(&"redirect without location"))?
+                .to_string();
+            continue;
+        }
+        if !status.is_success() {
+            let kind = if status.is_server_error() {
+                ErrorKind::Transient
+            } else {
+                ErrorKind::InvalidInput
+            };
+            return Err(Error::new(kind, format!("GET {target}: HTTP {status}")));
+        }
+        let body = resp
+            .into_body()
+            .collect()
+            .await
+            .map_err(|e| transient(&e))?;
+        return Ok(body.to_bytes().to_vec());
+    }
+    Err(transient(&"too many redirects"))
+}
+
+/// How cert-manager gets installed.
+#[non_exhaustive]
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CertManagerSource {
+    /// `helm` if it is on `PATH`, else the pinned manifest.
+    Auto,
+    /// The guide's `helm upgrade --install` with this binary.
+    Helm(PathBuf),
+    /// A release manifest with its digest.
+    Manifest(Manifest),
+}
+
+impl CertManagerSource {
+    /// What `Auto` comes to on this machine.
+    pub fn resolve(&self) -> CertManagerSource {
+        match self {
+            CertManagerSource::Auto => match find_on_path("helm") {
+                Some(p) => CertManagerSource::Helm(p),
+                None => CertManagerSource::Manifest(Manifest::pinned()),
+            },
+            other => other.clone(),
+        }
+    }
+}
+
+fn find_on_path(binary: &str) -> Option<PathBuf> {
+    std::env::var_os("PATH").and_then(|paths| {
+        std::env::split_paths(&paths)
+            .map(|d| d.join(binary))
+            .find(|p| p.is_file())
+    })
+}
+
+/// The guide's `helm` arguments for `spec`, against the kubeconfig at `kubeconfig`.
+pub fn helm_args(spec: &CertManagerSpec, kubeconfig: &str) -> Vec<String> {
+    let servers = spec.recursive_nameservers.join("\\,");
+    vec![
+        "upgrade".into(),
+        "--install".into(),
+        "--atomic".into(),
+        "--cleanup-on-fail".into(),
+        "--create-namespace".into(),
+        "--namespace".into(),
+        spec.namespace.clone(),
+        "--reset-values".into(),
+        "--repo".into(),
+        HELM_REPO.into(),
+        "--version".into(),
+        spec.version.clone(),
+        "--set".into(),
+        "installCRDs=true".into(),
+        "--set".into(),
+        format!(
+            "extraArgs={{--dns01-recursive-nameservers-only=true,--dns01-recursive-nameservers={servers}}}"
+        ),
+        "--kubeconfig".into(),
+        kubeconfig.into(),
+        CERT_MANAGER.into(),
+        CERT_MANAGER.into(),
+    ]
+}
+
+/// Run `helm` (its output is logged, not returned: it names the cluster only).
+pub async fn helm_install(helm: &PathBuf, spec: &CertManagerSpec, kubeconfig: &str) -> Result<()> {
+    let out = tokio::process::Command::new(helm)
+        .args(helm_args(spec, kubeconfig))
+        .kill_on_drop(true)
+        .output()
+        .await
+        .map_err(|e| {
+            Error::invalid_input(format!("cannot run {}", helm.display())).with_source(e)
+        })?;
+    if !out.status.success() {
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        return Err(Error::new(
+            ErrorKind::Transient,
+            format!("helm install of cert-manager failed: {}", stderr.trim()),
+        ));
+    }
+    Ok(())
+}
+
+/// Apply the manifest's objects in order (CRDs and namespaces first).
+pub async fn apply_manifest(client: &kube::Client, objects: &[Value]) -> Result<Vec<String>> {
+    let rank = |o: &Value| match o["kind"].as_str() {
+        Some("CustomResourceDefinition") => 0,
+        Some("Namespace") => 1,
+        _ => 2,
+    };
+    let mut ordered: Vec<&Value> = objects.iter().collect();
+    ordered.sort_by_key(|o| rank(o));
+    let mut applied = Vec::new();
+    for o in ordered {
+        api::apply(client, o).await?;
+        applied.push(api::describe(o));
+    }
+    Ok(applied)
+}
+
+/// Why cert-manager is not ready yet, or `None` when it is. With `probe_webhook`, the
+/// webhook must also admit a dry-run ClusterIssuer (a write call with no effect; a
+/// plain observation leaves it out).
+pub async fn not_ready(
+    client: &kube::Client,
+    ns: &str,
+    probe_webhook: bool,
+) -> Result<Option<String>> {
+    for crd in CERT_MANAGER_CRDS {
+        let established = api::get(
+            client,
+            "apiextensions.k8s.io/v1",
+            "CustomResourceDefinition",
+            None,
+            crd,
+        )
+        .await?
+        .is_some_and(|c| condition(&c, "Established"));
+        if !established {
+            return Ok(Some(format!("CRD {crd} is not Established")));
+        }
+    }
+    for d in [
+        CERT_MANAGER,
+        "cert-manager-cainjector",
+        CERT_MANAGER_WEBHOOK,
+    ] {
+        let available = api::get(client, "apps/v1", "Deployment", Some(ns), d)
+            .await?
+            .is_some_and(|d| condition(&d, "Available"));
+        if !available {
+            return Ok(Some(format!("Deployment {ns}/{d} is not available")));
+        }
+    }
+    if !probe_webhook {
+        return Ok(None);
+    }
+    match api::dry_run_create(client, &objects::webhook_probe()).await {
+        Ok(()) => Ok(None),
+        Err(e) if e.kind() == ErrorKind::PropagationDelay || e.kind() == ErrorKind::Transient => {
+            Ok(Some("the cert-manager webhook does not answer yet".into()))
+        }
+        Err(e) => Err(e),
+    }
+}
+
+/// Whether `obj` has the condition `type` with status `True`.
+pub fn condition(obj: &Value, type_: &str) -> bool {
+    obj.pointer("/status/conditions")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+        .any(|c| c["type"] == type_ && c["status"] == "True")
+}

@@ -1,0 +1,180 @@
+//! GKE end to end with the inside of the cluster: the GCP fake reports the Kubernetes
+//! fake's URL as the cluster's endpoint, and the bootstrap (kube-rs) gets its tokens
+//! from the GCP provider (`ClusterCredentials`; anonymous against the fakes) and its
+//! DNS-01 solver and external-dns settings from the Cloud DNS identity's output.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod common;
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use base64::Engine as _;
+use common::*;
+use gitpod_refarch::resource::Output;
+use gitpod_refarch::state::{MemoryStateStore, StateStore};
+use gitpod_refarch::{Engine, Providers};
+use gitpod_refarch_bootstrap::{BootstrapConfig, CertManagerSource, KubeBootstrap, Manifest};
+use gitpod_refarch_fake_gcp::FakeConfig;
+use gitpod_refarch_fake_kube::{FakeConfig as KubeConfig, FakeKube};
+use gitpod_refarch_gcp::GcpProvider;
+
+fn manifest() -> CertManagerSource {
+    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("../gitpod-refarch-bootstrap/tests/data/cert-manager-test.yaml");
+    let out = std::process::Command::new("sha256sum")
+        .arg(&path)
+        .output()
+        .unwrap();
+    let sha = String::from_utf8(out.stdout).unwrap()[..64].to_string();
+    CertManagerSource::Manifest(Manifest::new(format!("file://{}", path.display()), sha))
+}
+
+async fn kube() -> FakeKube {
+    let ms = Duration::from_millis;
+    FakeKube::start(
+        KubeConfig::default()
+            .with_crd_established_delay(ms(20))
+            .with_deployment_ready_delay(ms(20))
+            .with_webhook_ready_delay(ms(40))
+            .with_certificate_ready_delay(ms(20))
+            .with_namespace_delete_delay(ms(20))
+            .with_lb_delete_delay(ms(50)),
+    )
+    .await
+    .unwrap()
+}
+
+fn engine_with_bootstrap(p: Arc<GcpProvider>, store: Arc<MemoryStateStore>) -> Engine {
+    let bootstrap = KubeBootstrap::new(
+        BootstrapConfig::new(p.clone())
+            .cert_manager(manifest())
+            .delegation(None)
+            .poll_interval(Duration::from_millis(5)),
+    );
+    engine_for(
+        Providers::all(p).with_in_cluster(Arc::new(bootstrap)),
+        store,
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn gke_with_cloud_dns_keys_bootstraps_its_cluster_and_tears_it_down() {
+    let k = kube().await;
+    let g = fake(FakeConfig::default().with_kube_endpoint(Some(k.url()))).await;
+    let p = Arc::new(GcpProvider::connect(config(&g.url())).await.unwrap());
+    let store = Arc::new(MemoryStateStore::default());
+    let engine = engine_with_bootstrap(p, store.clone());
+    let spec = spec();
+
+    let report = engine.apply_spec(&spec).await.unwrap();
+    assert!(report.failed.is_empty(), "{:?}", report.failed);
+    assert_eq!(report.changed.len(), 20, "{:?}", report.changed);
+
+    // The solver is Cloud DNS in the project, with the DNS service account's key.
+    let issuer = k.object("clusterissuers", None, "gitpod-issuer").unwrap();
+    let cloud_dns = &issuer["spec"]["acme"]["solvers"][0]["dns01"]["cloudDNS"];
+    assert_eq!(cloud_dns["project"], PROJECT);
+    assert_eq!(
+        cloud_dns["serviceAccountSecretRef"]["name"],
+        "clouddns-dns01-solver"
+    );
+    let state = store.load().unwrap().unwrap();
+    let key = state
+        .outputs
+        .values()
+        .find_map(|o| match o {
+            Output::DnsIdentity {
+                credentials: Some(c),
+                ..
+            } => Some(c.expose().clone()),
+            _ => None,
+        })
+        .unwrap();
+    let b64 = |s: &str| base64::engine::general_purpose::STANDARD.encode(s);
+    let solver_secret = k
+        .object("secrets", Some("cert-manager"), "clouddns-dns01-solver")
+        .unwrap();
+    assert_eq!(solver_secret["data"]["key.json"], b64(&key));
+    // external-dns for Google with the same key, mounted as a file.
+    let edns = k
+        .object("deployments", Some("external-dns"), "external-dns")
+        .unwrap();
+    let args = edns["spec"]["template"]["spec"]["containers"][0]["args"].to_string();
+    assert!(args.contains("--provider=google"), "{args}");
+    assert!(
+        args.contains(&format!("--google-project={PROJECT}")),
+        "{args}"
+    );
+    assert!(args.contains("--txt-owner-id=gp"), "{args}");
+    let edns_secret = k
+        .object("secrets", Some("external-dns"), "external-dns")
+        .unwrap();
+    assert_eq!(edns_secret["data"]["credentials.json"], b64(&key));
+    // The Cloud SQL secret for the installer, in the Gitpod namespace.
+    let cloudsql = k.object("secrets", Some("gitpod"), "cloudsql").unwrap();
+    for key in ["credentials.json", "encryptionKeys", "password", "username"] {
+        assert!(cloudsql["data"][key].is_string(), "cloudsql lacks {key}");
+    }
+    // Anonymous credentials name no user: no cluster-admin binding is made.
+    assert!(k
+        .object("clusterrolebindings", None, "cluster-admin-binding")
+        .is_none());
+
+    // Again: nothing to do in the cloud or in the cluster.
+    g.reset_calls();
+    k.reset_calls();
+    let again = engine.apply_spec(&spec).await.unwrap();
+    assert!(again.changed.is_empty(), "{:?}", again.changed);
+    assert_eq!(g.counts().mutating, 0);
+    assert_eq!(k.counts().mutating, 0, "{:?}", k.counts());
+
+    let gone = engine.destroy(&spec).await.unwrap();
+    assert!(gone.failed.is_empty(), "{:?}", gone.failed);
+    for ns in ["gitpod", "cert-manager", "external-dns"] {
+        assert!(k.object("namespaces", None, ns).is_none(), "{ns}");
+    }
+    assert!(g.resources().keys().all(|n| !n.contains("/clusters/")));
+    let plan = engine.plan(&spec).await.unwrap();
+    assert!(plan
+        .steps()
+        .iter()
+        .filter(|s| s.id.kind.domain() == gitpod_refarch::resource::Domain::InCluster)
+        .all(|s| s.action.is_mutating()));
+    k.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_workload_identity_the_service_accounts_are_annotated_and_no_key_is_stored() {
+    let k = kube().await;
+    let g = fake(FakeConfig::default().with_kube_endpoint(Some(k.url()))).await;
+    let mut cfg = config(&g.url());
+    cfg.workload_identity = true;
+    let p = Arc::new(GcpProvider::connect(cfg).await.unwrap());
+    let engine = engine_with_bootstrap(p, Arc::new(MemoryStateStore::default()));
+    let report = engine.apply_spec(&spec()).await.unwrap();
+    assert!(report.failed.is_empty(), "{:?}", report.failed);
+    let email = format!("dns-sa-gp@{PROJECT}.iam.gserviceaccount.com");
+    for ns in ["cert-manager", "external-dns"] {
+        let sa = k.object("serviceaccounts", Some(ns), ns).unwrap();
+        assert_eq!(
+            sa["metadata"]["annotations"]["iam.gke.io/gcp-service-account"],
+            email.as_str(),
+            "{ns}"
+        );
+    }
+    assert!(k
+        .object("secrets", Some("cert-manager"), "clouddns-dns01-solver")
+        .is_none());
+    assert!(k
+        .object("secrets", Some("external-dns"), "external-dns")
+        .is_none());
+    let issuer = k.object("clusterissuers", None, "gitpod-issuer").unwrap();
+    let cloud_dns = &issuer["spec"]["acme"]["solvers"][0]["dns01"]["cloudDNS"];
+    assert!(
+        cloud_dns.get("serviceAccountSecretRef").is_none(),
+        "{cloud_dns}"
+    );
+    k.shutdown().await;
+}
