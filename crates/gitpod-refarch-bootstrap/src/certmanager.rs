@@ -135,8 +135,12 @@ pub enum CertManagerSource {
 impl CertManagerSource {
     /// What `Auto` comes to on this machine.
     pub fn resolve(&self) -> CertManagerSource {
+        self.resolve_in(std::env::var_os("PATH"))
+    }
+
+    fn resolve_in(&self, path: Option<std::ffi::OsString>) -> CertManagerSource {
         match self {
-            CertManagerSource::Auto => match find_on_path("helm") {
+            CertManagerSource::Auto => match find_on_path("helm", path) {
                 Some(p) => CertManagerSource::Helm(p),
                 None => CertManagerSource::Manifest(Manifest::pinned()),
             },
@@ -145,8 +149,8 @@ impl CertManagerSource {
     }
 }
 
-fn find_on_path(binary: &str) -> Option<PathBuf> {
-    std::env::var_os("PATH").and_then(|paths| {
+fn find_on_path(binary: &str, path: Option<std::ffi::OsString>) -> Option<PathBuf> {
+    path.and_then(|paths| {
         std::env::split_paths(&paths)
             .map(|d| d.join(binary))
             .find(|p| p.is_file())
@@ -272,4 +276,91 @@ pub fn condition(obj: &Value, type_: &str) -> bool {
         .into_iter()
         .flatten()
         .any(|c| c["type"] == type_ && c["status"] == "True")
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use super::*;
+
+    fn spec() -> CertManagerSpec {
+        gitpod_refarch::plan::graph(
+            &gitpod_refarch::ReferenceArchitecture::from_yaml(
+                "cloud: gcp\nname: gp\ndomain: gitpod.example.com\ngcp:\n  project: p\n",
+            )
+            .unwrap(),
+        )
+        .into_iter()
+        .find_map(|n| match n.desired {
+            gitpod_refarch::resource::Desired::CertManager(c) => Some(c),
+            _ => None,
+        })
+        .unwrap()
+    }
+
+    #[test]
+    fn helm_runs_the_guides_command_at_the_pinned_version() {
+        let args = helm_args(&spec(), "/tmp/kc");
+        let line = args.join(" ");
+        assert!(line.starts_with("upgrade --install --atomic --cleanup-on-fail --create-namespace --namespace cert-manager --reset-values"), "{line}");
+        assert!(
+            line.contains("--repo https://charts.jetstack.io --version v1.18.2"),
+            "{line}"
+        );
+        assert!(line.contains("--set installCRDs=true"), "{line}");
+        // One --set value, with the comma between the two servers escaped for helm.
+        assert!(args.contains(&"extraArgs={--dns01-recursive-nameservers-only=true,--dns01-recursive-nameservers=8.8.8.8:53\\,1.1.1.1:53}".to_string()), "{line}");
+        assert!(
+            line.ends_with("--kubeconfig /tmp/kc cert-manager cert-manager"),
+            "{line}"
+        );
+    }
+
+    #[test]
+    fn auto_uses_helm_when_it_is_on_the_path_else_the_pinned_manifest() {
+        let dir = std::env::temp_dir().join(format!("gitpod-refarch-helm-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = std::env::join_paths([std::path::Path::new("/nonexistent"), &dir]).unwrap();
+        assert_eq!(
+            CertManagerSource::Auto.resolve_in(Some(path.clone())),
+            CertManagerSource::Manifest(Manifest::pinned())
+        );
+        std::fs::write(dir.join("helm"), "#!/bin/sh\n").unwrap();
+        assert_eq!(
+            CertManagerSource::Auto.resolve_in(Some(path)),
+            CertManagerSource::Helm(dir.join("helm"))
+        );
+        std::fs::remove_dir_all(&dir).unwrap();
+        let m = Manifest::pinned();
+        assert!(
+            m.url
+                .ends_with("/releases/download/v1.18.2/cert-manager.yaml"),
+            "{}",
+            m.url
+        );
+        assert_eq!(m.sha256.len(), 64);
+    }
+
+    #[tokio::test]
+    async fn a_manifest_whose_digest_differs_is_refused_before_parsing() {
+        let dir = std::env::temp_dir().join(format!("gitpod-refarch-mf-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let file = dir.join("m.yaml");
+        std::fs::write(&file, "kind: Namespace\n").unwrap();
+        let url = format!("file://{}", file.display());
+        // sha256("kind: Namespace\n")
+        let good = hex(&Sha256::digest(b"kind: Namespace\n"));
+        assert_eq!(
+            Manifest::new(&url, &good).fetch().await.unwrap(),
+            "kind: Namespace\n"
+        );
+        let err = Manifest::new(&url, "ab".repeat(32))
+            .fetch()
+            .await
+            .unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::InvalidInput);
+        assert!(err.message().contains(&good), "{}", err.message());
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
 }
