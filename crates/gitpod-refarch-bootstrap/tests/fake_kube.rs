@@ -142,6 +142,15 @@ async fn apply_reapply_and_destroy_with_load_balancers() {
         &db.data
     ));
 
+    let c = s.fake.counts();
+    println!(
+        "apply: {} reads, {} writes to the API server, {} token fetches, {:?}",
+        c.reads,
+        c.mutating,
+        s.creds.calls.load(std::sync::atomic::Ordering::SeqCst),
+        report.elapsed
+    );
+
     // Re-apply: nothing to do, not one mutating call to the cluster.
     s.fake.reset_calls();
     let plan = s.engine.plan(&spec).await.unwrap();
@@ -149,6 +158,11 @@ async fn apply_reapply_and_destroy_with_load_balancers() {
     let again = s.engine.apply(&plan).await.unwrap();
     assert!(again.changed.is_empty());
     assert_eq!(s.fake.counts().mutating, 0, "{:?}", s.fake.counts());
+    println!(
+        "re-apply: {} reads, 0 writes, {:?}",
+        s.fake.counts().reads,
+        again.elapsed
+    );
 
     // Gitpod's proxy would make a LoadBalancer Service; destroy must release it first.
     let client = kube_client(&s.fake.url()).await;
@@ -164,7 +178,13 @@ async fn apply_reapply_and_destroy_with_load_balancers() {
     assert_eq!(s.fake.cloud_load_balancers(), 1);
 
     s.events.lock().unwrap().clear();
+    s.fake.reset_calls();
     let gone = s.engine.destroy(&spec).await.unwrap();
+    let c = s.fake.counts();
+    println!(
+        "destroy: {} reads, {} writes, {:?}",
+        c.reads, c.mutating, gone.elapsed
+    );
     assert!(gone.failed.is_empty(), "{:?}", gone.failed);
     assert_eq!(s.fake.cloud_load_balancers(), 0);
     for ns in ["gitpod", "cert-manager", "external-dns"] {
