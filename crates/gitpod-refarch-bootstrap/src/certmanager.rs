@@ -223,16 +223,24 @@ pub async fn apply_manifest(client: &kube::Client, objects: &[Value]) -> Result<
     Ok(applied)
 }
 
-/// Why cert-manager is not ready yet, or `None` when it is. With `probe_webhook`, the
-/// webhook must also admit a dry-run ClusterIssuer (a write call with no effect; a
-/// plain observation leaves it out).
-pub async fn not_ready(
-    client: &kube::Client,
-    ns: &str,
-    probe_webhook: bool,
-) -> Result<Option<String>> {
+/// How far an install of cert-manager is.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Readiness {
+    /// CRDs Established, Deployments available (and the webhook admits objects, when
+    /// probed).
+    Ready,
+    /// Still starting: why.
+    Starting(String),
+    /// A part of the release does not exist (an install stopped half-way): which.
+    Missing(String),
+}
+
+/// How far cert-manager in `ns` is. With `probe_webhook`, the webhook must also admit
+/// a dry-run ClusterIssuer (a write call with no effect; a plain observation leaves it
+/// out).
+pub async fn readiness(client: &kube::Client, ns: &str, probe_webhook: bool) -> Result<Readiness> {
     for crd in CERT_MANAGER_CRDS {
-        let established = api::get(
+        match api::get(
             client,
             "apiextensions.k8s.io/v1",
             "CustomResourceDefinition",
@@ -240,9 +248,12 @@ pub async fn not_ready(
             crd,
         )
         .await?
-        .is_some_and(|c| condition(&c, "Established"));
-        if !established {
-            return Ok(Some(format!("CRD {crd} is not Established")));
+        {
+            None => return Ok(Readiness::Missing(format!("CRD {crd} does not exist"))),
+            Some(c) if !condition(&c, "Established") => {
+                return Ok(Readiness::Starting(format!("CRD {crd} is not Established")))
+            }
+            Some(_) => {}
         }
     }
     for d in [
@@ -250,20 +261,29 @@ pub async fn not_ready(
         "cert-manager-cainjector",
         CERT_MANAGER_WEBHOOK,
     ] {
-        let available = api::get(client, "apps/v1", "Deployment", Some(ns), d)
-            .await?
-            .is_some_and(|d| condition(&d, "Available"));
-        if !available {
-            return Ok(Some(format!("Deployment {ns}/{d} is not available")));
+        match api::get(client, "apps/v1", "Deployment", Some(ns), d).await? {
+            None => {
+                return Ok(Readiness::Missing(format!(
+                    "Deployment {ns}/{d} does not exist"
+                )))
+            }
+            Some(dep) if !condition(&dep, "Available") => {
+                return Ok(Readiness::Starting(format!(
+                    "Deployment {ns}/{d} is not available"
+                )))
+            }
+            Some(_) => {}
         }
     }
     if !probe_webhook {
-        return Ok(None);
+        return Ok(Readiness::Ready);
     }
     match api::dry_run_create(client, &objects::webhook_probe()).await {
-        Ok(()) => Ok(None),
+        Ok(()) => Ok(Readiness::Ready),
         Err(e) if e.kind() == ErrorKind::PropagationDelay || e.kind() == ErrorKind::Transient => {
-            Ok(Some("the cert-manager webhook does not answer yet".into()))
+            Ok(Readiness::Starting(
+                "the cert-manager webhook does not answer yet".into(),
+            ))
         }
         Err(e) => Err(e),
     }

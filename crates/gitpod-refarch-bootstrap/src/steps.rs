@@ -19,7 +19,7 @@ use gitpod_refarch::{Error, ErrorKind, Result};
 use serde_json::Value;
 
 use crate::api;
-use crate::certmanager::{self, CertManagerSource};
+use crate::certmanager::{self, CertManagerSource, Readiness};
 use crate::objects::{self, CERT_MANAGER, EXTERNAL_DNS};
 use crate::BootstrapConfig;
 
@@ -115,12 +115,20 @@ pub(crate) async fn observe(
                 return Ok(None);
             };
             let actual = Desired::CertManager(cert_manager_actual(s, &live));
-            match certmanager::not_ready(c, &s.namespace, false).await? {
-                Some(why) => Ok(Some(Observed::pending(
+            match certmanager::readiness(c, &s.namespace, false).await? {
+                Readiness::Starting(why) => Ok(Some(Observed::pending(
                     actual,
                     pending(ctx, id, format!("cert-manager/{}", s.namespace), Some(why)),
                 ))),
-                None => Ok(Some(Observed::ready(
+                Readiness::Missing(_) => {
+                    let mut partial = cert_manager_actual(s, &live);
+                    partial.complete = false;
+                    Ok(Some(Observed::ready(
+                        Desired::CertManager(partial),
+                        output(vec![api::describe(&live)]),
+                    )))
+                }
+                Readiness::Ready => Ok(Some(Observed::ready(
                     actual,
                     output(vec![api::describe(&live)]),
                 ))),
@@ -267,6 +275,8 @@ fn cert_manager_namespace(inputs: &Inputs) -> String {
         .unwrap_or_else(|| CERT_MANAGER.to_string())
 }
 
+/// The version and flags of the controller `live`; `complete` as desired (the
+/// observation sets it from the release's parts).
 fn cert_manager_actual(s: &CertManagerSpec, live: &Value) -> CertManagerSpec {
     let mut a = s.clone();
     a.version = str_at(live, "/metadata/labels/app.kubernetes.io~1version").into();
@@ -414,48 +424,61 @@ async fn ensure_cert_manager(
     let installed = live
         .as_ref()
         .is_some_and(|l| &cert_manager_actual(s, l) == s);
-    if !installed {
-        match ctx.config.cert_manager.resolve() {
-            CertManagerSource::Helm(helm) => {
-                let dir =
-                    std::env::temp_dir().join(format!("gitpod-refarch-{}", std::process::id()));
-                let path = dir.join("kubeconfig");
-                let cluster = inputs.of_kind(ResourceKind::Cluster)?;
-                std::fs::create_dir_all(&dir).map_err(|e| {
-                    Error::new(
-                        ErrorKind::State,
-                        "cannot make a directory for helm's kubeconfig",
-                    )
-                    .with_source(e)
-                })?;
-                crate::access::write_kubeconfig(&path, cluster, ctx.config.credentials.as_ref())
-                    .await?;
-                let r = certmanager::helm_install(&helm, s, &path.to_string_lossy()).await;
-                let _ = std::fs::remove_file(&path);
-                r?;
-            }
-            CertManagerSource::Manifest(m) => {
-                let text = m.fetch().await?;
-                let objs = objects::cert_manager_objects(&text, s)?;
-                certmanager::apply_manifest(c, &objs).await?;
-            }
-            CertManagerSource::Auto => {
-                return Err(Error::internal("cert-manager source not resolved"));
-            }
-        }
+    let mut state = if installed {
+        certmanager::readiness(c, &s.namespace, true).await?
+    } else {
+        Readiness::Missing("not installed".into())
+    };
+    // Not installed, another version, or an install stopped half-way: (re)install.
+    if let Readiness::Missing(_) = state {
+        install_cert_manager(ctx, s, inputs).await?;
+        state = certmanager::readiness(c, &s.namespace, true).await?;
     }
-    match certmanager::not_ready(c, &s.namespace, true).await? {
-        None => Ok(done(vec![format!(
+    match state {
+        Readiness::Ready => Ok(done(vec![format!(
             "Deployment/{}/{CERT_MANAGER}",
             s.namespace
         )])),
-        Some(why) => Ok(Progress::Pending(pending(
+        Readiness::Starting(why) | Readiness::Missing(why) => Ok(Progress::Pending(pending(
             ctx,
             id,
             format!("cert-manager/{}", s.namespace),
             Some(why),
         ))),
     }
+}
+
+/// Install the release: helm, or the digest-checked manifest.
+async fn install_cert_manager(ctx: &Ctx<'_>, s: &CertManagerSpec, inputs: &Inputs) -> Result<()> {
+    let c = ctx.client;
+    match ctx.config.cert_manager.resolve() {
+        CertManagerSource::Helm(helm) => {
+            let dir = std::env::temp_dir().join(format!("gitpod-refarch-{}", std::process::id()));
+            let path = dir.join("kubeconfig");
+            let cluster = inputs.of_kind(ResourceKind::Cluster)?;
+            std::fs::create_dir_all(&dir).map_err(|e| {
+                Error::new(
+                    ErrorKind::State,
+                    "cannot make a directory for helm's kubeconfig",
+                )
+                .with_source(e)
+            })?;
+            crate::access::write_kubeconfig(&path, cluster, ctx.config.credentials.as_ref())
+                .await?;
+            let r = certmanager::helm_install(&helm, s, &path.to_string_lossy()).await;
+            let _ = std::fs::remove_file(&path);
+            r?;
+        }
+        CertManagerSource::Manifest(m) => {
+            let text = m.fetch().await?;
+            let objs = objects::cert_manager_objects(&text, s)?;
+            certmanager::apply_manifest(c, &objs).await?;
+        }
+        CertManagerSource::Auto => {
+            return Err(Error::internal("cert-manager source not resolved"));
+        }
+    }
+    Ok(())
 }
 
 async fn ensure_external_dns(
@@ -685,9 +708,10 @@ pub(crate) async fn poll(ctx: &Ctx<'_>, op: &Operation) -> Result<Progress> {
     };
     let (what, rest) = op.id.split_once('/').unwrap_or((op.id.as_str(), ""));
     match what {
-        "cert-manager" => match certmanager::not_ready(c, rest, true).await? {
-            None => Ok(Progress::Done(None)),
-            Some(why) => next(why),
+        // Done when ready, or when a part is missing: `ensure` then installs again.
+        "cert-manager" => match certmanager::readiness(c, rest, true).await? {
+            Readiness::Ready | Readiness::Missing(_) => Ok(Progress::Done(None)),
+            Readiness::Starting(why) => next(why),
         },
         "external-dns" => {
             let d = api::get(c, "apps/v1", "Deployment", Some(rest), EXTERNAL_DNS).await?;

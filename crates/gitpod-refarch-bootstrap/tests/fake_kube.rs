@@ -305,7 +305,7 @@ async fn faults_from_the_api_server_are_retried_to_convergence() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn an_apply_stopped_after_each_kind_of_cluster_write_resumes() {
+async fn an_apply_stopped_after_any_cluster_write_resumes() {
     let spec = spec();
     // Count the mutating calls of a whole apply once.
     let probe = Setup::start(fake_config(), manifest()).await;
@@ -315,7 +315,9 @@ async fn an_apply_stopped_after_each_kind_of_cluster_write_resumes() {
     probe.fake.shutdown().await;
     assert!(total > 25, "{total}");
 
-    for k in [0, 1, 3, 8, 16, 24, total - 2] {
+    // Every write of the apply: a kill after each one (inside the cert-manager
+    // manifest too) must resume.
+    for k in 0..total {
         let s = Setup::start(fake_config(), manifest()).await;
         s.fake.freeze_after_mutating(k);
         // After k writes every request hangs: stop the apply there, as if killed.

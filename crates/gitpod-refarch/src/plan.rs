@@ -216,6 +216,7 @@ fn in_cluster_nodes(spec: &ReferenceArchitecture) -> Vec<Node> {
         namespace: "cert-manager".into(),
         version: CERT_MANAGER_VERSION.into(),
         recursive_nameservers: DNS01_RECURSIVE_NAMESERVERS.map(String::from).to_vec(),
+        complete: true,
     });
     let external_dns = Desired::ExternalDns(ExternalDnsSpec {
         namespace: "external-dns".into(),

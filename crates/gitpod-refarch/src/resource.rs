@@ -438,6 +438,9 @@ pub struct CertManagerSpec {
     /// `--dns01-recursive-nameservers` (`8.8.8.8:53`, `1.1.1.1:53`), with
     /// `--dns01-recursive-nameservers-only`.
     pub recursive_nameservers: Vec<String>,
+    /// Whether every part of the release exists (always `true` desired; an observation
+    /// of an install stopped half-way reports `false`, so it is applied again).
+    pub complete: bool,
 }
 
 /// external-dns for the installation's zone.
