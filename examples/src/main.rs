@@ -259,8 +259,9 @@ async fn setup(
                     .endpoint_url(url.clone())
                     .poll_interval(Duration::from_millis(100));
             }
+            manifest_flag(cli)?; // bad flags fail before any call
             let gcp = Arc::new(GcpProvider::connect(config).await.map_err(|e| e.chain())?);
-            (with_bootstrap(cli, Providers::all(gcp.clone()), gcp), None)
+            (with_bootstrap(cli, Providers::all(gcp.clone()), gcp)?, None)
         }
         #[cfg(not(feature = "aws"))]
         CloudArg::Aws => {
@@ -282,8 +283,9 @@ async fn setup(
                     .endpoint_url(url.clone())
                     .poll_interval(Duration::from_millis(200));
             }
+            manifest_flag(cli)?; // bad flags fail before any call
             let aws = Arc::new(AwsProvider::connect(config).await.map_err(|e| e.chain())?);
-            (with_bootstrap(cli, Providers::all(aws.clone()), aws), None)
+            (with_bootstrap(cli, Providers::all(aws.clone()), aws)?, None)
         }
         CloudArg::Azure => return Err(providers_for("azure")),
     };
@@ -302,6 +304,24 @@ async fn setup(
     })
 }
 
+/// `--cert-manager-manifest` and `--cert-manager-sha256`, checked with no IO.
+#[cfg(any(feature = "aws", feature = "gcp"))]
+fn manifest_flag(cli: &Cli) -> Result<Option<gitpod_refarch_bootstrap::Manifest>, String> {
+    let (Some(source), Some(sha)) = (&cli.cert_manager_manifest, &cli.cert_manager_sha256) else {
+        return Ok(None);
+    };
+    let url = if source.contains("://") {
+        source.clone()
+    } else {
+        let path = std::fs::canonicalize(source)
+            .map_err(|e| format!("--cert-manager-manifest {source}: {e}"))?;
+        format!("file://{}", path.display())
+    };
+    let m = gitpod_refarch_bootstrap::Manifest::new(url, sha.clone());
+    m.validate().map_err(|e| e.chain())?;
+    Ok(Some(m))
+}
+
 /// The in-cluster bootstrap on kube-rs, with tokens from the cloud that made the
 /// cluster, unless `--no-in-cluster`.
 #[cfg(any(feature = "aws", feature = "gcp"))]
@@ -309,20 +329,14 @@ fn with_bootstrap(
     cli: &Cli,
     providers: Providers,
     credentials: Arc<dyn gitpod_refarch::ClusterCredentials>,
-) -> Providers {
-    use gitpod_refarch_bootstrap::{BootstrapConfig, CertManagerSource, KubeBootstrap, Manifest};
+) -> Result<Providers, String> {
+    use gitpod_refarch_bootstrap::{BootstrapConfig, CertManagerSource, KubeBootstrap};
     if cli.no_in_cluster {
-        return providers;
+        return Ok(providers);
     }
     let mut config = BootstrapConfig::new(credentials);
-    if let (Some(source), Some(sha)) = (&cli.cert_manager_manifest, &cli.cert_manager_sha256) {
-        let url = if source.contains("://") {
-            source.clone()
-        } else {
-            let path = std::fs::canonicalize(source).unwrap_or_else(|_| PathBuf::from(source));
-            format!("file://{}", path.display())
-        };
-        config = config.cert_manager(CertManagerSource::Manifest(Manifest::new(url, sha.clone())));
+    if let Some(m) = manifest_flag(cli)? {
+        config = config.cert_manager(CertManagerSource::Manifest(m));
     }
     if cli.no_delegation_check {
         config = config.delegation(None);
@@ -330,7 +344,8 @@ fn with_bootstrap(
     if cli.endpoint.is_some() {
         config = config.poll_interval(Duration::from_millis(100));
     }
-    providers.with_in_cluster(Arc::new(KubeBootstrap::new(config)))
+    config.validate().map_err(|e| e.chain())?;
+    Ok(providers.with_in_cluster(Arc::new(KubeBootstrap::new(config))))
 }
 
 fn save_sim(setup: &Setup) -> Result<(), String> {

@@ -57,6 +57,36 @@ fn apply_reapply_outputs_and_destroy_on_the_simulated_cloud() {
     assert!(left.is_empty(), "{sim}");
 }
 
+#[cfg(feature = "gcp")]
+#[test]
+fn a_malformed_manifest_digest_fails_before_any_call() {
+    let dir = tempfile::tempdir().unwrap();
+    let manifest = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../crates/gitpod-refarch-bootstrap/tests/data/cert-manager-test.yaml"
+    );
+    // Nothing listens on port 1: a call would fail with "cannot reach" instead.
+    let o = Command::new(env!("CARGO_BIN_EXE_gitpod-refarch"))
+        .current_dir(dir.path())
+        .args(["--cloud", "gcp", "--endpoint", "http://127.0.0.1:1"])
+        .args([
+            "--cert-manager-manifest",
+            manifest,
+            "--cert-manager-sha256",
+            "abc",
+        ])
+        .arg("plan")
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(2), "{}", text(&o));
+    assert!(
+        text(&o).contains("not 64 hexadecimal digits"),
+        "{}",
+        text(&o)
+    );
+    assert!(!text(&o).contains("cannot reach"), "{}", text(&o));
+}
+
 #[test]
 fn an_invalid_spec_fails_with_every_problem_and_exit_code_2() {
     let dir = tempfile::tempdir().unwrap();

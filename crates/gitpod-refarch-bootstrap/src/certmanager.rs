@@ -51,8 +51,29 @@ impl Manifest {
         }
     }
 
+    /// Check the URL's scheme and the digest's form (64 hex digits), with no IO.
+    pub fn validate(&self) -> Result<()> {
+        let scheme_ok = ["https://", "http://", "file://"]
+            .iter()
+            .any(|p| self.url.starts_with(p) && self.url.len() > p.len());
+        if !scheme_ok {
+            return Err(Error::invalid_input(format!(
+                "cert-manager manifest: `{}` is not an https://, http:// or file:// URL",
+                self.url
+            )));
+        }
+        let sha = self.sha256.trim();
+        if sha.len() != 64 || !sha.bytes().all(|b| b.is_ascii_hexdigit()) {
+            return Err(Error::invalid_input(format!(
+                "cert-manager manifest: the SHA-256 `{sha}` is not 64 hexadecimal digits"
+            )));
+        }
+        Ok(())
+    }
+
     /// Fetch it and check the digest; nothing is applied from a file that differs.
     pub async fn fetch(&self) -> Result<String> {
+        self.validate()?;
         let bytes = if let Some(path) = self.url.strip_prefix("file://") {
             tokio::fs::read(path).await.map_err(|e| {
                 Error::invalid_input(format!("cannot read the cert-manager manifest {path}"))
@@ -360,6 +381,23 @@ mod tests {
             m.url
         );
         assert_eq!(m.sha256.len(), 64);
+    }
+
+    #[test]
+    fn a_malformed_source_is_refused_without_io() {
+        let ok = "ab".repeat(32);
+        assert!(Manifest::new("file:///m.yaml", &ok).validate().is_ok());
+        assert!(Manifest::pinned().validate().is_ok());
+        for (url, sha) in [
+            ("ftp://x/m.yaml", ok.as_str()),
+            ("m.yaml", ok.as_str()),
+            ("https://", ok.as_str()),
+            ("https://x/m.yaml", "abc"),
+            ("https://x/m.yaml", &"zz".repeat(32)),
+        ] {
+            let err = Manifest::new(url, sha).validate().unwrap_err();
+            assert_eq!(err.kind(), ErrorKind::InvalidInput, "{url} {sha}");
+        }
     }
 
     #[tokio::test]

@@ -125,6 +125,15 @@ impl BootstrapConfig {
         self.poll_interval = d;
         self
     }
+
+    /// Check the settings with no IO (a malformed manifest URL or digest); call it
+    /// before an apply to fail before any cloud call.
+    pub fn validate(&self) -> Result<()> {
+        if let CertManagerSource::Manifest(m) = &self.cert_manager {
+            m.validate()?;
+        }
+        Ok(())
+    }
 }
 
 /// The [`ClusterBootstrap`] on kube-rs.
