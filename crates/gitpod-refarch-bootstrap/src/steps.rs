@@ -54,16 +54,11 @@ fn pending(ctx: &Ctx<'_>, id: ResourceId, op: String, message: Option<String>) -
     o
 }
 
-fn solver(inputs: &Inputs) -> Result<&DnsSolver> {
-    inputs
-        .outputs()
-        .values()
-        .find_map(|o| match o {
-            Output::DnsIdentity {
-                solver: Some(s), ..
-            } => Some(s),
-            _ => None,
-        })
+/// The DNS-01 solver the DNS identity reported (the core's `Outputs::dns_solver`).
+fn solver(inputs: &Inputs) -> Result<DnsSolver> {
+    Outputs::new(inputs.outputs().clone())
+        .dns_solver()
+        .cloned()
         .ok_or_else(|| {
             Error::invalid_input(
                 "the DNS provider reported no DNS-01 solver for the zone: external-dns and the \
@@ -142,7 +137,7 @@ pub(crate) async fn observe(
             };
             let mut actual = objects::external_dns_actual(&live, s);
             actual.credentials_in_sync = match solver(inputs) {
-                Ok(solver) => external_dns_credentials_in_sync(ctx, s, solver).await?,
+                Ok(solver) => external_dns_credentials_in_sync(ctx, s, &solver).await?,
                 Err(_) => false,
             };
             Ok(Some(Observed::ready(
@@ -161,7 +156,7 @@ pub(crate) async fn observe(
             actual.server = str_at(&live, "/spec/acme/server").into();
             actual.account_key_secret = str_at(&live, "/spec/acme/privateKeySecretRef/name").into();
             actual.solver_in_sync = match solver(inputs) {
-                Ok(solver) => issuer_solver_in_sync(ctx, &live, solver, inputs).await?,
+                Ok(solver) => issuer_solver_in_sync(ctx, &live, &solver, inputs).await?,
                 Err(_) => false,
             };
             Ok(Some(Observed::ready(
@@ -319,13 +314,9 @@ async fn secrets_in_sync(ctx: &Ctx<'_>, ns: &str, inputs: &Inputs) -> Result<boo
 /// Register what the certificate wait checks; returns the operation id.
 fn watch_certificate(ctx: &Ctx<'_>, s: &CertificateSpec, inputs: &Inputs) -> String {
     let op = format!("certificate/{}/{}", s.namespace, s.name);
-    let name_servers = inputs
-        .outputs()
-        .values()
-        .find_map(|o| match o {
-            Output::DnsZone { name_servers, .. } => Some(name_servers.clone()),
-            _ => None,
-        })
+    let name_servers = Outputs::new(inputs.outputs().clone())
+        .name_servers()
+        .map(<[String]>::to_vec)
         .unwrap_or_default();
     if let Ok(mut w) = ctx.watches.lock() {
         w.insert(
@@ -488,7 +479,7 @@ async fn ensure_external_dns(
     id: ResourceId,
 ) -> Result<Progress> {
     let c = ctx.client;
-    let wanted = objects::external_dns_objects(s, solver(inputs)?)?;
+    let wanted = objects::external_dns_objects(s, &solver(inputs)?)?;
     let mut in_sync = true;
     for o in &wanted {
         let ns = o.pointer("/metadata/namespace").and_then(Value::as_str);
@@ -535,7 +526,7 @@ async fn ensure_issuer(
     id: ResourceId,
 ) -> Result<Progress> {
     let c = ctx.client;
-    let solver = solver(inputs)?;
+    let solver = &solver(inputs)?;
     let cm_ns = cert_manager_namespace(inputs);
     let mut wanted = Vec::new();
     wanted.extend(objects::solver_secret(solver, &cm_ns)?);
