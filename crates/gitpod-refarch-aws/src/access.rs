@@ -14,7 +14,6 @@
 
 use std::time::{Duration, SystemTime};
 
-use async_trait::async_trait;
 use aws_credential_types::provider::error::CredentialsError;
 use aws_credential_types::provider::ProvideCredentials;
 use aws_credential_types::Credentials;
@@ -24,11 +23,11 @@ use aws_sigv4::http_request::{
 use aws_sigv4::sign::v4;
 use aws_smithy_runtime_api::client::identity::Identity;
 use base64::Engine as _;
-use gitpod_refarch::provider::{AccessToken, ClusterCredentials};
+use gitpod_refarch::provider::AccessToken;
 use gitpod_refarch::resource::Output;
 use gitpod_refarch::{Error, ErrorKind, Result, Secret};
 
-use crate::AwsProvider;
+use crate::context::Context;
 
 /// The prefix of every EKS token.
 pub const TOKEN_PREFIX: &str = "k8s-aws-v1.";
@@ -50,32 +49,30 @@ const STS_QUERY: &str = "Action=GetCallerIdentity&Version=2011-06-15";
 /// The signing name of STS.
 const STS_SERVICE: &str = "sts";
 
-#[async_trait]
-impl ClusterCredentials for AwsProvider {
-    async fn cluster_token(&self, cluster: &Output) -> Result<AccessToken> {
-        let Output::Cluster { name, .. } = cluster else {
-            return Err(Error::internal(
-                "an EKS token needs the cluster's output, another output was given",
-            ));
-        };
-        let c = self.context();
-        let credentials = resolve_credentials(self).await?;
-        let base = sts_base_url(&c.region, c.endpoint_url.as_deref());
-        let now = SystemTime::now();
-        let token = eks_token(&credentials, &c.region, &base, name, now)?;
-        let access = AccessToken::bearer(token, Some(now + TOKEN_LIFETIME));
-        Ok(if c.caller_arn.is_empty() {
-            access
-        } else {
-            access.with_user(c.caller_arn.clone())
-        })
-    }
+/// A token for the EKS cluster of `cluster` (see [`gitpod_refarch::ClusterCredentials`], which
+/// [`crate::AwsProvider`] implements with it).
+pub async fn cluster_token(c: &Context, cluster: &Output) -> Result<AccessToken> {
+    let Output::Cluster { name, .. } = cluster else {
+        return Err(Error::internal(
+            "an EKS token needs the cluster's output, another output was given",
+        ));
+    };
+    let credentials = resolve_credentials(c).await?;
+    let base = sts_base_url(&c.region, c.endpoint_url.as_deref());
+    let now = SystemTime::now();
+    let token = eks_token(&credentials, &c.region, &base, name, now)?;
+    let access = AccessToken::bearer(token, Some(now + TOKEN_LIFETIME));
+    Ok(if c.caller_arn.is_empty() {
+        access
+    } else {
+        access.with_user(c.caller_arn.clone())
+    })
 }
 
 /// Resolve the credentials of the loaded configuration once (the SDK's chain caches
 /// and refreshes temporary credentials itself).
-async fn resolve_credentials(p: &AwsProvider) -> Result<Credentials> {
-    let provider = p.credentials.as_ref().ok_or_else(|| {
+async fn resolve_credentials(c: &Context) -> Result<Credentials> {
+    let provider = c.credentials.as_ref().ok_or_else(|| {
         Error::new(
             ErrorKind::Credentials,
             "no AWS credentials provider is configured: cannot sign an EKS token",

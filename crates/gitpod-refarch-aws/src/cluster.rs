@@ -14,11 +14,12 @@ use aws_sdk_eks::types::{
 use base64::Engine as _;
 use gitpod_refarch::plan::INSTALLATION_LABEL;
 use gitpod_refarch::provider::{Inputs, Observed, Operation, Progress};
-use gitpod_refarch::resource::{ClusterSpec, Desired, Output, ResourceId, ResourceKind};
+use gitpod_refarch::resource::{ClusterSpec, Output, ResourceId, ResourceKind};
 use gitpod_refarch::{Error, ErrorKind, Result};
 
+use crate::context::{tags_of, Context};
 use crate::error::{found, Ctx};
-use crate::{network, tags_of, Context};
+use crate::network;
 
 /// Thumbprint of the root CA of EKS OIDC issuers (AWS ignores it for EKS-hosted
 /// issuers, but the API wants one).
@@ -109,7 +110,7 @@ async fn oidc_provider(c: &Context, issuer: &str) -> Result<Option<String>> {
 }
 
 /// The cluster as it is.
-pub async fn observe(c: &Context, d: &ClusterSpec) -> Result<Option<Observed>> {
+pub async fn observe(c: &Context, d: &ClusterSpec) -> Result<Option<Observed<ClusterSpec>>> {
     // Someone else's cluster of that name is not ours: absent (ensure then refuses).
     let Some(cl) = not_foreign(describe(c, &d.name).await)? else {
         return Ok(None);
@@ -136,13 +137,13 @@ pub async fn observe(c: &Context, d: &ClusterSpec) -> Result<Option<Observed>> {
     match cl.status() {
         Some(ClusterStatus::Creating | ClusterStatus::Updating | ClusterStatus::Pending) => {
             return Ok(Some(Observed::pending(
-                Desired::Cluster(actual),
+                actual,
                 c.op(format!("eks-cluster:{}", d.name), &id),
             )));
         }
         Some(ClusterStatus::Deleting) => {
             return Ok(Some(Observed::pending(
-                Desired::Cluster(actual),
+                actual,
                 c.op(format!("eks-cluster-delete:{}", d.name), &id),
             )));
         }
@@ -154,10 +155,7 @@ pub async fn observe(c: &Context, d: &ClusterSpec) -> Result<Option<Observed>> {
             .labels
             .insert("gitpod-refarch/incomplete".into(), "oidc".into());
     }
-    Ok(Some(Observed::ready(
-        Desired::Cluster(actual),
-        Some(output_of(&cl)),
-    )))
+    Ok(Some(Observed::ready(actual, Some(output_of(&cl)))))
 }
 
 /// Create, upgrade or complete the cluster.

@@ -12,12 +12,13 @@ use aws_sdk_rds::types::{ApplyMethod, Parameter, Tag};
 use gitpod_refarch::plan::INSTALLATION_LABEL;
 use gitpod_refarch::provider::{Inputs, Observed, Operation, Progress, DATABASE_PASSWORD};
 use gitpod_refarch::resource::{
-    DatabaseEndpoint, DatabaseInstanceSpec, DatabaseSpec, Desired, Output, ResourceId, ResourceKind,
+    DatabaseEndpoint, DatabaseInstanceSpec, DatabaseSpec, Output, ResourceId, ResourceKind,
 };
 use gitpod_refarch::{Error, ErrorKind, Result};
 
+use crate::context::{tags_of, Context};
 use crate::error::{found, Ctx};
-use crate::{network, tags_of, Context};
+use crate::network;
 
 /// The instance identifier.
 pub fn instance_id(name: &str) -> String {
@@ -142,7 +143,10 @@ fn busy(status: &str) -> bool {
 }
 
 /// The instance as it is.
-pub async fn observe_instance(c: &Context, d: &DatabaseInstanceSpec) -> Result<Option<Observed>> {
+pub async fn observe_instance(
+    c: &Context,
+    d: &DatabaseInstanceSpec,
+) -> Result<Option<Observed<DatabaseInstanceSpec>>> {
     let id = instance_id(&d.name);
     // Someone else's instance of that name is not ours: absent (ensure then refuses).
     let db = match describe(c, &id).await {
@@ -201,20 +205,14 @@ pub async fn observe_instance(c: &Context, d: &DatabaseInstanceSpec) -> Result<O
     let status = db.db_instance_status().unwrap_or_default();
     if status == "deleting" {
         return Ok(Some(Observed::pending(
-            Desired::DatabaseInstance(a),
+            a,
             c.op(format!("rds-delete:{id}"), &rid),
         )));
     }
     if busy(status) {
-        return Ok(Some(Observed::pending(
-            Desired::DatabaseInstance(a),
-            c.op(format!("rds:{id}"), &rid),
-        )));
+        return Ok(Some(Observed::pending(a, c.op(format!("rds:{id}"), &rid))));
     }
-    Ok(Some(Observed::ready(
-        Desired::DatabaseInstance(a),
-        Some(endpoint_of(&db)),
-    )))
+    Ok(Some(Observed::ready(a, Some(endpoint_of(&db)))))
 }
 
 async fn ensure_parameter_group(c: &Context, d: &DatabaseInstanceSpec) -> Result<String> {
@@ -488,7 +486,10 @@ pub async fn delete_instance(
 }
 
 /// The database and user, as RDS reports them.
-pub async fn observe_database(c: &Context, d: &DatabaseSpec) -> Result<Option<Observed>> {
+pub async fn observe_database(
+    c: &Context,
+    d: &DatabaseSpec,
+) -> Result<Option<Observed<DatabaseSpec>>> {
     let db = match describe(c, &instance_id(&d.instance)).await {
         Err(e) if e.kind() == ErrorKind::Conflict => None,
         other => other?,
@@ -503,7 +504,7 @@ pub async fn observe_database(c: &Context, d: &DatabaseSpec) -> Result<Option<Ob
     a.database_name = db.db_name().unwrap_or_default().to_string();
     a.username = db.master_username().unwrap_or_default().to_string();
     // The password cannot be read back: outputs come from state.
-    Ok(Some(Observed::ready(Desired::Database(a), None)))
+    Ok(Some(Observed::ready(a, None)))
 }
 
 /// Check the database and user; reset the password if the state lost it.

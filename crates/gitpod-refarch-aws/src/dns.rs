@@ -11,14 +11,14 @@ use aws_sdk_route53::types::{
 };
 use gitpod_refarch::provider::{Inputs, Observed, Progress};
 use gitpod_refarch::resource::{
-    Desired, DnsIdentitySpec, DnsRecordsSpec, DnsSolver, DnsZoneSpec, Output, ResourceId,
-    ResourceKind,
+    DnsIdentitySpec, DnsRecordsSpec, DnsSolver, DnsZoneSpec, Output, ResourceId, ResourceKind,
 };
 use gitpod_refarch::spec::RecordsTarget;
 use gitpod_refarch::{Error, ErrorKind, Result, Secret};
 
+use crate::context::{tags_of, Context};
 use crate::error::{found, Ctx};
-use crate::{iam, tags_of, Context};
+use crate::iam;
 
 fn caller_prefix(installation: &str) -> String {
     format!("gitpod-refarch:{installation}:")
@@ -108,13 +108,13 @@ async fn name_servers(c: &Context, zone_id: &str) -> Result<Vec<String>> {
 }
 
 /// The zone, if this installation made it.
-pub async fn observe_zone(c: &Context, d: &DnsZoneSpec) -> Result<Option<Observed>> {
+pub async fn observe_zone(c: &Context, d: &DnsZoneSpec) -> Result<Option<Observed<DnsZoneSpec>>> {
     let Some(id) = owned_zone(c, &d.dns_name, Some(&d.name)).await? else {
         return Ok(None);
     };
     let ns = name_servers(c, &id).await?;
     Ok(Some(Observed::ready(
-        Desired::DnsZone(d.clone()),
+        d.clone(),
         Some(Output::DnsZone {
             zone_id: id,
             name_servers: ns,
@@ -175,7 +175,7 @@ pub async fn ensure_zone(c: &Context, d: &DnsZoneSpec) -> Result<Progress> {
 
 /// Delete the zone if this installation made it, with every record in it but its own
 /// SOA and NS (external-dns and cert-manager leave TXT records behind).
-pub async fn delete_zone(c: &Context, _id: &ResourceId, d: &DnsZoneSpec) -> Result<Progress> {
+pub async fn delete_zone(c: &Context, d: &DnsZoneSpec) -> Result<Progress> {
     if let Some(zone) = owned_zone(c, &d.dns_name, Some(&d.name)).await? {
         let sets = list_records(c, &zone).await?;
         let extra: Vec<ResourceRecordSet> = sets
@@ -216,12 +216,15 @@ pub fn dns_policy(zone_id: &str) -> serde_json::Value {
 }
 
 /// The DNS user, if it exists.
-pub async fn observe_identity(c: &Context, d: &DnsIdentitySpec) -> Result<Option<Observed>> {
+pub async fn observe_identity(
+    c: &Context,
+    d: &DnsIdentitySpec,
+) -> Result<Option<Observed<DnsIdentitySpec>>> {
     if !iam::user_is_ours(c, &dns_user(&d.name), &d.name).await? {
         return Ok(None);
     }
     // The access key's secret cannot be read back: outputs come from state.
-    Ok(Some(Observed::ready(Desired::DnsIdentity(d.clone()), None)))
+    Ok(Some(Observed::ready(d.clone(), None)))
 }
 
 /// Create the user and its policy; issue a key unless state already holds one.
@@ -265,16 +268,6 @@ pub async fn delete_identity(c: &Context, name: &str) -> Result<Progress> {
     Ok(Progress::Done(None))
 }
 
-/// The records' spec (the engine always passes the spec's context for records).
-fn records_of(d: Option<&Desired>) -> Result<&DnsRecordsSpec> {
-    match d {
-        Some(Desired::DnsRecords(r)) => Ok(r),
-        _ => Err(Error::internal(
-            "the AWS provider needs the records' spec context",
-        )),
-    }
-}
-
 async fn list_records(c: &Context, zone_id: &str) -> Result<Vec<ResourceRecordSet>> {
     let mut all = Vec::new();
     let mut start: Option<(String, RrType, Option<String>)> = None;
@@ -316,10 +309,8 @@ async fn list_records(c: &Context, zone_id: &str) -> Result<Vec<ResourceRecordSe
 /// The Gitpod records in the installation's zone.
 pub async fn observe_records(
     c: &Context,
-    _zone: &str,
-    d: Option<&Desired>,
-) -> Result<Option<Observed>> {
-    let r = records_of(d)?;
+    r: &DnsRecordsSpec,
+) -> Result<Option<Observed<DnsRecordsSpec>>> {
     let Some(zone_id) = owned_zone(c, &r.zone_dns_name, Some(&r.installation)).await? else {
         return Ok(None);
     };
@@ -353,7 +344,7 @@ pub async fn observe_records(
     actual.names = found_names.clone();
     actual.target = target;
     Ok(Some(Observed::ready(
-        Desired::DnsRecords(actual),
+        actual,
         Some(Output::DnsRecords { names: found_names }),
     )))
 }
@@ -408,8 +399,7 @@ pub async fn ensure_records(c: &Context, d: &DnsRecordsSpec, inputs: &Inputs) ->
 }
 
 /// Delete the Gitpod records (as they are) from the installation's zone.
-pub async fn delete_records(c: &Context, d: Option<&Desired>) -> Result<Progress> {
-    let r = records_of(d)?;
+pub async fn delete_records(c: &Context, r: &DnsRecordsSpec) -> Result<Progress> {
     if let Some(zone_id) = owned_zone(c, &r.zone_dns_name, Some(&r.installation)).await? {
         let sets = list_records(c, &zone_id).await?;
         let doomed: Vec<ResourceRecordSet> = sets

@@ -2,20 +2,20 @@
 //! credentials, account and region are the ones the spec is for.
 
 use gitpod_refarch::provider::{Observed, Progress};
-use gitpod_refarch::resource::{Desired, FoundationSpec, Output};
+use gitpod_refarch::resource::{FoundationSpec, Output};
 use gitpod_refarch::{Error, Result};
 
-use crate::Context;
+use crate::context::Context;
 
-fn actual(c: &Context, d: &FoundationSpec) -> Desired {
+fn actual(c: &Context, d: &FoundationSpec) -> FoundationSpec {
     let mut a = d.clone();
     // The region is the provider's; labels have no home on an account.
     a.region = c.region.clone();
-    Desired::Foundation(a)
+    a
 }
 
 /// The account as it is (always present).
-pub async fn observe(c: &Context, d: &FoundationSpec) -> Result<Option<Observed>> {
+pub async fn observe(c: &Context, d: &FoundationSpec) -> Result<Option<Observed<FoundationSpec>>> {
     Ok(Some(Observed::ready(
         actual(c, d),
         Some(Output::Foundation {

@@ -7,8 +7,8 @@ use aws_sdk_iam::types::Tag;
 use gitpod_refarch::plan::INSTALLATION_LABEL;
 use gitpod_refarch::{Error, ErrorKind, Result, Secret};
 
+use crate::context::Context;
 use crate::error::{found, Ctx};
-use crate::Context;
 
 fn iam_tags(tags: &BTreeMap<String, String>) -> Result<Vec<Tag>> {
     tags.iter()

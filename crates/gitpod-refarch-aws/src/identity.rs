@@ -2,11 +2,11 @@
 //! AWS-managed policies they need (nothing broader).
 
 use gitpod_refarch::provider::{Observed, Progress};
-use gitpod_refarch::resource::{ClusterIdentitySpec, Desired, Output};
+use gitpod_refarch::resource::{ClusterIdentitySpec, Output};
 use gitpod_refarch::Result;
 
+use crate::context::{tags_of, Context};
 use crate::iam;
-use crate::{tags_of, Context};
 
 /// Policies of the cluster role.
 pub const CLUSTER_POLICIES: &[&str] = &["arn:aws:iam::aws:policy/AmazonEKSClusterPolicy"];
@@ -29,7 +29,10 @@ pub fn node_role(name: &str) -> String {
 }
 
 /// Both roles present with their policies.
-pub async fn observe(c: &Context, d: &ClusterIdentitySpec) -> Result<Option<Observed>> {
+pub async fn observe(
+    c: &Context,
+    d: &ClusterIdentitySpec,
+) -> Result<Option<Observed<ClusterIdentitySpec>>> {
     let Some(arn) = iam::role_arn_if_ours(c, &cluster_role(&d.name), &d.name).await? else {
         return Ok(None);
     };
@@ -45,7 +48,7 @@ pub async fn observe(c: &Context, d: &ClusterIdentitySpec) -> Result<Option<Obse
             .insert("gitpod-refarch/incomplete".into(), "true".into());
     }
     Ok(Some(Observed::ready(
-        Desired::ClusterIdentity(actual),
+        actual,
         Some(Output::ClusterIdentity { principal: arn }),
     )))
 }

@@ -35,6 +35,8 @@
 /// Kubernetes API tokens for EKS clusters (presigned STS `GetCallerIdentity`).
 pub mod access;
 pub mod cluster;
+mod config;
+mod context;
 pub mod database;
 pub mod dns;
 pub(crate) mod error;
@@ -46,203 +48,24 @@ pub mod nodegroup;
 pub mod registry;
 pub mod storage;
 
-use std::collections::BTreeMap;
-use std::time::Duration;
+use async_trait::async_trait;
+use gitpod_refarch::provider::{
+    AccessToken, ClusterCredentials, Inputs, Observed, Operation, Progress, ProviderInfo,
+};
+use gitpod_refarch::resource::{
+    ClusterResource, DatabaseResource, DnsResource, ObjectStorageSpec, Output, RegistrySpec,
+    ResourceKind,
+};
+use gitpod_refarch::{ClusterProvider, Database, DnsProvider, ObjectStore, Registry};
+use gitpod_refarch::{Error, ErrorKind, Result};
 
-use aws_config::retry::RetryConfig;
-use aws_config::timeout::TimeoutConfig;
-use aws_config::{BehaviorVersion, Region, SdkConfig};
-use gitpod_refarch::plan::INSTALLATION_LABEL;
-use gitpod_refarch::provider::{Inputs, Observed, Operation, Progress, ProviderInfo};
-use gitpod_refarch::resource::{Desired, ResourceId, ResourceKind};
-use gitpod_refarch::spec::ReferenceArchitecture;
-use gitpod_refarch::{Error, ErrorKind, Result, Secret};
-
-/// How to reach AWS.
-#[non_exhaustive]
-#[derive(Debug, Clone, PartialEq)]
-pub struct AwsConfig {
-    /// Region (the spec's `cluster.region`).
-    pub region: String,
-    /// Endpoint override for every service (moto or another emulator). Forces S3
-    /// path-style addressing.
-    pub endpoint_url: Option<String>,
-    /// Refuse to run unless the credentials belong to this account.
-    pub expected_account: Option<String>,
-    /// Attempts per SDK call, first included (the engine retries above this).
-    pub max_attempts: u32,
-    /// Connect timeout.
-    pub connect_timeout: Duration,
-    /// Timeout of one attempt.
-    pub attempt_timeout: Duration,
-    /// How often pending EKS/RDS operations are polled.
-    pub poll_interval: Duration,
-    /// Static credentials (access key id, secret) instead of the standard chain.
-    pub static_credentials: Option<(String, Secret)>,
-    /// First backoff of the SDK's own retries.
-    pub initial_backoff: Duration,
-}
-
-impl AwsConfig {
-    /// Settings for `region` with the standard credential chain.
-    pub fn new(region: impl Into<String>) -> Self {
-        AwsConfig {
-            region: region.into(),
-            endpoint_url: None,
-            expected_account: None,
-            max_attempts: 3,
-            connect_timeout: Duration::from_secs(5),
-            attempt_timeout: Duration::from_secs(60),
-            poll_interval: Duration::from_secs(20),
-            static_credentials: None,
-            initial_backoff: Duration::from_millis(200),
-        }
-    }
-
-    /// Settings from a spec: its region and expected account.
-    pub fn for_spec(spec: &ReferenceArchitecture) -> Self {
-        let mut c = Self::new(spec.cluster.region.clone());
-        c.expected_account = spec.aws.as_ref().and_then(|a| a.account_id.clone());
-        c
-    }
-
-    /// Send every call to `url` (moto, LocalStack).
-    #[must_use]
-    pub fn endpoint_url(mut self, url: impl Into<String>) -> Self {
-        self.endpoint_url = Some(url.into());
-        self
-    }
-
-    /// Use these credentials instead of the standard chain.
-    #[must_use]
-    pub fn static_credentials(mut self, access_key_id: impl Into<String>, secret: Secret) -> Self {
-        self.static_credentials = Some((access_key_id.into(), secret));
-        self
-    }
-
-    /// Attempts per SDK call.
-    #[must_use]
-    pub fn max_attempts(mut self, n: u32) -> Self {
-        self.max_attempts = n.max(1);
-        self
-    }
-
-    /// First backoff of the SDK's own retries.
-    #[must_use]
-    pub fn initial_backoff(mut self, d: Duration) -> Self {
-        self.initial_backoff = d;
-        self
-    }
-
-    /// Poll interval for pending operations.
-    #[must_use]
-    pub fn poll_interval(mut self, d: Duration) -> Self {
-        self.poll_interval = d;
-        self
-    }
-
-    /// Load the SDK configuration (no call is made).
-    pub async fn load(&self) -> SdkConfig {
-        let mut loader = aws_config::defaults(BehaviorVersion::latest())
-            .region(Region::new(self.region.clone()))
-            .retry_config(
-                RetryConfig::standard()
-                    .with_max_attempts(self.max_attempts)
-                    .with_initial_backoff(self.initial_backoff),
-            )
-            .timeout_config(
-                TimeoutConfig::builder()
-                    .connect_timeout(self.connect_timeout)
-                    .operation_attempt_timeout(self.attempt_timeout)
-                    .build(),
-            );
-        if let Some(url) = &self.endpoint_url {
-            loader = loader.endpoint_url(url.clone());
-        }
-        if let Some((id, secret)) = &self.static_credentials {
-            loader = loader.credentials_provider(aws_credential_types::Credentials::new(
-                id.clone(),
-                secret.expose().clone(),
-                None,
-                None,
-                "gitpod-refarch-static",
-            ));
-        }
-        loader.load().await
-    }
-}
-
-/// The SDK clients, shared by every resource module.
-#[derive(Debug, Clone)]
-pub struct Clients {
-    /// EC2 (VPC).
-    pub ec2: aws_sdk_ec2::Client,
-    /// EKS.
-    pub eks: aws_sdk_eks::Client,
-    /// IAM.
-    pub iam: aws_sdk_iam::Client,
-    /// RDS.
-    pub rds: aws_sdk_rds::Client,
-    /// Route53.
-    pub route53: aws_sdk_route53::Client,
-    /// S3 (path-style when an endpoint is overridden).
-    pub s3: aws_sdk_s3::Client,
-    /// ECR.
-    pub ecr: aws_sdk_ecr::Client,
-    /// STS.
-    pub sts: aws_sdk_sts::Client,
-}
-
-/// Facts every module needs.
-#[derive(Debug, Clone)]
-pub struct Context {
-    /// Clients.
-    pub clients: Clients,
-    /// Region.
-    pub region: String,
-    /// Account id.
-    pub account: String,
-    /// Caller ARN (granted cluster admin).
-    pub caller_arn: String,
-    /// Endpoint override, if any.
-    pub endpoint_url: Option<String>,
-    /// Poll interval for pending operations.
-    pub poll_interval: Duration,
-}
-
-impl Context {
-    /// The S3 endpoint host Gitpod should use.
-    pub fn s3_endpoint(&self) -> String {
-        match &self.endpoint_url {
-            Some(url) => url
-                .trim_start_matches("https://")
-                .trim_start_matches("http://")
-                .trim_end_matches('/')
-                .to_string(),
-            None => format!("s3.{}.amazonaws.com", self.region),
-        }
-    }
-
-    /// An operation to poll after the configured interval.
-    pub fn op(&self, id: impl Into<String>, resource: &ResourceId) -> Operation {
-        Operation::new(id, resource.clone()).poll_after(self.poll_interval)
-    }
-}
-
-/// Tags every resource carries: the installation label plus the spec's labels.
-pub fn tags_of(labels: &BTreeMap<String, String>, installation: &str) -> BTreeMap<String, String> {
-    let mut t = labels.clone();
-    t.insert(INSTALLATION_LABEL.to_string(), installation.to_string());
-    t
-}
+pub use config::AwsConfig;
+pub use context::{tags_of, Clients, Context};
 
 /// The AWS provider: implements all five traits.
 #[derive(Debug, Clone)]
 pub struct AwsProvider {
     ctx: Context,
-    /// The credentials provider of the loaded configuration, for presigning EKS
-    /// tokens (see [`access`]).
-    credentials: Option<aws_credential_types::provider::SharedCredentialsProvider>,
 }
 
 impl AwsProvider {
@@ -312,8 +135,10 @@ impl AwsProvider {
             }
         }
         Ok(AwsProvider {
-            credentials: sdk.credentials_provider(),
             ctx: Context {
+                credentials: sdk.credentials_provider(),
+                clock: config.clock.clone(),
+                retry: config.retry.clone(),
                 clients,
                 region: config.region.clone(),
                 account,
@@ -328,104 +153,215 @@ impl AwsProvider {
     pub fn context(&self) -> &Context {
         &self.ctx
     }
+}
 
-    async fn observe_any(
-        &self,
-        id: &ResourceId,
-        desired: Option<&Desired>,
-    ) -> Result<Option<Observed>> {
+// EKS runs node group operations in parallel: no serial lane.
+fn info() -> ProviderInfo {
+    ProviderInfo::new("aws")
+}
+
+#[async_trait]
+impl ClusterProvider for AwsProvider {
+    fn info(&self) -> ProviderInfo {
+        info()
+    }
+
+    async fn observe(&self, r: &ClusterResource) -> Result<Option<Observed<ClusterResource>>> {
         let c = &self.ctx;
-        match (id.kind, desired) {
-            (ResourceKind::Foundation, Some(Desired::Foundation(d))) => {
-                foundation::observe(c, d).await
+        Ok(match r {
+            ClusterResource::Foundation(d) => lift(
+                foundation::observe(c, d).await?,
+                ClusterResource::Foundation,
+            ),
+            ClusterResource::Network(d) => {
+                lift(network::observe(c, d).await?, ClusterResource::Network)
             }
-            (ResourceKind::Network, Some(Desired::Network(d))) => network::observe(c, d).await,
-            (ResourceKind::ClusterIdentity, Some(Desired::ClusterIdentity(d))) => {
-                identity::observe(c, d).await
+            ClusterResource::ClusterIdentity(d) => lift(
+                identity::observe(c, d).await?,
+                ClusterResource::ClusterIdentity,
+            ),
+            ClusterResource::Cluster(d) => {
+                lift(cluster::observe(c, d).await?, ClusterResource::Cluster)
             }
-            (ResourceKind::Cluster, Some(Desired::Cluster(d))) => cluster::observe(c, d).await,
-            (ResourceKind::NodePool, Some(Desired::NodePool(d))) => nodegroup::observe(c, d).await,
-            (ResourceKind::DnsZone, Some(Desired::DnsZone(d))) => dns::observe_zone(c, d).await,
-            (ResourceKind::DnsIdentity, Some(Desired::DnsIdentity(d))) => {
-                dns::observe_identity(c, d).await
+            ClusterResource::NodePool(d) => {
+                lift(nodegroup::observe(c, d).await?, ClusterResource::NodePool)
             }
-            (ResourceKind::DnsRecords, d) => dns::observe_records(c, &id.name, d).await,
-            (ResourceKind::ObjectStorage, Some(Desired::ObjectStorage(d))) => {
-                storage::observe(c, d).await
-            }
-            (ResourceKind::Registry, Some(Desired::Registry(d))) => registry::observe(c, d).await,
-            (ResourceKind::DatabaseInstance, Some(Desired::DatabaseInstance(d))) => {
-                database::observe_instance(c, d).await
-            }
-            (ResourceKind::Database, Some(Desired::Database(d))) => {
-                database::observe_database(c, d).await
-            }
-            _ => Err(Error::internal(format!(
-                "the AWS provider cannot observe {id} without its desired state"
-            ))),
+        })
+    }
+
+    async fn ensure(&self, r: &ClusterResource, inputs: &Inputs) -> Result<Progress> {
+        let c = &self.ctx;
+        match r {
+            ClusterResource::Foundation(d) => foundation::ensure(c, d).await,
+            ClusterResource::Network(d) => network::ensure(c, d).await,
+            ClusterResource::ClusterIdentity(d) => identity::ensure(c, d).await,
+            ClusterResource::Cluster(d) => cluster::ensure(c, d, inputs).await,
+            ClusterResource::NodePool(d) => nodegroup::ensure(c, d, inputs).await,
         }
     }
 
-    async fn ensure_any(&self, desired: &Desired, inputs: &Inputs) -> Result<Progress> {
+    async fn delete(&self, r: &ClusterResource) -> Result<Progress> {
         let c = &self.ctx;
-        match desired {
-            Desired::Foundation(d) => foundation::ensure(c, d).await,
-            Desired::Network(d) => network::ensure(c, d).await,
-            Desired::ClusterIdentity(d) => identity::ensure(c, d).await,
-            Desired::Cluster(d) => cluster::ensure(c, d, inputs).await,
-            Desired::NodePool(d) => nodegroup::ensure(c, d, inputs).await,
-            Desired::DnsZone(d) => dns::ensure_zone(c, d).await,
-            Desired::DnsIdentity(d) => dns::ensure_identity(c, d, inputs).await,
-            Desired::DnsRecords(d) => dns::ensure_records(c, d, inputs).await,
-            Desired::ObjectStorage(d) => storage::ensure(c, d, inputs).await,
-            Desired::Registry(d) => registry::ensure(c, d, inputs).await,
-            Desired::DatabaseInstance(d) => database::ensure_instance(c, d, inputs).await,
-            Desired::Database(d) => database::ensure_database(c, d, inputs).await,
-            _ => Err(Error::internal(format!(
-                "the AWS provider does not know {}",
-                desired.id()
-            ))),
+        match r {
+            // The account stays.
+            ClusterResource::Foundation(_) => Ok(Progress::Done(None)),
+            ClusterResource::Network(d) => network::delete(c, &d.name).await,
+            ClusterResource::ClusterIdentity(d) => identity::delete(c, &d.name).await,
+            ClusterResource::Cluster(_) => cluster::delete(c, &r.id()).await,
+            ClusterResource::NodePool(d) => nodegroup::delete(c, &r.id(), d).await,
         }
     }
 
-    async fn delete_any(&self, id: &ResourceId, desired: Option<&Desired>) -> Result<Progress> {
-        let c = &self.ctx;
-        let name = id.name.as_str();
-        match (id.kind, desired) {
-            (ResourceKind::Foundation, _) | (ResourceKind::Database, _) => Ok(Progress::Done(None)),
-            (ResourceKind::Network, _) => network::delete(c, name).await,
-            (ResourceKind::ClusterIdentity, _) => identity::delete(c, name).await,
-            (ResourceKind::Cluster, _) => cluster::delete(c, id).await,
-            (ResourceKind::NodePool, Some(Desired::NodePool(d))) => {
-                nodegroup::delete(c, id, d).await
-            }
-            (ResourceKind::DnsZone, Some(Desired::DnsZone(d))) => dns::delete_zone(c, id, d).await,
-            (ResourceKind::DnsIdentity, _) => dns::delete_identity(c, name).await,
-            (ResourceKind::DnsRecords, d) => dns::delete_records(c, d).await,
-            (ResourceKind::ObjectStorage, Some(Desired::ObjectStorage(d))) => {
-                storage::delete(c, d).await
-            }
-            (ResourceKind::Registry, Some(Desired::Registry(d))) => registry::delete(c, d).await,
-            (ResourceKind::DatabaseInstance, Some(Desired::DatabaseInstance(d))) => {
-                database::delete_instance(c, id, d).await
-            }
-            _ => Err(Error::internal(format!(
-                "the AWS provider cannot delete {id} without its desired state"
-            ))),
-        }
-    }
-
-    async fn poll_any(&self, op: &Operation) -> Result<Progress> {
+    async fn poll(&self, op: &Operation) -> Result<Progress> {
         let c = &self.ctx;
         match op.resource.kind {
             ResourceKind::Cluster => cluster::poll(c, op).await,
             ResourceKind::NodePool => nodegroup::poll(c, op).await,
-            ResourceKind::DatabaseInstance => database::poll(c, op).await,
             ResourceKind::Network => network::poll(c, op).await,
+            // Foundation and identities finish within their call.
             _ => Ok(Progress::Done(None)),
         }
     }
 }
 
-// EKS runs node group operations in parallel.
-gitpod_refarch::forward_provider_traits!(AwsProvider, ProviderInfo::new("aws"));
+#[async_trait]
+impl DnsProvider for AwsProvider {
+    fn info(&self) -> ProviderInfo {
+        info()
+    }
+
+    async fn observe(&self, r: &DnsResource) -> Result<Option<Observed<DnsResource>>> {
+        let c = &self.ctx;
+        Ok(match r {
+            DnsResource::Zone(d) => lift(dns::observe_zone(c, d).await?, DnsResource::Zone),
+            DnsResource::Identity(d) => {
+                lift(dns::observe_identity(c, d).await?, DnsResource::Identity)
+            }
+            DnsResource::Records(d) => {
+                lift(dns::observe_records(c, d).await?, DnsResource::Records)
+            }
+        })
+    }
+
+    async fn ensure(&self, r: &DnsResource, inputs: &Inputs) -> Result<Progress> {
+        let c = &self.ctx;
+        match r {
+            DnsResource::Zone(d) => dns::ensure_zone(c, d).await,
+            DnsResource::Identity(d) => dns::ensure_identity(c, d, inputs).await,
+            DnsResource::Records(d) => dns::ensure_records(c, d, inputs).await,
+        }
+    }
+
+    async fn delete(&self, r: &DnsResource) -> Result<Progress> {
+        let c = &self.ctx;
+        match r {
+            DnsResource::Zone(d) => dns::delete_zone(c, d).await,
+            DnsResource::Identity(d) => dns::delete_identity(c, &d.name).await,
+            DnsResource::Records(d) => dns::delete_records(c, d).await,
+        }
+    }
+
+    async fn poll(&self, _op: &Operation) -> Result<Progress> {
+        // Route53 changes are synchronous here.
+        Ok(Progress::Done(None))
+    }
+}
+
+#[async_trait]
+impl ObjectStore for AwsProvider {
+    fn info(&self) -> ProviderInfo {
+        info()
+    }
+
+    async fn observe(&self, s: &ObjectStorageSpec) -> Result<Option<Observed<ObjectStorageSpec>>> {
+        storage::observe(&self.ctx, s).await
+    }
+
+    async fn ensure(&self, s: &ObjectStorageSpec, inputs: &Inputs) -> Result<Progress> {
+        storage::ensure(&self.ctx, s, inputs).await
+    }
+
+    async fn delete(&self, s: &ObjectStorageSpec) -> Result<Progress> {
+        storage::delete(&self.ctx, s).await
+    }
+
+    async fn poll(&self, _op: &Operation) -> Result<Progress> {
+        Ok(Progress::Done(None))
+    }
+}
+
+#[async_trait]
+impl Registry for AwsProvider {
+    fn info(&self) -> ProviderInfo {
+        info()
+    }
+
+    async fn observe(&self, s: &RegistrySpec) -> Result<Option<Observed<RegistrySpec>>> {
+        registry::observe(&self.ctx, s).await
+    }
+
+    async fn ensure(&self, s: &RegistrySpec, inputs: &Inputs) -> Result<Progress> {
+        registry::ensure(&self.ctx, s, inputs).await
+    }
+
+    async fn delete(&self, s: &RegistrySpec) -> Result<Progress> {
+        registry::delete(&self.ctx, s).await
+    }
+
+    async fn poll(&self, _op: &Operation) -> Result<Progress> {
+        Ok(Progress::Done(None))
+    }
+}
+
+#[async_trait]
+impl Database for AwsProvider {
+    fn info(&self) -> ProviderInfo {
+        info()
+    }
+
+    async fn observe(&self, r: &DatabaseResource) -> Result<Option<Observed<DatabaseResource>>> {
+        let c = &self.ctx;
+        Ok(match r {
+            DatabaseResource::Instance(d) => lift(
+                database::observe_instance(c, d).await?,
+                DatabaseResource::Instance,
+            ),
+            DatabaseResource::Database(d) => lift(
+                database::observe_database(c, d).await?,
+                DatabaseResource::Database,
+            ),
+        })
+    }
+
+    async fn ensure(&self, r: &DatabaseResource, inputs: &Inputs) -> Result<Progress> {
+        let c = &self.ctx;
+        match r {
+            DatabaseResource::Instance(d) => database::ensure_instance(c, d, inputs).await,
+            DatabaseResource::Database(d) => database::ensure_database(c, d, inputs).await,
+        }
+    }
+
+    async fn delete(&self, r: &DatabaseResource) -> Result<Progress> {
+        match r {
+            DatabaseResource::Instance(d) => database::delete_instance(&self.ctx, &r.id(), d).await,
+            // The user and database go with the instance.
+            DatabaseResource::Database(_) => Ok(Progress::Done(None)),
+        }
+    }
+
+    async fn poll(&self, op: &Operation) -> Result<Progress> {
+        database::poll(&self.ctx, op).await
+    }
+}
+
+#[async_trait]
+impl ClusterCredentials for AwsProvider {
+    async fn cluster_token(&self, cluster: &Output) -> Result<AccessToken> {
+        access::cluster_token(&self.ctx, cluster).await
+    }
+}
+
+/// A resource file's observation, in its trait's type.
+fn lift<S, T>(o: Option<Observed<S>>, f: impl FnOnce(S) -> T) -> Option<Observed<T>> {
+    o.map(|o| o.map(f))
+}

@@ -14,15 +14,12 @@ use aws_sdk_ec2::types::{
 };
 use gitpod_refarch::plan::INSTALLATION_LABEL;
 use gitpod_refarch::provider::{Observed, Operation, Progress};
-use gitpod_refarch::resource::{Desired, NetworkSpec, Output, ResourceId, ResourceKind};
+use gitpod_refarch::resource::{NetworkSpec, Output, ResourceId, ResourceKind};
 use gitpod_refarch::{Error, ErrorKind, Result};
 use ipnet::Ipv4Net;
 
+use crate::context::{tags_of, Context};
 use crate::error::{found, Ctx};
-use crate::{tags_of, Context};
-
-/// The label marking a half-made network in `observe`.
-const INCOMPLETE: &str = "gitpod-refarch/incomplete";
 
 /// What the network consists of, as found.
 #[derive(Debug, Clone, Default)]
@@ -196,7 +193,7 @@ fn nat_zones(d: &NetworkSpec) -> Vec<String> {
 }
 
 /// What exists, in the spec's shape.
-pub async fn observe(c: &Context, d: &NetworkSpec) -> Result<Option<Observed>> {
+pub async fn observe(c: &Context, d: &NetworkSpec) -> Result<Option<Observed<NetworkSpec>>> {
     let Some(net) = lookup(c, &d.name).await? else {
         return Ok(None);
     };
@@ -208,6 +205,7 @@ pub async fn observe(c: &Context, d: &NetworkSpec) -> Result<Option<Observed>> {
     actual.node_cidr = net.cidr.clone();
     let (priv_z, pub_z) = (zones_with(&net.private), zones_with(&net.public));
     // Subnets only in desired zones: a network to complete, not to replace.
+    let mut drift = Vec::new();
     let extra = priv_z
         .iter()
         .chain(pub_z.iter())
@@ -221,25 +219,45 @@ pub async fn observe(c: &Context, d: &NetworkSpec) -> Result<Option<Observed>> {
             .iter()
             .all(|z| priv_z.contains(z) && pub_z.contains(z))
         {
-            actual.labels.insert(INCOMPLETE.into(), "subnets".into());
+            let missing: Vec<&String> = d
+                .zones
+                .iter()
+                .filter(|z| !(priv_z.contains(z) && pub_z.contains(z)))
+                .collect();
+            drift.push(format!(
+                "subnets are missing in {}",
+                missing
+                    .iter()
+                    .map(|z| z.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ));
         }
     }
     actual.highly_available_nat = nats.len() > 1;
     let wanted_nats = nat_zones(d).len();
-    if nats.len() < wanted_nats || net.db_security_group.is_none() {
-        actual.labels.insert(INCOMPLETE.into(), "true".into());
+    if nats.len() < wanted_nats {
+        drift.push(format!(
+            "{} of {wanted_nats} NAT gateway(s) exist",
+            nats.len()
+        ));
+    }
+    if net.db_security_group.is_none() {
+        drift.push(format!(
+            "the database security group {} is missing",
+            db_security_group_name(&d.name)
+        ));
     }
     if nats.iter().any(|(_, _, s)| *s == NatGatewayState::Pending) {
         return Ok(Some(Observed::pending(
-            Desired::Network(actual),
+            actual,
             c.op(format!("nat:{}", net.vpc_id), &id),
         )));
     }
     let output = output_of(&net);
-    Ok(Some(Observed::ready(
-        Desired::Network(actual),
-        Some(output),
-    )))
+    let mut observed = Observed::ready(actual, Some(output));
+    observed.drift = drift;
+    Ok(Some(observed))
 }
 
 fn output_of(net: &Net) -> Output {
@@ -255,18 +273,58 @@ fn output_of(net: &Net) -> Output {
 }
 
 /// Create or complete the network; returns `Pending` while a NAT gateway starts.
+///
+/// Each part is found before it is created, so a call after a partial run (or after
+/// the NAT gateways became available) completes only what is missing.
 pub async fn ensure(c: &Context, d: &NetworkSpec) -> Result<Progress> {
-    let ec2 = &c.clients.ec2;
     let name = d.name.as_str();
     let tags = tags_of(&d.labels, name);
-    let cidrs = subnet_cidrs(&d.node_cidr, d.zones.len())?;
     if d.zones.len() < 2 {
         return Err(Error::invalid_input(
             "EKS needs subnets in at least two zones",
         ));
     }
+    let vpc_id = ensure_vpc(c, d, &tags).await?;
+    ensure_vpc_dns(c, &vpc_id).await?;
+    let (private, public) = ensure_subnets(c, d, &tags, &vpc_id).await?;
+    let igw_id = ensure_internet_gateway(c, name, &tags, &vpc_id).await?;
+    ensure_route_table(
+        c,
+        &vpc_id,
+        &format!("{name}-public"),
+        &tags,
+        Target::Gateway(&igw_id),
+        public.values(),
+    )
+    .await?;
+    let nat_by_zone = ensure_nat_gateways(c, d, &tags, &vpc_id, &public).await?;
+    let id = ResourceId::new(ResourceKind::Network, name);
+    let states = nat_states(c, &vpc_id).await?;
+    if states
+        .iter()
+        .any(|(_, _, s)| *s == NatGatewayState::Pending)
+    {
+        return Ok(Progress::Pending(c.op(format!("nat:{vpc_id}"), &id)));
+    }
+    route_private_subnets(c, name, &tags, &vpc_id, &private, &nat_by_zone).await?;
+    remove_unwanted_nat_gateways(c, d, &vpc_id).await?;
+    let sg_id = ensure_db_security_group(c, d, &tags, &vpc_id).await?;
+    let net = Net {
+        vpc_id,
+        cidr: d.node_cidr.clone(),
+        private: private.into_iter().collect(),
+        public: public.into_iter().collect(),
+        db_security_group: Some(sg_id),
+    };
+    Ok(Progress::Done(Some(output_of(&net))))
+}
 
-    // VPC.
+type Tags = BTreeMap<String, String>;
+
+/// The VPC, found by name or created; a VPC with another CIDR is refused.
+async fn ensure_vpc(c: &Context, d: &NetworkSpec, tags: &Tags) -> Result<String> {
+    let ec2 = &c.clients.ec2;
+    let name = d.name.as_str();
     let vpc_id = match find_vpc(c, name).await? {
         Some((id, cidr)) => {
             if cidr != d.node_cidr {
@@ -281,7 +339,7 @@ pub async fn ensure(c: &Context, d: &NetworkSpec) -> Result<Progress> {
             let out = ec2
                 .create_vpc()
                 .cidr_block(&d.node_cidr)
-                .tag_specifications(tag_spec(ResourceType::Vpc, &tags, &format!("{name}-vpc")))
+                .tag_specifications(tag_spec(ResourceType::Vpc, tags, &format!("{name}-vpc")))
                 .send()
                 .await
                 .ctx(format!("creating the VPC of {name}"))?;
@@ -293,10 +351,19 @@ pub async fn ensure(c: &Context, d: &NetworkSpec) -> Result<Progress> {
             id
         }
     };
+    Ok(vpc_id)
+}
 
-    ensure_vpc_dns(c, &vpc_id).await?;
-
-    // Subnets.
+/// A private and a public subnet in each zone: `(private, public)` by zone.
+async fn ensure_subnets(
+    c: &Context,
+    d: &NetworkSpec,
+    tags: &Tags,
+    vpc_id: &str,
+) -> Result<(BTreeMap<String, String>, BTreeMap<String, String>)> {
+    let ec2 = &c.clients.ec2;
+    let name = d.name.as_str();
+    let cidrs = subnet_cidrs(&d.node_cidr, d.zones.len())?;
     let existing = lookup(c, name).await?.unwrap_or_default();
     let mut private = BTreeMap::new();
     let mut public = BTreeMap::new();
@@ -319,7 +386,7 @@ pub async fn ensure(c: &Context, d: &NetworkSpec) -> Result<Progress> {
                     t.insert(role.into(), "1".into());
                     let sn = ec2
                         .create_subnet()
-                        .vpc_id(&vpc_id)
+                        .vpc_id(vpc_id)
                         .cidr_block(cidr.to_string())
                         .availability_zone(zone)
                         .tag_specifications(tag_spec(
@@ -349,8 +416,17 @@ pub async fn ensure(c: &Context, d: &NetworkSpec) -> Result<Progress> {
             out.insert(zone.clone(), id);
         }
     }
+    Ok((private, public))
+}
 
-    // Internet gateway.
+/// The internet gateway, found by name or created, attached to the VPC.
+async fn ensure_internet_gateway(
+    c: &Context,
+    name: &str,
+    tags: &Tags,
+    vpc_id: &str,
+) -> Result<String> {
+    let ec2 = &c.clients.ec2;
     let igws = ec2
         .describe_internet_gateways()
         .filters(f("tag:Name", &format!("{name}-igw")))
@@ -361,14 +437,10 @@ pub async fn ensure(c: &Context, d: &NetworkSpec) -> Result<Progress> {
     let igw_id = match igws.internet_gateways().first() {
         Some(g) => {
             let id = g.internet_gateway_id().unwrap_or_default().to_string();
-            if !g
-                .attachments()
-                .iter()
-                .any(|a| a.vpc_id() == Some(vpc_id.as_str()))
-            {
+            if !g.attachments().iter().any(|a| a.vpc_id() == Some(vpc_id)) {
                 ec2.attach_internet_gateway()
                     .internet_gateway_id(&id)
-                    .vpc_id(&vpc_id)
+                    .vpc_id(vpc_id)
                     .send()
                     .await
                     .ctx("attaching the internet gateway")?;
@@ -380,7 +452,7 @@ pub async fn ensure(c: &Context, d: &NetworkSpec) -> Result<Progress> {
                 .create_internet_gateway()
                 .tag_specifications(tag_spec(
                     ResourceType::InternetGateway,
-                    &tags,
+                    tags,
                     &format!("{name}-igw"),
                 ))
                 .send()
@@ -393,25 +465,28 @@ pub async fn ensure(c: &Context, d: &NetworkSpec) -> Result<Progress> {
                 .to_string();
             ec2.attach_internet_gateway()
                 .internet_gateway_id(&id)
-                .vpc_id(&vpc_id)
+                .vpc_id(vpc_id)
                 .send()
                 .await
                 .ctx("attaching the internet gateway")?;
             id
         }
     };
-    ensure_route_table(
-        c,
-        &vpc_id,
-        &format!("{name}-public"),
-        &tags,
-        Target::Gateway(&igw_id),
-        public.values(),
-    )
-    .await?;
+    Ok(igw_id)
+}
 
-    // NAT gateways (with their elastic IPs) in public subnets.
-    let nats = nat_states(c, &vpc_id).await?;
+/// The NAT gateways (one, or one per zone) with their elastic IPs, in the public
+/// subnets: their ids by zone. A new one starts `pending`.
+async fn ensure_nat_gateways(
+    c: &Context,
+    d: &NetworkSpec,
+    tags: &Tags,
+    vpc_id: &str,
+    public: &BTreeMap<String, String>,
+) -> Result<BTreeMap<String, String>> {
+    let ec2 = &c.clients.ec2;
+    let name = d.name.as_str();
+    let nats = nat_states(c, vpc_id).await?;
     let mut nat_by_zone = BTreeMap::new();
     for zone in nat_zones(d) {
         let nat_name = format!("{name}-nat-{zone}");
@@ -436,7 +511,7 @@ pub async fn ensure(c: &Context, d: &NetworkSpec) -> Result<Progress> {
             None => ec2
                 .allocate_address()
                 .domain(DomainType::Vpc)
-                .tag_specifications(tag_spec(ResourceType::ElasticIp, &tags, &nat_name))
+                .tag_specifications(tag_spec(ResourceType::ElasticIp, tags, &nat_name))
                 .send()
                 .await
                 .ctx("allocating the NAT address")?
@@ -451,7 +526,7 @@ pub async fn ensure(c: &Context, d: &NetworkSpec) -> Result<Progress> {
             .create_nat_gateway()
             .subnet_id(subnet)
             .allocation_id(&alloc)
-            .tag_specifications(tag_spec(ResourceType::Natgateway, &tags, &nat_name))
+            .tag_specifications(tag_spec(ResourceType::Natgateway, tags, &nat_name))
             .send()
             .await
             .ctx(format!("creating NAT gateway {nat_name}"))?;
@@ -462,40 +537,47 @@ pub async fn ensure(c: &Context, d: &NetworkSpec) -> Result<Progress> {
             .to_string();
         nat_by_zone.insert(zone.clone(), id);
     }
-    let id = ResourceId::new(ResourceKind::Network, name);
-    let states = nat_states(c, &vpc_id).await?;
-    if states
-        .iter()
-        .any(|(_, _, s)| *s == NatGatewayState::Pending)
-    {
-        return Ok(Progress::Pending(c.op(format!("nat:{vpc_id}"), &id)));
-    }
+    Ok(nat_by_zone)
+}
 
-    // Private route tables: each zone through its NAT (or the only one).
+/// Each private subnet's route table, through its zone's NAT (or the only one).
+async fn route_private_subnets(
+    c: &Context,
+    name: &str,
+    tags: &Tags,
+    vpc_id: &str,
+    private: &BTreeMap<String, String>,
+    nat_by_zone: &BTreeMap<String, String>,
+) -> Result<()> {
     let first_nat = nat_by_zone
         .values()
         .next()
         .cloned()
         .ok_or_else(|| Error::internal("no NAT gateway"))?;
-    for (zone, subnet) in &private {
+    for (zone, subnet) in private {
         let nat = nat_by_zone.get(zone).unwrap_or(&first_nat);
         ensure_route_table(
             c,
-            &vpc_id,
+            vpc_id,
             &format!("{name}-private-{zone}"),
-            &tags,
+            tags,
             Target::Nat(nat),
             std::iter::once(subnet),
         )
         .await?;
     }
+    Ok(())
+}
 
-    // NAT gateways no longer wanted (highlyAvailableNat turned off), now unrouted.
+/// NAT gateways no longer wanted (highlyAvailableNat turned off), now unrouted.
+async fn remove_unwanted_nat_gateways(c: &Context, d: &NetworkSpec, vpc_id: &str) -> Result<()> {
+    let ec2 = &c.clients.ec2;
+    let name = d.name.as_str();
     let wanted: Vec<String> = nat_zones(d)
         .iter()
         .map(|z| format!("{name}-nat-{z}"))
         .collect();
-    for (nat_name, nat_id, _) in nat_states(c, &vpc_id).await? {
+    for (nat_name, nat_id, _) in nat_states(c, vpc_id).await? {
         if !wanted.contains(&nat_name) && nat_name.starts_with(&format!("{name}-nat-")) {
             ec2.delete_nat_gateway()
                 .nat_gateway_id(&nat_id)
@@ -504,12 +586,22 @@ pub async fn ensure(c: &Context, d: &NetworkSpec) -> Result<Progress> {
                 .ctx(format!("deleting NAT gateway {nat_name}"))?;
         }
     }
+    Ok(())
+}
 
-    // Database security group: MySQL from inside the VPC only.
+/// The database security group: MySQL from inside the VPC only.
+async fn ensure_db_security_group(
+    c: &Context,
+    d: &NetworkSpec,
+    tags: &Tags,
+    vpc_id: &str,
+) -> Result<String> {
+    let ec2 = &c.clients.ec2;
+    let name = d.name.as_str();
     let sg_name = db_security_group_name(name);
     let sgs = ec2
         .describe_security_groups()
-        .filters(f("vpc-id", &vpc_id))
+        .filters(f("vpc-id", vpc_id))
         .filters(f("group-name", &sg_name))
         .send()
         .await
@@ -531,8 +623,8 @@ pub async fn ensure(c: &Context, d: &NetworkSpec) -> Result<Progress> {
                 .description(format!(
                     "MySQL for Gitpod installation {name}, from the VPC only"
                 ))
-                .vpc_id(&vpc_id)
-                .tag_specifications(tag_spec(ResourceType::SecurityGroup, &tags, &sg_name))
+                .vpc_id(vpc_id)
+                .tag_specifications(tag_spec(ResourceType::SecurityGroup, tags, &sg_name))
                 .send()
                 .await
                 .ctx("creating the database security group")?;
@@ -559,14 +651,7 @@ pub async fn ensure(c: &Context, d: &NetworkSpec) -> Result<Progress> {
             .await
             .ctx("allowing MySQL from the VPC")?;
     }
-    let net = Net {
-        vpc_id,
-        cidr: d.node_cidr.clone(),
-        private: private.into_iter().collect(),
-        public: public.into_iter().collect(),
-        db_security_group: Some(sg_id),
-    };
-    Ok(Progress::Done(Some(output_of(&net))))
+    Ok(sg_id)
 }
 
 /// DNS support and host names (EKS needs both), set when not already on.

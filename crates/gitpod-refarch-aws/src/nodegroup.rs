@@ -18,12 +18,13 @@ use aws_sdk_eks::types::{
 use base64::Engine as _;
 use gitpod_refarch::plan::INSTALLATION_LABEL;
 use gitpod_refarch::provider::{Inputs, Observed, Operation, Progress};
-use gitpod_refarch::resource::{Desired, NodePoolSpec, Output, ResourceId, ResourceKind};
+use gitpod_refarch::resource::{NodePoolSpec, Output, ResourceId, ResourceKind};
 use gitpod_refarch::spec::Taint;
 use gitpod_refarch::{Error, ErrorKind, Result};
 
+use crate::context::{tags_of, Context};
 use crate::error::{found, Ctx};
-use crate::{iam, identity, network, tags_of, Context};
+use crate::{iam, identity, network};
 
 const DISK_TAG: &str = "gitpod-refarch/disk";
 const IMAGE_TAG: &str = "gitpod-refarch/image";
@@ -99,7 +100,7 @@ async fn describe_any(
 }
 
 /// The node group as it is.
-pub async fn observe(c: &Context, d: &NodePoolSpec) -> Result<Option<Observed>> {
+pub async fn observe(c: &Context, d: &NodePoolSpec) -> Result<Option<Observed<NodePoolSpec>>> {
     let Some(ng) = describe(c, &d.cluster, &d.name).await? else {
         return Ok(None);
     };
@@ -137,18 +138,18 @@ pub async fn observe(c: &Context, d: &NodePoolSpec) -> Result<Option<Observed>> 
     }
     match ng.status() {
         Some(NodegroupStatus::Creating | NodegroupStatus::Updating) => Ok(Some(Observed::pending(
-            Desired::NodePool(actual),
+            actual,
             c.op(format!("eks-nodegroup:{}/{}", d.cluster, d.name), &id),
         ))),
         Some(NodegroupStatus::Deleting) => Ok(Some(Observed::pending(
-            Desired::NodePool(actual),
+            actual,
             c.op(
                 format!("eks-nodegroup-delete:{}/{}", d.cluster, d.name),
                 &id,
             ),
         ))),
         _ => Ok(Some(Observed::ready(
-            Desired::NodePool(actual),
+            actual,
             Some(Output::NodePool {
                 name: format!("{}/{}", d.cluster, d.name),
             }),

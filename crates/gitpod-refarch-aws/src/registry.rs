@@ -9,14 +9,13 @@ use aws_credential_types::Credentials;
 use base64::Engine as _;
 use gitpod_refarch::plan::INSTALLATION_LABEL;
 use gitpod_refarch::provider::{Inputs, Observed, Progress};
-use gitpod_refarch::resource::{
-    Desired, Output, RegistryOutput, RegistrySpec, ResourceId, ResourceKind,
-};
+use gitpod_refarch::resource::{Output, RegistryOutput, RegistrySpec, ResourceId, ResourceKind};
 use gitpod_refarch::spec::RegistryMode;
 use gitpod_refarch::{Error, ErrorKind, Result, Secret};
 
+use crate::context::{tags_of, Context};
 use crate::error::{found, Ctx};
-use crate::{iam, storage, tags_of, Context};
+use crate::{iam, storage};
 
 fn bucket_name(c: &Context, d: &RegistrySpec) -> String {
     format!("{}-registry-{}-{}", d.name, c.account, c.region)
@@ -62,7 +61,7 @@ async fn repo_uri(c: &Context, repo: &str) -> Result<Option<String>> {
 }
 
 /// The registry storage (bucket or repository) and its user.
-pub async fn observe(c: &Context, d: &RegistrySpec) -> Result<Option<Observed>> {
+pub async fn observe(c: &Context, d: &RegistrySpec) -> Result<Option<Observed<RegistrySpec>>> {
     let exists = match d.mode {
         RegistryMode::Managed => repo_uri(c, &repository(d)).await?.is_some(),
         _ => {
@@ -80,7 +79,7 @@ pub async fn observe(c: &Context, d: &RegistrySpec) -> Result<Option<Observed>> 
             .labels
             .insert("gitpod-refarch/incomplete".into(), "user".into());
     }
-    Ok(Some(Observed::ready(Desired::Registry(actual), None)))
+    Ok(Some(Observed::ready(actual, None)))
 }
 
 /// Create or complete the registry; issue credentials unless state holds them.
@@ -184,31 +183,34 @@ async fn ecr_output(c: &Context, uri: &str, id: &str, secret: &Secret) -> Result
         ))
         .build();
     let client = aws_sdk_ecr::Client::from_conf(conf);
-    // A new key takes seconds to propagate: retry here, without issuing another key.
-    let mut attempt = 0u32;
-    let token = loop {
-        attempt += 1;
-        match client
-            .get_authorization_token()
-            .send()
-            .await
-            .ctx("getting an ECR token for the registry user")
-        {
-            Ok(t) => break t,
-            Err(e) if e.kind() == ErrorKind::Credentials && attempt < 12 => {
-                tokio::time::sleep(std::time::Duration::from_millis(250 * u64::from(attempt)))
-                    .await;
-            }
-            Err(e) if e.kind() == ErrorKind::Credentials => {
-                return Err(Error::new(
+    // A new key takes seconds to propagate: retry here (the injected clock and the
+    // context's policy), without issuing another key.
+    let token = c
+        .retry
+        .run_when(
+            c.clock.as_ref(),
+            |e| e.kind() == ErrorKind::Credentials,
+            || async {
+                client
+                    .get_authorization_token()
+                    .send()
+                    .await
+                    .ctx("getting an ECR token for the registry user")
+            },
+            |attempt, _, e| tracing::debug!(attempt, "ECR has not accepted the new key yet: {e}"),
+        )
+        .await
+        .map_err(|e| {
+            if e.kind() == ErrorKind::Credentials {
+                Error::new(
                     ErrorKind::OperationFailed,
                     "the registry user's new key was never accepted by ECR",
                 )
-                .with_source(e))
+                .with_source(e)
+            } else {
+                e
             }
-            Err(e) => return Err(e),
-        }
-    };
+        })?;
     let data = token
         .authorization_data()
         .first()

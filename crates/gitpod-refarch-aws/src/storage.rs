@@ -13,12 +13,13 @@ use aws_sdk_s3::types::{
 use gitpod_refarch::plan::INSTALLATION_LABEL;
 use gitpod_refarch::provider::{Inputs, Observed, Progress};
 use gitpod_refarch::resource::{
-    Desired, ObjectStorageSpec, Output, ResourceId, ResourceKind, StorageOutput,
+    ObjectStorageSpec, Output, ResourceId, ResourceKind, StorageOutput,
 };
 use gitpod_refarch::{Error, ErrorKind, Result, Secret};
 
+use crate::context::{tags_of, Context};
 use crate::error::{found, Ctx};
-use crate::{iam, tags_of, Context};
+use crate::iam;
 
 /// The tag recording the versioning the SDK last set (see [`versioning_on`]).
 const VERSIONING_TAG: &str = "gitpod-refarch/versioning";
@@ -353,7 +354,10 @@ pub async fn delete_bucket(c: &Context, bucket: &str, installation: &str) -> Res
 }
 
 /// The bucket and its user.
-pub async fn observe(c: &Context, d: &ObjectStorageSpec) -> Result<Option<Observed>> {
+pub async fn observe(
+    c: &Context,
+    d: &ObjectStorageSpec,
+) -> Result<Option<Observed<ObjectStorageSpec>>> {
     let bucket = bucket_name(c, d);
     if bucket_owner(c, &bucket, &d.name).await? != Some(Ownership::Ours) {
         return Ok(None);
@@ -367,7 +371,7 @@ pub async fn observe(c: &Context, d: &ObjectStorageSpec) -> Result<Option<Observ
             .insert("gitpod-refarch/incomplete".into(), "user".into());
     }
     // The user's key cannot be read back: outputs come from state.
-    Ok(Some(Observed::ready(Desired::ObjectStorage(actual), None)))
+    Ok(Some(Observed::ready(actual, None)))
 }
 
 /// Create or update the bucket and its user; issue a key unless state holds one.

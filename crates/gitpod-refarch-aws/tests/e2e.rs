@@ -603,6 +603,7 @@ async fn drift_made_behind_the_sdks_back_is_planned_as_an_update_and_repaired() 
         .unwrap();
     let plan = e.plan(&s).await.unwrap();
     let text = plan.to_string();
+    println!("{text}");
     assert!(text.contains("maxNodes: 7 -> 50"), "{text}");
     assert!(text.contains("backupRetentionDays: 1 -> 7"), "{text}");
     assert!(plan.disruptive_steps().next().is_none(), "{text}");

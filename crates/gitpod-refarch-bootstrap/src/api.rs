@@ -2,6 +2,10 @@
 //! apply with field manager `gitpod-refarch`, get, list, delete; and the mapping of
 //! API errors to the core's [`ErrorKind`]s.
 
+use std::sync::Arc;
+use std::time::Duration;
+
+use gitpod_refarch::engine::{Clock, RetryPolicy};
 use gitpod_refarch::{Error, ErrorKind, Result};
 use kube::api::{Api, DeleteParams, DynamicObject, ListParams, Patch, PatchParams, PostParams};
 use kube::core::{ApiResource, GroupVersionKind};
@@ -12,25 +16,73 @@ use serde_json::Value;
 /// 429).
 pub const CALL_ATTEMPTS: u32 = 4;
 
-/// Run `f` up to [`CALL_ATTEMPTS`] times while it fails with a throttling or transient
-/// error, backing off 50, 100, 200 ms.
-async fn retried<T, F, Fut>(mut f: F) -> Result<T>
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = Result<T>>,
-{
-    let mut attempt = 1;
-    loop {
-        match f().await {
-            Err(e)
-                if attempt < CALL_ATTEMPTS
-                    && matches!(e.kind(), ErrorKind::Throttled | ErrorKind::Transient) =>
-            {
-                tokio::time::sleep(std::time::Duration::from_millis(25 << attempt)).await;
-                attempt += 1;
-            }
-            r => return r,
+/// The default retries of one API call: up to [`CALL_ATTEMPTS`] attempts while it is
+/// throttled or fails transiently, backing off 50, 100, 200 ms (no jitter).
+pub fn call_retry_policy() -> RetryPolicy {
+    let mut p = RetryPolicy::default();
+    p.initial_backoff = Duration::from_millis(50);
+    p.multiplier = 2.0;
+    p.jitter = false;
+    p.max_attempts = CALL_ATTEMPTS;
+    p
+}
+
+/// A Kubernetes client with the retries of each of its calls: which policy, and the
+/// clock they sleep on. Every function of this module takes one.
+#[derive(Clone)]
+pub struct KubeApi {
+    client: kube::Client,
+    clock: Arc<dyn Clock>,
+    retry: RetryPolicy,
+}
+
+impl std::fmt::Debug for KubeApi {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("KubeApi")
+            .field("clock", &self.clock)
+            .field("retry", &self.retry)
+            .finish_non_exhaustive()
+    }
+}
+
+impl KubeApi {
+    /// Calls through `client`, each retried by `retry` on `clock` while it is throttled
+    /// or fails transiently.
+    pub fn new(client: kube::Client, clock: Arc<dyn Clock>, retry: RetryPolicy) -> Self {
+        KubeApi {
+            client,
+            clock,
+            retry,
         }
+    }
+
+    /// The kube-rs client.
+    pub fn client(&self) -> &kube::Client {
+        &self.client
+    }
+
+    /// Run `f` while it fails with a throttling or transient error, as the policy
+    /// allows (other classes, such as a webhook not answering yet, are the caller's).
+    async fn retried<T, F, Fut>(&self, f: F) -> Result<T>
+    where
+        F: FnMut() -> Fut,
+        Fut: std::future::Future<Output = Result<T>>,
+    {
+        self.retry
+            .run_when(
+                self.clock.as_ref(),
+                |e| matches!(e.kind(), ErrorKind::Throttled | ErrorKind::Transient),
+                f,
+                |attempt, delay, e| {
+                    tracing::debug!(
+                        attempt,
+                        ?delay,
+                        "Kubernetes API call retried: {}",
+                        e.message()
+                    );
+                },
+            )
+            .await
     }
 }
 
@@ -125,25 +177,25 @@ pub fn describe(v: &Value) -> String {
 }
 
 fn api(
-    client: &kube::Client,
+    client: &KubeApi,
     api_version: &str,
     kind: &str,
     ns: Option<&str>,
 ) -> Result<Api<DynamicObject>> {
     let (ar, namespaced) = resource_for(api_version, kind)?;
     Ok(match (namespaced, ns) {
-        (true, Some(ns)) => Api::namespaced_with(client.clone(), ns, &ar),
-        (true, None) => Api::all_with(client.clone(), &ar),
-        (false, _) => Api::all_with(client.clone(), &ar),
+        (true, Some(ns)) => Api::namespaced_with(client.client.clone(), ns, &ar),
+        (true, None) => Api::all_with(client.client.clone(), &ar),
+        (false, _) => Api::all_with(client.client.clone(), &ar),
     })
 }
 
 /// Server-side apply of one object (created when absent); returns what the server has.
-pub async fn apply(client: &kube::Client, obj: &Value) -> Result<Value> {
-    retried(|| apply_once(client, obj)).await
+pub async fn apply(client: &KubeApi, obj: &Value) -> Result<Value> {
+    client.retried(|| apply_once(client, obj)).await
 }
 
-async fn apply_once(client: &kube::Client, obj: &Value) -> Result<Value> {
+async fn apply_once(client: &KubeApi, obj: &Value) -> Result<Value> {
     let name = str_at(obj, "/metadata/name");
     let ns = obj.pointer("/metadata/namespace").and_then(Value::as_str);
     let a = api(client, str_at(obj, "/apiVersion"), str_at(obj, "/kind"), ns)?;
@@ -158,11 +210,11 @@ async fn apply_once(client: &kube::Client, obj: &Value) -> Result<Value> {
 
 /// The same, as a server-side dry run (`dryRun=All`): nothing is stored. The webhook
 /// check uses it.
-pub async fn dry_run_create(client: &kube::Client, obj: &Value) -> Result<()> {
-    retried(|| dry_run_create_once(client, obj)).await
+pub async fn dry_run_create(client: &KubeApi, obj: &Value) -> Result<()> {
+    client.retried(|| dry_run_create_once(client, obj)).await
 }
 
-async fn dry_run_create_once(client: &kube::Client, obj: &Value) -> Result<()> {
+async fn dry_run_create_once(client: &KubeApi, obj: &Value) -> Result<()> {
     let ns = obj.pointer("/metadata/namespace").and_then(Value::as_str);
     let a = api(client, str_at(obj, "/apiVersion"), str_at(obj, "/kind"), ns)?;
     let o: DynamicObject = serde_json::from_value(obj.clone())
@@ -181,19 +233,20 @@ async fn dry_run_create_once(client: &kube::Client, obj: &Value) -> Result<()> {
 
 /// Read one object; `None` if absent.
 pub async fn get(
-    client: &kube::Client,
+    client: &KubeApi,
     api_version: &str,
     kind: &str,
     ns: Option<&str>,
     name: &str,
 ) -> Result<Option<Value>> {
     let a = api(client, api_version, kind, ns)?;
-    let got = retried(|| async {
-        a.get_opt(name)
-            .await
-            .map_err(|e| kube_error(e, &format!("{kind}/{name}")))
-    })
-    .await;
+    let got = client
+        .retried(|| async {
+            a.get_opt(name)
+                .await
+                .map_err(|e| kube_error(e, &format!("{kind}/{name}")))
+        })
+        .await;
     match got {
         Ok(Some(o)) => Ok(Some(serde_json::to_value(o).map_err(|e| {
             Error::internal("object does not serialize").with_source(e)
@@ -205,7 +258,7 @@ pub async fn get(
 
 /// List objects (in `ns`, or everywhere), optionally by field selector.
 pub async fn list(
-    client: &kube::Client,
+    client: &KubeApi,
     api_version: &str,
     kind: &str,
     ns: Option<&str>,
@@ -216,12 +269,13 @@ pub async fn list(
     if let Some(f) = field_selector {
         lp = lp.fields(f);
     }
-    let items = retried(|| async {
-        a.list(&lp)
-            .await
-            .map_err(|e| kube_error(e, &format!("list {kind}")))
-    })
-    .await?;
+    let items = client
+        .retried(|| async {
+            a.list(&lp)
+                .await
+                .map_err(|e| kube_error(e, &format!("list {kind}")))
+        })
+        .await?;
     items
         .items
         .into_iter()
@@ -235,21 +289,22 @@ pub async fn list(
 /// Delete one object (foreground for namespaces is the server's business); absent is
 /// success. Returns whether it existed.
 pub async fn delete(
-    client: &kube::Client,
+    client: &KubeApi,
     api_version: &str,
     kind: &str,
     ns: Option<&str>,
     name: &str,
 ) -> Result<bool> {
     let a = api(client, api_version, kind, ns)?;
-    retried(|| async {
-        match a.delete(name, &DeleteParams::default()).await {
-            Ok(_) => Ok(true),
-            Err(kube::Error::Api(e)) if e.code == 404 => Ok(false),
-            Err(e) => Err(kube_error(e, &format!("delete {kind}/{name}"))),
-        }
-    })
-    .await
+    client
+        .retried(|| async {
+            match a.delete(name, &DeleteParams::default()).await {
+                Ok(_) => Ok(true),
+                Err(kube::Error::Api(e)) if e.code == 404 => Ok(false),
+                Err(e) => Err(kube_error(e, &format!("delete {kind}/{name}"))),
+            }
+        })
+        .await
 }
 
 /// Map a kube-rs error to the core's error kinds.

@@ -12,7 +12,7 @@ use http_body_util::BodyExt;
 use serde_json::Value;
 use sha2::{Digest, Sha256};
 
-use crate::api;
+use crate::api::{self, KubeApi};
 use crate::objects::{self, CERT_MANAGER, CERT_MANAGER_CRDS, CERT_MANAGER_WEBHOOK};
 
 /// The SHA-256 of the `cert-manager.yaml` of [`CERT_MANAGER_VERSION`] (v1.18.2) as
@@ -228,7 +228,7 @@ pub async fn helm_install(helm: &PathBuf, spec: &CertManagerSpec, kubeconfig: &s
 }
 
 /// Apply the manifest's objects in order (CRDs and namespaces first).
-pub async fn apply_manifest(client: &kube::Client, objects: &[Value]) -> Result<Vec<String>> {
+pub async fn apply_manifest(client: &KubeApi, objects: &[Value]) -> Result<Vec<String>> {
     let rank = |o: &Value| match o["kind"].as_str() {
         Some("CustomResourceDefinition") => 0,
         Some("Namespace") => 1,
@@ -259,7 +259,7 @@ pub enum Readiness {
 /// How far cert-manager in `ns` is. With `probe_webhook`, the webhook must also admit
 /// a dry-run ClusterIssuer (a write call with no effect; a plain observation leaves it
 /// out).
-pub async fn readiness(client: &kube::Client, ns: &str, probe_webhook: bool) -> Result<Readiness> {
+pub async fn readiness(client: &KubeApi, ns: &str, probe_webhook: bool) -> Result<Readiness> {
     for crd in CERT_MANAGER_CRDS {
         match api::get(
             client,
@@ -270,7 +270,7 @@ pub async fn readiness(client: &kube::Client, ns: &str, probe_webhook: bool) -> 
         )
         .await?
         {
-            None => return Ok(Readiness::Missing(format!("CRD {crd} does not exist"))),
+            None => return Ok(Readiness::Missing(format!("CRD {crd} is missing"))),
             Some(c) if !condition(&c, "Established") => {
                 return Ok(Readiness::Starting(format!("CRD {crd} is not Established")))
             }
@@ -285,7 +285,7 @@ pub async fn readiness(client: &kube::Client, ns: &str, probe_webhook: bool) -> 
         match api::get(client, "apps/v1", "Deployment", Some(ns), d).await? {
             None => {
                 return Ok(Readiness::Missing(format!(
-                    "Deployment {ns}/{d} does not exist"
+                    "Deployment {ns}/{d} is missing"
                 )))
             }
             Some(dep) if !condition(&dep, "Available") => {

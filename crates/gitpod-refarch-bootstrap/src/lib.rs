@@ -3,6 +3,7 @@
 //!
 //! ```no_run
 //! use std::sync::Arc;
+//! use gitpod_refarch::engine::{Clock, TokioClock};
 //! use gitpod_refarch::{Engine, Providers, ReferenceArchitecture};
 //! use gitpod_refarch_bootstrap::{BootstrapConfig, KubeBootstrap};
 //!
@@ -10,11 +11,13 @@
 //! #     cloud: Arc<gitpod_refarch::sim::SimCloud>,
 //! #     spec: ReferenceArchitecture,
 //! # ) -> gitpod_refarch::Result<()> {
+//! // One clock for the engine and the bootstrap's per-call retries.
+//! let clock: Arc<dyn Clock> = Arc::new(TokioClock::new());
 //! // `cloud` implements the five cloud traits and `ClusterCredentials` (GKE, EKS, ...):
 //! // the bootstrap asks it for a fresh API token whenever the last one is about to expire.
-//! let bootstrap = KubeBootstrap::new(BootstrapConfig::new(cloud.clone()));
+//! let bootstrap = KubeBootstrap::new(BootstrapConfig::new(cloud.clone()).clock(clock.clone()));
 //! let providers = Providers::all(cloud).with_in_cluster(Arc::new(bootstrap));
-//! let engine = Engine::builder(providers).build()?;
+//! let engine = Engine::builder(providers).clock(clock).build()?;
 //! let report = engine.apply_spec(&spec).await?;
 //! println!("{} changed", report.changed.len());
 //! # Ok(())
@@ -23,7 +26,9 @@
 //!
 //! # What it applies (server-side apply, field manager `gitpod-refarch`)
 //!
-//! One resource of the core's graph each (see [`steps`]):
+//! One resource of the core's graph each ([`InClusterResource`]), each in a file of
+//! its own under `src/resources/` with its observe, ensure, delete and poll;
+//! [`KubeBootstrap`] routes every variant to its file:
 //!
 //! | resource | objects |
 //! |---|---|
@@ -34,13 +39,38 @@
 //! | `gitpod-namespace` | namespace `gitpod` and the installer's secrets (`database`/`cloudsql`, `storage-*`, registry) |
 //! | `certificate` | Certificate `https-certificates`; while it is not Ready, the ACME challenges' state is reported and the zone's delegation is checked ([`delegation`]) |
 //!
+//! # Drift
+//!
+//! What the desired state cannot express is reported as
+//! [`Observed::drift`](gitpod_refarch::provider::Observed::drift), so the plan shows
+//! an update with its reasons and the apply repairs it:
+//!
+//! - cert-manager installed only in part (a CRD or Deployment missing, say after an
+//!   install was stopped half-way);
+//! - external-dns's credentials Secret missing or with other data than the DNS
+//!   identity's current credentials;
+//! - the ClusterIssuer's DNS-01 solver not the one the DNS identity reports, or the
+//!   solver's Secret missing or stale;
+//! - the installer's secrets in the Gitpod namespace missing, stale or of another type.
+//!
+//! The reasons name objects and Secret keys, never secret values.
+//!
+//! # Teardown
+//!
 //! Teardown deletes the Gitpod namespace and every `LoadBalancer` Service, and
 //! reports done only when they are gone, so the cloud's load balancers are released
 //! before the cluster and network are deleted.
 //!
+//! # Connection and retries
+//!
 //! Cluster access ([`access`]) builds a [`kube::Client`] from the cluster's output
-//! (endpoint, CA) and the cloud's [`ClusterCredentials`]; no kubeconfig file is
-//! needed, and [`access::write_kubeconfig`] writes one (mode 0600) only on request.
+//! (endpoint, CA) and the cloud's
+//! [`ClusterCredentials`](gitpod_refarch::provider::ClusterCredentials); no
+//! kubeconfig file is needed, and [`access::write_kubeconfig`] writes one (mode 0600)
+//! only on request. Each API call ([`api`]) is retried while it is throttled or fails
+//! transiently, with [`BootstrapConfig::retry`] on [`BootstrapConfig::clock`]
+//! (default: 4 attempts, 50, 100 and 200 ms apart, on tokio's timer); the engine
+//! retries the whole step on top.
 //!
 //! Errors are the core's [`gitpod_refarch::Error`]: API errors map to its kinds (a
 //! webhook that does not answer yet is `PropagationDelay`, a namespace still
@@ -50,98 +80,42 @@
 pub mod access;
 pub mod api;
 pub mod certmanager;
+mod config;
+mod context;
 pub mod delegation;
 pub mod objects;
-pub mod steps;
+mod resources;
+mod teardown;
 
 use std::collections::BTreeMap;
-use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::sync::Mutex;
 
 use gitpod_refarch::provider::{
-    ClusterBootstrap, ClusterCredentials, Inputs, Observed, Operation, Progress, ProviderInfo,
+    ClusterBootstrap, Inputs, Observed, Operation, Progress, ProviderInfo,
 };
-use gitpod_refarch::resource::{Desired, ResourceId, ResourceKind};
+use gitpod_refarch::resource::{InClusterResource, ResourceKind};
 use gitpod_refarch::{Error, Result};
 
+use crate::api::KubeApi;
+use crate::context::Context;
+use crate::resources::{
+    cert_manager, certificate, cluster_access, external_dns, gitpod_namespace, issuer,
+};
+
 pub use certmanager::{CertManagerSource, Manifest};
+pub use config::BootstrapConfig;
+pub use context::CertWatch;
 pub use delegation::{Delegation, DelegationCheck};
 
 /// The cache key of a client given with [`KubeBootstrap::with_client`].
 const FIXED: &str = "<given client>";
 
-/// Settings of the bootstrap.
-#[non_exhaustive]
-#[derive(Clone)]
-pub struct BootstrapConfig {
-    /// Where cluster tokens come from (the cloud provider that made the cluster).
-    pub credentials: Arc<dyn ClusterCredentials>,
-    /// How cert-manager is installed (default: helm if present, else the pinned manifest).
-    pub cert_manager: CertManagerSource,
-    /// The delegation check run while the certificate is not ready (`None`: skip it).
-    pub delegation: Option<DelegationCheck>,
-    /// The poll hint of the operations it returns.
-    pub poll_interval: Duration,
-}
-
-impl std::fmt::Debug for BootstrapConfig {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("BootstrapConfig")
-            .field("cert_manager", &self.cert_manager)
-            .field("delegation", &self.delegation.is_some())
-            .field("poll_interval", &self.poll_interval)
-            .finish_non_exhaustive()
-    }
-}
-
-impl BootstrapConfig {
-    /// Defaults, with tokens from `credentials`.
-    pub fn new(credentials: Arc<dyn ClusterCredentials>) -> Self {
-        BootstrapConfig {
-            credentials,
-            cert_manager: CertManagerSource::Auto,
-            delegation: Some(DelegationCheck::new()),
-            poll_interval: Duration::from_secs(5),
-        }
-    }
-
-    /// How cert-manager is installed.
-    #[must_use]
-    pub fn cert_manager(mut self, source: CertManagerSource) -> Self {
-        self.cert_manager = source;
-        self
-    }
-
-    /// The delegation check (`None` to skip it).
-    #[must_use]
-    pub fn delegation(mut self, check: Option<DelegationCheck>) -> Self {
-        self.delegation = check;
-        self
-    }
-
-    /// The poll hint of returned operations.
-    #[must_use]
-    pub fn poll_interval(mut self, d: Duration) -> Self {
-        self.poll_interval = d;
-        self
-    }
-
-    /// Check the settings with no IO (a malformed manifest URL or digest); call it
-    /// before an apply to fail before any cloud call.
-    pub fn validate(&self) -> Result<()> {
-        if let CertManagerSource::Manifest(m) = &self.cert_manager {
-            m.validate()?;
-        }
-        Ok(())
-    }
-}
-
 /// The [`ClusterBootstrap`] on kube-rs.
 pub struct KubeBootstrap {
     config: BootstrapConfig,
-    client: tokio::sync::Mutex<Option<(String, kube::Client)>>,
+    client: tokio::sync::Mutex<Option<(String, KubeApi)>>,
     /// What a certificate wait needs besides the client: the zone and its name servers.
-    watches: Mutex<BTreeMap<String, steps::CertWatch>>,
+    watches: Mutex<BTreeMap<String, CertWatch>>,
 }
 
 impl std::fmt::Debug for KubeBootstrap {
@@ -162,8 +136,13 @@ impl KubeBootstrap {
         }
     }
 
+    /// `client` with the configured retries of each call.
+    fn api(&self, client: kube::Client) -> KubeApi {
+        KubeApi::new(client, self.config.clock.clone(), self.config.retry.clone())
+    }
+
     /// A client for the cluster among `inputs` (`None`: there is no cluster).
-    async fn client(&self, inputs: &Inputs) -> Result<Option<kube::Client>> {
+    async fn connect(&self, inputs: &Inputs) -> Result<Option<KubeApi>> {
         let Ok(cluster) = inputs.of_kind(ResourceKind::Cluster) else {
             return Ok(None);
         };
@@ -174,7 +153,7 @@ impl KubeBootstrap {
                 return Ok(Some(c.clone()));
             }
         }
-        let c = access::connect(cluster, self.config.credentials.clone()).await?;
+        let c = self.api(access::connect(cluster, self.config.credentials.clone()).await?);
         *cached = Some((endpoint, c.clone()));
         Ok(Some(c))
     }
@@ -184,13 +163,14 @@ impl KubeBootstrap {
     /// bootstrap still reports nothing and deletes nothing.
     #[must_use]
     pub fn with_client(self, client: kube::Client) -> Self {
+        let api = self.api(client);
         KubeBootstrap {
-            client: tokio::sync::Mutex::new(Some((FIXED.into(), client))),
+            client: tokio::sync::Mutex::new(Some((FIXED.into(), api))),
             ..self
         }
     }
 
-    async fn cached_client(&self) -> Result<kube::Client> {
+    async fn cached_client(&self) -> Result<KubeApi> {
         self.client
             .lock()
             .await
@@ -199,8 +179,8 @@ impl KubeBootstrap {
             .ok_or_else(|| Error::internal("poll before any cluster connection"))
     }
 
-    fn ctx<'a>(&'a self, client: &'a kube::Client) -> steps::Ctx<'a> {
-        steps::Ctx {
+    fn ctx<'a>(&'a self, client: &'a KubeApi) -> Context<'a> {
+        Context {
             client,
             config: &self.config,
             watches: &self.watches,
@@ -216,43 +196,85 @@ impl ClusterBootstrap for KubeBootstrap {
 
     async fn observe(
         &self,
-        _id: &ResourceId,
-        desired: Option<&Desired>,
+        resource: &InClusterResource,
         inputs: &Inputs,
-    ) -> Result<Option<Observed>> {
-        let (Some(client), Some(desired)) = (self.client(inputs).await?, desired) else {
+    ) -> Result<Option<Observed<InClusterResource>>> {
+        use InClusterResource as R;
+        let Some(client) = self.connect(inputs).await? else {
             return Ok(None);
         };
-        steps::observe(&self.ctx(&client), desired, inputs).await
+        let ctx = &self.ctx(&client);
+        let id = resource.id();
+        Ok(match resource {
+            R::ClusterAccess(s) => cluster_access::observe(ctx, s, inputs)
+                .await?
+                .map(|o| o.map(R::ClusterAccess)),
+            R::CertManager(s) => cert_manager::observe(ctx, s, id)
+                .await?
+                .map(|o| o.map(R::CertManager)),
+            R::ExternalDns(s) => external_dns::observe(ctx, s, inputs)
+                .await?
+                .map(|o| o.map(R::ExternalDns)),
+            R::Issuer(s) => issuer::observe(ctx, s, inputs)
+                .await?
+                .map(|o| o.map(R::Issuer)),
+            R::GitpodNamespace(s) => gitpod_namespace::observe(ctx, s, inputs, id)
+                .await?
+                .map(|o| o.map(R::GitpodNamespace)),
+            R::Certificate(s) => certificate::observe(ctx, s, inputs, id)
+                .await?
+                .map(|o| o.map(R::Certificate)),
+        })
     }
 
-    async fn ensure(&self, desired: &Desired, inputs: &Inputs) -> Result<Progress> {
+    async fn ensure(&self, resource: &InClusterResource, inputs: &Inputs) -> Result<Progress> {
+        use InClusterResource as R;
         let client = self
-            .client(inputs)
+            .connect(inputs)
             .await?
             .ok_or_else(|| Error::internal("no cluster output: the cluster must exist first"))?;
-        steps::ensure(&self.ctx(&client), desired, inputs).await
+        let ctx = &self.ctx(&client);
+        let id = resource.id();
+        match resource {
+            R::ClusterAccess(s) => cluster_access::ensure(ctx, s, inputs).await,
+            R::CertManager(s) => cert_manager::ensure(ctx, s, inputs, id).await,
+            R::ExternalDns(s) => external_dns::ensure(ctx, s, inputs, id).await,
+            R::Issuer(s) => issuer::ensure(ctx, s, inputs, id).await,
+            R::GitpodNamespace(s) => gitpod_namespace::ensure(ctx, s, inputs).await,
+            R::Certificate(s) => certificate::ensure(ctx, s, inputs, id).await,
+        }
     }
 
-    async fn delete(
-        &self,
-        id: &ResourceId,
-        desired: Option<&Desired>,
-        inputs: &Inputs,
-    ) -> Result<Progress> {
-        let (Some(client), Some(desired)) = (self.client(inputs).await?, desired) else {
+    async fn delete(&self, resource: &InClusterResource, inputs: &Inputs) -> Result<Progress> {
+        use InClusterResource as R;
+        let Some(client) = self.connect(inputs).await? else {
             return Ok(Progress::Done(None));
         };
-        if &desired.id() != id {
-            return Err(Error::internal(format!(
-                "delete of {id} with the state of another resource"
-            )));
+        let ctx = &self.ctx(&client);
+        let id = resource.id();
+        match resource {
+            R::ClusterAccess(s) => cluster_access::delete(ctx, s).await,
+            R::CertManager(s) => cert_manager::delete(ctx, s, id).await,
+            R::ExternalDns(s) => external_dns::delete(ctx, s, id).await,
+            R::Issuer(s) => issuer::delete(ctx, s).await,
+            R::GitpodNamespace(s) => gitpod_namespace::delete(ctx, s, id).await,
+            R::Certificate(s) => certificate::delete(ctx, s).await,
         }
-        steps::delete(&self.ctx(&client), desired).await
     }
 
+    /// Routed by the operation id's prefix (`cert-manager/<ns>`, ...; see the
+    /// resource files).
     async fn poll(&self, op: &Operation) -> Result<Progress> {
         let client = self.cached_client().await?;
-        steps::poll(&self.ctx(&client), op).await
+        let ctx = &self.ctx(&client);
+        let (what, rest) = op.id.split_once('/').unwrap_or((op.id.as_str(), ""));
+        match what {
+            cert_manager::OPERATION => cert_manager::poll(ctx, op, rest).await,
+            external_dns::OPERATION => external_dns::poll(ctx, op, rest).await,
+            issuer::OPERATION => issuer::poll(ctx, op, rest).await,
+            certificate::OPERATION => certificate::poll(ctx, op, rest).await,
+            teardown::OPERATION => teardown::poll(ctx, op, rest).await,
+            _ => Err(Error::internal(format!("unknown operation {}", op.id))),
+        }
     }
 }

@@ -96,24 +96,40 @@ pub fn installer_secret(m: &SecretManifest) -> Result<Value> {
 /// Whether the server's Secret `live` holds `data` (keys others added are theirs, as
 /// with server-side apply: only ours are compared).
 pub fn secret_matches(live: &Value, data: &BTreeMap<String, Secret>) -> bool {
-    let Some(live) = live.get("data").and_then(Value::as_object) else {
-        return data.is_empty();
-    };
-    data.iter().all(|(k, v)| {
-        live.get(k)
-            .and_then(Value::as_str)
-            .and_then(|b| base64::engine::general_purpose::STANDARD.decode(b).ok())
-            .is_some_and(|bytes| bytes == v.expose().as_bytes())
-    })
+    secret_differs(live, data).is_empty()
+}
+
+/// The keys of `data` the server's Secret `live` lacks or holds another value for
+/// (keys only: the values are secret).
+pub fn secret_differs(live: &Value, data: &BTreeMap<String, Secret>) -> Vec<String> {
+    let live = live.get("data").and_then(Value::as_object);
+    data.iter()
+        .filter(|(k, v)| {
+            live.and_then(|l| l.get(k.as_str()))
+                .and_then(Value::as_str)
+                .and_then(|b| base64::engine::general_purpose::STANDARD.decode(b).ok())
+                .is_none_or(|bytes| bytes != v.expose().as_bytes())
+        })
+        .map(|(k, _)| k.clone())
+        .collect()
 }
 
 /// The same for an object `wanted` as built here (its `data` already base64).
 pub fn secret_data_matches(live: &Value, wanted: &Value) -> bool {
+    secret_data_differs(live, wanted).is_empty()
+}
+
+/// The keys of `wanted`'s `data` (already base64) the server's Secret `live` lacks or
+/// holds another value for (keys only).
+pub fn secret_data_differs(live: &Value, wanted: &Value) -> Vec<String> {
     let Some(want) = wanted.get("data").and_then(Value::as_object) else {
-        return true;
+        return Vec::new();
     };
+    let live = live.get("data").and_then(Value::as_object);
     want.iter()
-        .all(|(k, v)| live.pointer(&format!("/data/{k}")) == Some(v))
+        .filter(|(k, v)| live.and_then(|l| l.get(k.as_str())) != Some(*v))
+        .map(|(k, _)| k.clone())
+        .collect()
 }
 
 /// The cluster-admin binding for `user` (the guide's `cluster-admin-binding`).

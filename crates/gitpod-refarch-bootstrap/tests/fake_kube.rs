@@ -382,6 +382,26 @@ async fn changed_credentials_in_the_cluster_are_planned_and_repaired() {
         ]),
         "{plan}"
     );
+    // Each is an update with the drift's reason, naming the Secret and key (never a
+    // value, stale or current).
+    let printed = plan.to_string();
+    for st in plan.steps().iter().filter(|st| st.action.is_mutating()) {
+        assert!(
+            matches!(&st.action, gitpod_refarch::plan::Action::Update { reasons, .. } if !reasons.is_empty()),
+            "{plan}"
+        );
+    }
+    for named in [
+        "Secret cert-manager/rfc2136-tsig differs in tsig-secret-key",
+        "Secret external-dns/external-dns differs in tsig-secret",
+        "Secret gitpod/database differs in password",
+    ] {
+        assert!(printed.contains(named), "{named}: {plan}");
+    }
+    assert!(
+        !printed.contains("c3RhbGU=") && !printed.contains("stale"),
+        "{plan}"
+    );
     let fixed = s.engine.apply(&plan).await.unwrap();
     assert!(fixed.failed.is_empty(), "{:?}", fixed.failed);
     assert!(!s.engine.plan(&spec).await.unwrap().has_changes());

@@ -8,7 +8,7 @@ use std::collections::BTreeMap;
 
 use common::*;
 use gitpod_refarch::provider::{ClusterBootstrap, Inputs, Progress};
-use gitpod_refarch::resource::{Desired, DnsSolver, Output, ResourceId, ResourceKind};
+use gitpod_refarch::resource::{DnsSolver, InClusterResource, Output, ResourceId, ResourceKind};
 use gitpod_refarch::{ReferenceArchitecture, Secret};
 use gitpod_refarch_bootstrap::{BootstrapConfig, KubeBootstrap};
 use http::{Method, Request, Response};
@@ -26,12 +26,13 @@ fn bootstrap() -> (KubeBootstrap, Mock) {
     (b, handle)
 }
 
-fn desired(spec: &ReferenceArchitecture, kind: ResourceKind) -> Desired {
-    gitpod_refarch::plan::graph(spec)
+fn desired(spec: &ReferenceArchitecture, kind: ResourceKind) -> InClusterResource {
+    let d = gitpod_refarch::plan::graph(spec)
         .into_iter()
         .map(|n| n.desired)
         .find(|d| d.kind() == kind)
-        .unwrap()
+        .unwrap();
+    InClusterResource::try_from(d).unwrap()
 }
 
 fn inputs(solver: Option<DnsSolver>) -> Inputs {
@@ -225,7 +226,6 @@ async fn the_issuer_applies_the_solver_secret_then_the_cluster_issuer_and_checks
 async fn teardown_deletes_load_balancers_and_the_namespace_and_waits_for_both() {
     let (b, mut h) = bootstrap();
     let d = desired(&spec(), ResourceKind::GitpodNamespace);
-    let id = d.id();
     let lb = json!({"apiVersion": "v1", "kind": "Service", "metadata": {"name": "proxy", "namespace": "gitpod"}, "spec": {"type": "LoadBalancer"}});
     let server = tokio::spawn(async move {
         let (m, path, q, _, send) = next(&mut h).await;
@@ -275,7 +275,7 @@ async fn teardown_deletes_load_balancers_and_the_namespace_and_waits_for_both() 
         );
         h
     });
-    let p = b.delete(&id, Some(&d), &inputs(None)).await.unwrap();
+    let p = b.delete(&d, &inputs(None)).await.unwrap();
     let mut h = server.await.unwrap();
     let Progress::Pending(op) = p else {
         panic!("the teardown must wait: {p:?}")
@@ -333,14 +333,85 @@ async fn without_a_cluster_nothing_is_observed_or_deleted_and_nothing_is_sent() 
     let (b, mut h) = bootstrap();
     let d = desired(&spec(), ResourceKind::CertManager);
     let empty = Inputs::default();
-    assert!(b
-        .observe(&d.id(), Some(&d), &empty)
-        .await
-        .unwrap()
-        .is_none());
+    assert!(b.observe(&d, &empty).await.unwrap().is_none());
     assert!(matches!(
-        b.delete(&d.id(), Some(&d), &empty).await.unwrap(),
+        b.delete(&d, &empty).await.unwrap(),
         Progress::Done(None)
     ));
     assert!(futures_poll_none(&mut h).await);
+}
+
+/// A clock that records each sleep and returns at once.
+#[derive(Debug, Default)]
+struct RecordingClock {
+    slept: std::sync::Mutex<Vec<std::time::Duration>>,
+}
+
+impl gitpod_refarch::engine::Clock for RecordingClock {
+    fn now(&self) -> std::time::Duration {
+        self.slept.lock().unwrap().iter().sum()
+    }
+    fn sleep(&self, d: std::time::Duration) -> futures::future::BoxFuture<'static, ()> {
+        self.slept.lock().unwrap().push(d);
+        Box::pin(async {})
+    }
+}
+
+fn throttled() -> Value {
+    json!({"kind": "Status", "apiVersion": "v1", "status": "Failure", "reason": "TooManyRequests", "code": 429, "message": "slow down"})
+}
+
+#[tokio::test]
+async fn a_throttled_call_is_retried_on_the_injected_clock() {
+    use std::time::Duration;
+    let clock = std::sync::Arc::new(RecordingClock::default());
+    let bootstrap = |clock: std::sync::Arc<RecordingClock>| {
+        let (service, handle) = tower_test::mock::pair::<Request<Body>, Response<Body>>();
+        let client = kube::Client::new(service, "default");
+        let b = KubeBootstrap::new(
+            BootstrapConfig::new(TestCredentials::new(None))
+                .delegation(None)
+                .clock(clock),
+        )
+        .with_client(client);
+        (b, handle)
+    };
+    let d = desired(&spec(), ResourceKind::ClusterAccess);
+
+    // Three 429s, then success: three sleeps of 50, 100 and 200 ms on the given clock.
+    let (b, mut h) = bootstrap(clock.clone());
+    let server = tokio::spawn(async move {
+        for _ in 0..3 {
+            let (m, _, _, _, send) = next(&mut h).await;
+            assert_eq!(m, Method::PATCH);
+            reply(send, 429, throttled());
+        }
+        let (_, _, _, body, send) = next(&mut h).await;
+        reply(send, 200, body);
+        h
+    });
+    let p = b.ensure(&d, &inputs(None)).await.unwrap();
+    let mut h = server.await.unwrap();
+    assert!(matches!(p, Progress::Done(Some(_))), "{p:?}");
+    assert!(futures_poll_none(&mut h).await);
+    assert_eq!(
+        *clock.slept.lock().unwrap(),
+        [50, 100, 200].map(Duration::from_millis)
+    );
+
+    // Four 429s: the call fails, throttled, after four attempts.
+    let clock = std::sync::Arc::new(RecordingClock::default());
+    let (b, mut h) = bootstrap(clock.clone());
+    let server = tokio::spawn(async move {
+        for _ in 0..4 {
+            let (_, _, _, _, send) = next(&mut h).await;
+            reply(send, 429, throttled());
+        }
+        h
+    });
+    let e = b.ensure(&d, &inputs(None)).await.unwrap_err();
+    let mut h = server.await.unwrap();
+    assert_eq!(e.kind(), gitpod_refarch::ErrorKind::Throttled);
+    assert!(futures_poll_none(&mut h).await);
+    assert_eq!(clock.slept.lock().unwrap().len(), 3);
 }

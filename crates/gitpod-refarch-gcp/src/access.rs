@@ -19,30 +19,29 @@
 
 use std::time::{Duration, SystemTime};
 
-use async_trait::async_trait;
-use gitpod_refarch::provider::{AccessToken, ClusterCredentials};
+use gitpod_refarch::provider::AccessToken;
 use gitpod_refarch::resource::Output;
 use gitpod_refarch::{Error, ErrorKind, Result, Secret};
 use google_cloud_auth::credentials::{CacheableResource, Credentials};
 
-use crate::{GcpCredentials, GcpProvider};
+use crate::config::GcpCredentials;
+use crate::context::Context;
 
 /// How long after it was handed out a token is reported valid.
 pub const TOKEN_LIFETIME: Duration = Duration::from_secs(5 * 60);
 
-#[async_trait]
-impl ClusterCredentials for GcpProvider {
-    async fn cluster_token(&self, cluster: &Output) -> Result<AccessToken> {
-        let Output::Cluster { .. } = cluster else {
-            return Err(Error::internal(
-                "a GKE token needs the cluster's output, another output was given",
-            ));
-        };
-        if let Some(key) = service_account_key(&self.ctx.config.credentials) {
-            return exchange_key(&key).await;
-        }
-        token_of(&self.credentials, None).await
+/// A token for the GKE cluster of `cluster` (its output) from the context's
+/// credentials: the provider's [`gitpod_refarch::provider::ClusterCredentials`].
+pub async fn cluster_token(c: &Context, cluster: &Output) -> Result<AccessToken> {
+    let Output::Cluster { .. } = cluster else {
+        return Err(Error::internal(
+            "a GKE token needs the cluster's output, another output was given",
+        ));
+    };
+    if let Some(key) = service_account_key(&c.config.credentials) {
+        return exchange_key(&key).await;
     }
+    token_of(&c.credentials, None).await
 }
 
 /// The bearer token of `credentials`, if they send one, for `user`.
@@ -231,7 +230,7 @@ mod tests {
     #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
     use super::*;
-    use crate::{Clients, Context, GcpConfig};
+    use crate::config::GcpConfig;
     use aws_lc_rs::encoding::{AsDer, Pkcs8V1Der};
     use aws_lc_rs::rsa::{KeyPair, KeySize};
     use base64::Engine as _;
@@ -278,22 +277,10 @@ mod tests {
         pem
     }
 
-    /// A provider with `config`'s credentials and clients, without the project read
+    /// A context with `config`'s credentials and clients, without the project read
     /// of `connect` (so without any call).
-    async fn offline(config: GcpConfig) -> GcpProvider {
-        let credentials = config.build_credentials().unwrap();
-        let clients = Clients::new(&config, &credentials).await.unwrap();
-        GcpProvider {
-            ctx: Context {
-                clients,
-                project: config.project.clone(),
-                region: config.region.clone(),
-                config,
-                passwords_set: Default::default(),
-                project_exists: Default::default(),
-            },
-            credentials,
-        }
+    async fn offline(config: GcpConfig) -> Context {
+        Context::new(config).await.unwrap()
     }
 
     #[tokio::test]
@@ -302,17 +289,19 @@ mod tests {
             GcpConfig::new("my-project", "europe-west1").endpoint_url("http://127.0.0.1:1"),
         )
         .await;
-        let t = p.cluster_token(&cluster()).await.unwrap();
+        let t = cluster_token(&p, &cluster()).await.unwrap();
         assert!(t.token.is_none());
         assert!(t.expires_at.is_none());
         assert!(t.user.is_none());
 
-        let err = p
-            .cluster_token(&Output::Foundation {
+        let err = cluster_token(
+            &p,
+            &Output::Foundation {
                 account: "my-project".into(),
-            })
-            .await
-            .unwrap_err();
+            },
+        )
+        .await
+        .unwrap_err();
         assert_eq!(err.kind(), ErrorKind::Internal);
     }
 
@@ -365,7 +354,7 @@ mod tests {
         ))
         .await;
         let before = SystemTime::now();
-        let t = p.cluster_token(&cluster()).await.unwrap();
+        let t = cluster_token(&p, &cluster()).await.unwrap();
         assert_eq!(t.token.as_ref().unwrap().expose(), "ya29.test");
         assert_eq!(t.user.as_deref(), Some(EMAIL));
         let left = t.expires_at.unwrap().duration_since(before).unwrap();
@@ -439,7 +428,7 @@ mod tests {
                 .credentials(GcpCredentials::ServiceAccountKey(Secret::new(key))),
         )
         .await;
-        let err = p.cluster_token(&cluster()).await.unwrap_err();
+        let err = cluster_token(&p, &cluster()).await.unwrap_err();
         assert_eq!(err.kind(), ErrorKind::Credentials, "{err}");
         assert!(!err.chain().contains("SEKRIT"), "{}", err.chain());
     }

@@ -21,10 +21,12 @@ use google_cloud_container_v1::model::{
     NodeConfig, NodeManagement, NodePool, ReleaseChannel, WorkloadIdentityConfig,
 };
 
+use crate::context::{
+    foreign, is_ours, operation, ownership_mark, pending, Api, Context, Standing,
+};
 use crate::error::{found, GaxResultExt};
 use crate::network::{network_name, subnet_name, PODS_RANGE, SERVICES_RANGE};
-use crate::ops::{pending, Api};
-use crate::{foreign, iam, identity, is_ours, Context};
+use crate::{iam, identity};
 
 /// The pool GKE creates with the cluster, removed before the spec's pools.
 pub const DEFAULT_POOL: &str = "default-pool";
@@ -71,11 +73,11 @@ fn busy(s: &Status) -> bool {
 }
 
 /// Where the cluster stands, for [`crate::ops`]'s watch.
-pub(crate) fn standing(cl: &Cluster) -> crate::ops::Standing {
+pub(crate) fn standing(cl: &Cluster) -> Standing {
     match cl.status {
-        ref s if busy(s) => crate::ops::Standing::Busy,
-        Status::Error => crate::ops::Standing::Failed(conditions(&cl.conditions)),
-        _ => crate::ops::Standing::Settled,
+        ref s if busy(s) => Standing::Busy,
+        Status::Error => Standing::Failed(conditions(&cl.conditions)),
+        _ => Standing::Settled,
     }
 }
 
@@ -134,16 +136,14 @@ fn actual(d: &ClusterSpec, cl: &Cluster) -> ClusterSpec {
 /// The cluster as it exists. A cluster still being created, or still carrying the
 /// default pool, is reported with an operation to wait for; the engine then calls
 /// `ensure`, which finishes the job.
-pub async fn observe(c: &Context, d: &ClusterSpec) -> Result<Option<Observed>> {
+pub async fn observe(c: &Context, d: &ClusterSpec) -> Result<Option<Observed<ClusterSpec>>> {
     let Some(cl) = get(c, &d.name).await? else {
         return Ok(None);
     };
-    let id = Desired::Cluster(d.clone()).id();
-    let a = Desired::Cluster(actual(d, &cl));
+    let a = actual(d, &cl);
     if busy(&cl.status) || cl.node_pools.iter().any(|p| p.name == DEFAULT_POOL) {
-        let Progress::Pending(op) = watch(c, &d.name, &id) else {
-            return Err(Error::internal("watch is always pending"));
-        };
+        let id = Desired::Cluster(d.clone()).id();
+        let op = operation(c, Api::GkeCluster, &cluster_path(c, &d.name), &id);
         return Ok(Some(Observed::pending(a, op)));
     }
     Ok(Some(Observed::ready(a, Some(output(&cl)?))))
@@ -193,7 +193,7 @@ fn new_cluster(c: &Context, d: &ClusterSpec, node_sa: &str) -> Cluster {
         );
     let mut cl = Cluster::new()
         .set_name(&d.name)
-        .set_description(crate::ownership_mark(&d.name))
+        .set_description(ownership_mark(&d.name))
         .set_initial_cluster_version(&d.kubernetes_version)
         .set_network(network.clone())
         .set_subnetwork(subnetwork.clone())
@@ -300,7 +300,8 @@ pub async fn ensure(c: &Context, d: &ClusterSpec, _inputs: &Inputs) -> Result<Pr
 }
 
 /// Delete the cluster (its pools go with it). Absent is fine; foreign ones stay.
-pub async fn delete(c: &Context, id: &ResourceId) -> Result<Progress> {
+pub async fn delete(c: &Context, d: &ClusterSpec) -> Result<Progress> {
+    let id = &ResourceId::new(ResourceKind::Cluster, d.name.clone());
     let Some(cl) = get(c, &id.name).await? else {
         return Ok(Progress::Done(None));
     };

@@ -11,7 +11,7 @@
 use gitpod_refarch::plan::INSTALLATION_LABEL;
 use gitpod_refarch::provider::{Inputs, Observed, Progress, DATABASE_PASSWORD};
 use gitpod_refarch::resource::{
-    DatabaseEndpoint, DatabaseInstanceSpec, DatabaseSpec, Desired, Output, ResourceId, ResourceKind,
+    DatabaseEndpoint, DatabaseInstanceSpec, DatabaseSpec, Output, ResourceId, ResourceKind,
 };
 use gitpod_refarch::{Error, Result};
 use google_cloud_sql_v1::model::{
@@ -21,9 +21,9 @@ use google_cloud_sql_v1::model::{
 };
 use rand::Rng;
 
+use crate::context::{operation, pending, Api, Context};
 use crate::error::{found, GaxResultExt};
-use crate::ops::{pending, Api};
-use crate::{iam, Context};
+use crate::iam;
 
 /// The role of the Cloud SQL proxy's account.
 pub const CLIENT_ROLES: [&str; 1] = ["roles/cloudsql.client"];
@@ -159,14 +159,17 @@ fn instance_output(c: &Context, i: &DatabaseInstance) -> Output {
 }
 
 /// The instance as it exists; one still being created is reported with a wait.
-pub async fn observe_instance(c: &Context, d: &DatabaseInstanceSpec) -> Result<Option<Observed>> {
+pub async fn observe_instance(
+    c: &Context,
+    d: &DatabaseInstanceSpec,
+) -> Result<Option<Observed<DatabaseInstanceSpec>>> {
     let Some(i) = find(c, &d.name).await? else {
         return Ok(None);
     };
-    let a = Desired::DatabaseInstance(actual(d, &i));
+    let a = actual(d, &i);
     if i.state == SqlInstanceState::PendingCreate {
         let id = ResourceId::new(ResourceKind::DatabaseInstance, d.name.clone());
-        let op = c.op(format!("sql-instance:{}", i.name), &id);
+        let op = operation(c, Api::SqlInstance, &i.name, &id);
         return Ok(Some(Observed::pending(a, op)));
     }
     Ok(Some(Observed::ready(a, Some(instance_output(c, &i)))))
@@ -223,11 +226,8 @@ pub async fn ensure_instance(c: &Context, d: &DatabaseInstanceSpec) -> Result<Pr
 }
 
 /// Delete the instance (the engine keeps deletion-protected ones).
-pub async fn delete_instance(
-    c: &Context,
-    id: &ResourceId,
-    d: &DatabaseInstanceSpec,
-) -> Result<Progress> {
+pub async fn delete_instance(c: &Context, d: &DatabaseInstanceSpec) -> Result<Progress> {
+    let id = &ResourceId::new(ResourceKind::DatabaseInstance, d.name.clone());
     let Some(i) = find(c, &d.name).await? else {
         return Ok(Progress::Done(None));
     };
@@ -277,20 +277,39 @@ async fn get_user(c: &Context, instance: &str, name: &str) -> Result<Option<User
     )
 }
 
-/// Ready when the database, the user and the client account exist. The password
-/// and key cannot be read back: the output comes from the state store.
-pub async fn observe_database(c: &Context, d: &DatabaseSpec) -> Result<Option<Observed>> {
+/// The database as it exists: a user or client account (or its role) still missing is
+/// drift. The password and key cannot be read back: the output comes from the state
+/// store.
+pub async fn observe_database(
+    c: &Context,
+    d: &DatabaseSpec,
+) -> Result<Option<Observed<DatabaseSpec>>> {
     let Some(i) = find(c, &d.instance).await? else {
         return Ok(None);
     };
     if i.state != SqlInstanceState::Runnable
         || get_database(c, &i.name, &d.database_name).await?.is_none()
-        || get_user(c, &i.name, &d.username).await?.is_none()
-        || !iam::account_ready(c, &account_id(&d.instance), &d.instance, &CLIENT_ROLES).await?
     {
         return Ok(None);
     }
-    Ok(Some(Observed::ready(Desired::Database(d.clone()), None)))
+    let mut o = Observed::ready(d.clone(), None);
+    if get_user(c, &i.name, &d.username).await?.is_none() {
+        o = o.with_drift(format!(
+            "user {} of instance {} is missing",
+            d.username, i.name
+        ));
+    }
+    let sa = account_id(&d.instance);
+    match iam::account_drift(c, &sa, &d.instance, &CLIENT_ROLES).await? {
+        Some(drift) => o.drift.extend(drift),
+        None => {
+            o = o.with_drift(format!(
+                "the Cloud SQL client account {} is missing",
+                iam::email(c, &sa)
+            ))
+        }
+    }
+    Ok(Some(o))
 }
 
 /// Create the database, then the user (one operation per call), then the client
@@ -401,7 +420,8 @@ pub async fn ensure_database(c: &Context, d: &DatabaseSpec, inputs: &Inputs) -> 
 
 /// Delete the client account; the user and database go with the instance, or are
 /// removed here when the instance stays (deletion protection).
-pub async fn delete_database(c: &Context, id: &ResourceId, d: &DatabaseSpec) -> Result<Progress> {
+pub async fn delete_database(c: &Context, d: &DatabaseSpec) -> Result<Progress> {
+    let id = &ResourceId::new(ResourceKind::Database, d.database_name.clone());
     iam::delete_account(c, &account_id(&d.instance), &d.instance, &CLIENT_ROLES).await?;
     let Some(i) = find(c, &d.instance).await? else {
         return Ok(Progress::Done(None));

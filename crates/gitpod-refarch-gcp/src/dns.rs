@@ -10,15 +10,15 @@
 
 use gitpod_refarch::provider::{Inputs, Observed, Progress};
 use gitpod_refarch::resource::{
-    Desired, DnsIdentitySpec, DnsRecordsSpec, DnsSolver, DnsZoneSpec, Output, ResourceId,
-    ResourceKind,
+    DnsIdentitySpec, DnsRecordsSpec, DnsSolver, DnsZoneSpec, Output, ResourceId, ResourceKind,
 };
 use gitpod_refarch::spec::RecordsTarget;
 use gitpod_refarch::{Error, Result, Secret};
 use google_cloud_dns_v1::model::{managed_zone::Visibility, ManagedZone, ResourceRecordSet};
 
+use crate::context::{foreign, is_ours, ownership_mark, Context};
 use crate::error::{found, GaxResultExt};
-use crate::{foreign, iam, is_ours, Context};
+use crate::iam;
 
 /// The role of the DNS service account.
 pub const DNS_ROLES: [&str; 1] = ["roles/dns.admin"];
@@ -75,7 +75,7 @@ fn zone_output(z: &ManagedZone) -> Output {
 }
 
 /// The zone as it exists.
-pub async fn observe_zone(c: &Context, d: &DnsZoneSpec) -> Result<Option<Observed>> {
+pub async fn observe_zone(c: &Context, d: &DnsZoneSpec) -> Result<Option<Observed<DnsZoneSpec>>> {
     let Some(z) = get_zone(c, &d.name).await? else {
         return Ok(None);
     };
@@ -87,10 +87,7 @@ pub async fn observe_zone(c: &Context, d: &DnsZoneSpec) -> Result<Option<Observe
         .trim_end_matches('.')
         .to_string();
     a.labels = z.labels.clone().into_iter().collect();
-    Ok(Some(Observed::ready(
-        Desired::DnsZone(a),
-        Some(zone_output(&z)),
-    )))
+    Ok(Some(Observed::ready(a, Some(zone_output(&z)))))
 }
 
 /// Create the public zone; relabel it when labels change.
@@ -125,7 +122,7 @@ pub async fn ensure_zone(c: &Context, d: &DnsZoneSpec) -> Result<Progress> {
                 ManagedZone::new()
                     .set_name(&name)
                     .set_dns_name(fqdn(&d.dns_name))
-                    .set_description(crate::ownership_mark(&d.name))
+                    .set_description(ownership_mark(&d.name))
                     .set_visibility(Visibility::Public)
                     .set_labels(d.labels.clone()),
             )
@@ -203,22 +200,24 @@ fn wi_members(c: &Context) -> Vec<String> {
         .collect()
 }
 
-/// Ready when the account exists and holds `roles/dns.admin`. Its key cannot be read
-/// back: the output comes from the state store.
-pub async fn observe_identity(c: &Context, d: &DnsIdentitySpec) -> Result<Option<Observed>> {
+/// The account as it exists; not holding `roles/dns.admin` is its drift. Its key
+/// cannot be read back: the output comes from the state store.
+pub async fn observe_identity(
+    c: &Context,
+    d: &DnsIdentitySpec,
+) -> Result<Option<Observed<DnsIdentitySpec>>> {
     let id = account_id(&d.name);
-    if !iam::account_ready(c, &id, &d.name, &DNS_ROLES).await? {
+    let Some(drift) = iam::account_drift(c, &id, &d.name, &DNS_ROLES).await? else {
         return Ok(None);
-    }
+    };
     let output = c.config.workload_identity.then(|| Output::DnsIdentity {
         principal: iam::email(c, &id),
         credentials: None,
         solver: Some(solver(c, &id, None)),
     });
-    Ok(Some(Observed::ready(
-        Desired::DnsIdentity(d.clone()),
-        output,
-    )))
+    let mut o = Observed::ready(d.clone(), output);
+    o.drift = drift;
+    Ok(Some(o))
 }
 
 /// Create the account, grant the role, and make a key (only when the state store has
@@ -302,35 +301,98 @@ async fn get_rrset(
     )
 }
 
-/// The records as they exist: all present with the same data, or absent.
-pub async fn observe_records(c: &Context, d: &DnsRecordsSpec) -> Result<Option<Observed>> {
-    let zone = zone_name(&d.installation);
-    let (rtype, data) = record_of(&d.target)?;
-    let mut found_all = true;
-    let mut found_any = false;
-    for n in &d.names {
-        match get_rrset(c, &zone, &fqdn(n), rtype).await? {
-            Some(r) if r.rrdatas == [data.clone()] => found_any = true,
-            Some(_) => {
-                found_any = true;
-                found_all = false;
-            }
-            None => found_all = false,
+/// A record set found at one of the names.
+struct Found {
+    /// `A` or `CNAME`.
+    rtype: String,
+    /// Its data, joined.
+    data: String,
+    /// Its TTL.
+    ttl: Option<i32>,
+}
+
+impl Found {
+    /// The target it points at.
+    fn target(&self) -> RecordsTarget {
+        if self.rtype == "CNAME" {
+            RecordsTarget::Hostname(self.data.trim_end_matches('.').to_string())
+        } else {
+            RecordsTarget::Ipv4(self.data.clone())
         }
     }
-    if !found_any {
+}
+
+/// The records as they exist. All present with the same target (another one when the
+/// spec's changed), or absent; some missing, pointing elsewhere than the others, or
+/// with another TTL, is drift. For records the spec no longer wants (target
+/// `Hostname("")`), the A or CNAME records found at the names, so that they are
+/// deleted.
+pub async fn observe_records(
+    c: &Context,
+    d: &DnsRecordsSpec,
+) -> Result<Option<Observed<DnsRecordsSpec>>> {
+    let zone = zone_name(&d.installation);
+    let unwanted = matches!(&d.target, RecordsTarget::Hostname(h) if h.is_empty());
+    let (want_type, want_data) = record_of(&d.target)?;
+    let types: &[&str] = if unwanted {
+        &["A", "CNAME"]
+    } else {
+        &[want_type]
+    };
+    // Per name, the record set there, if any.
+    let mut seen: Vec<(String, Option<Found>)> = Vec::new();
+    for n in &d.names {
+        let name = fqdn(n);
+        let mut here = None;
+        for rtype in types {
+            if let Some(r) = get_rrset(c, &zone, &name, rtype).await? {
+                here = Some(Found {
+                    rtype: rtype.to_string(),
+                    data: r.rrdatas.join(","),
+                    ttl: r.ttl,
+                });
+                break;
+            }
+        }
+        seen.push((name, here));
+    }
+    let present: Vec<&Found> = seen.iter().filter_map(|(_, f)| f.as_ref()).collect();
+    let Some(&first) = present.first() else {
         return Ok(None);
-    }
+    };
     let mut a = d.clone();
-    if !found_all {
-        a.target = RecordsTarget::Hostname(String::new());
+    if unwanted {
+        a.target = first.target();
+        return Ok(Some(Observed::ready(a, None)));
     }
-    Ok(Some(Observed::ready(
-        Desired::DnsRecords(a),
-        found_all.then(|| Output::DnsRecords {
-            names: d.names.clone(),
-        }),
-    )))
+    let output = Some(Output::DnsRecords {
+        names: d.names.clone(),
+    });
+    let all_agree = present.len() == d.names.len() && present.iter().all(|f| f.data == first.data);
+    if all_agree && first.data != want_data {
+        // All of them point elsewhere: the shape says where.
+        a.target = first.target();
+        return Ok(Some(Observed::ready(a, output)));
+    }
+    let mut o = Observed::ready(a, output);
+    for (name, found) in &seen {
+        let Some(f) = found else {
+            o = o.with_drift(format!("record {name} {want_type} is missing"));
+            continue;
+        };
+        if f.data != want_data {
+            o = o.with_drift(format!(
+                "record {name} {want_type} points to {}, not {want_data}",
+                f.data
+            ));
+        } else if f.ttl != Some(TTL) {
+            let ttl = f.ttl.map_or_else(|| "unset".to_string(), |t| t.to_string());
+            o = o.with_drift(format!(
+                "record {name} {want_type} has TTL {ttl}, not {TTL}"
+            ));
+        }
+    }
+    Ok(Some(o))
 }
 
 /// Create or correct the three records.

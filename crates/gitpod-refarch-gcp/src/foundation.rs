@@ -5,15 +5,26 @@
 //! would break them.
 
 use gitpod_refarch::provider::{Observed, Progress};
-use gitpod_refarch::resource::{Desired, FoundationSpec, Output, ResourceId, ResourceKind};
+use gitpod_refarch::resource::{FoundationSpec, Output, ResourceId, ResourceKind};
 use gitpod_refarch::{Error, ErrorKind, Result};
 use google_cloud_api_serviceusage_v1::model::State as ServiceState;
 use google_cloud_billing_v1::model::ProjectBillingInfo;
 use google_cloud_resourcemanager_v3::model::Project;
 
-use crate::error::{kind_of, GaxResultExt};
-use crate::ops::{pending, Api};
-use crate::{Context, REQUIRED_APIS};
+use crate::context::{pending, Api, Context};
+use crate::error::{from_gax, kind_of, GaxResultExt};
+
+/// The APIs the guide enables before anything else.
+pub const REQUIRED_APIS: [&str; 8] = [
+    "artifactregistry.googleapis.com",
+    "containerregistry.googleapis.com",
+    "iam.googleapis.com",
+    "compute.googleapis.com",
+    "container.googleapis.com",
+    "dns.googleapis.com",
+    "sqladmin.googleapis.com",
+    "cloudbilling.googleapis.com",
+];
 
 /// The project, or `None` when it does not exist or cannot be read (GCP answers 403
 /// for both, so that project ids cannot be probed).
@@ -31,10 +42,7 @@ pub async fn get_project(c: &Context) -> Result<Option<Project>> {
             Ok(Some(p))
         }
         Err(e) if matches!(kind_of(&e), ErrorKind::NotFound | ErrorKind::Permission) => Ok(None),
-        Err(e) => Err(crate::error::from_gax(
-            e,
-            format!("reading project {}", c.project),
-        )),
+        Err(e) => Err(from_gax(e, format!("reading project {}", c.project))),
     }
 }
 
@@ -42,10 +50,11 @@ fn billing_name(account: &str) -> String {
     format!("billingAccounts/{account}")
 }
 
-/// Whether the configured billing account is linked (true when none is configured).
-async fn billing_linked(c: &Context) -> Result<bool> {
+/// Why the billing link needs an `ensure`: the configured account is not the one the
+/// project bills to (`None` when it is, or when none is configured).
+async fn billing_drift(c: &Context) -> Result<Option<String>> {
     let Some(account) = &c.config.billing_account else {
-        return Ok(true);
+        return Ok(None);
     };
     let info = c
         .clients
@@ -55,7 +64,17 @@ async fn billing_linked(c: &Context) -> Result<bool> {
         .send()
         .await
         .ctx("reading the project's billing link")?;
-    Ok(info.billing_account_name == billing_name(account))
+    if info.billing_account_name == billing_name(account) {
+        return Ok(None);
+    }
+    Ok(Some(if info.billing_account_name.is_empty() {
+        format!("billing account {account} is not linked to the project")
+    } else {
+        format!(
+            "the project bills to {}, not to billing account {account}",
+            info.billing_account_name
+        )
+    }))
 }
 
 /// The required APIs that are not enabled yet.
@@ -84,18 +103,19 @@ async fn missing_apis(c: &Context) -> Result<Vec<&'static str>> {
         .collect())
 }
 
-/// Ready when the project exists, billing is linked and every API is enabled.
-pub async fn observe(c: &Context, d: &FoundationSpec) -> Result<Option<Observed>> {
+/// The project as it exists; a billing link or APIs still missing are its drift.
+pub async fn observe(c: &Context, d: &FoundationSpec) -> Result<Option<Observed<FoundationSpec>>> {
     if get_project(c).await?.is_none() {
         return Ok(None);
     }
-    if !billing_linked(c).await? || !missing_apis(c).await?.is_empty() {
-        return Ok(None);
-    }
-    Ok(Some(Observed::ready(
-        Desired::Foundation(d.clone()),
-        Some(output(c)),
-    )))
+    let billing = billing_drift(c).await?;
+    let missing = missing_apis(c).await?;
+    let apis = (!missing.is_empty()).then(|| format!("APIs not enabled: {}", missing.join(", ")));
+    Ok(Some(
+        Observed::ready(d.clone(), Some(output(c)))
+            .with_drift_if(billing)
+            .with_drift_if(apis),
+    ))
 }
 
 fn output(c: &Context) -> Output {
@@ -133,18 +153,15 @@ pub async fn ensure(c: &Context, d: &FoundationSpec) -> Result<Progress> {
             Ok(op) => Ok(pending(c, Api::ResourceManager, &op.name, &id)),
             // The id is taken (by us in a lost answer, or globally by someone else):
             // the next round reads it again.
-            Err(e) if kind_of(&e) == ErrorKind::Conflict => Err(crate::error::from_gax(
+            Err(e) if kind_of(&e) == ErrorKind::Conflict => Err(from_gax(
                 e,
                 format!("creating project {} (the id may be taken)", c.project),
             )),
-            Err(e) => Err(crate::error::from_gax(
-                e,
-                format!("creating project {}", c.project),
-            )),
+            Err(e) => Err(from_gax(e, format!("creating project {}", c.project))),
         };
     }
     if let Some(account) = &c.config.billing_account {
-        if !billing_linked(c).await? {
+        if billing_drift(c).await?.is_some() {
             c.clients
                 .billing
                 .update_project_billing_info()

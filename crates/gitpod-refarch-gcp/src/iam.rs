@@ -1,22 +1,20 @@
 //! Service accounts, their keys, and role bindings on the project's IAM policy.
 //!
 //! Service accounts have no labels: the description marks them as the installation's
-//! ([`crate::ownership_mark`]). Project roles are granted by a read-modify-write of the
-//! project policy with its etag; a concurrent change (`ABORTED`/409) re-reads and
-//! retries, so two installations in one project never lose each other's bindings.
+//! ([`crate::context::ownership_mark`]). Project roles are granted by a read-modify-write
+//! of the project policy with its etag; a concurrent change (`ABORTED`/409) re-reads and
+//! retries ([`GcpConfig::retry`](crate::config::GcpConfig::retry) on
+//! [`GcpConfig::clock`](crate::config::GcpConfig::clock)), so two installations in one
+//! project never lose each other's bindings.
 
 use std::collections::BTreeSet;
-use std::time::Duration;
 
 use gitpod_refarch::{Error, ErrorKind, Result, Secret};
 use google_cloud_iam_admin_v1::model::ServiceAccount;
 use google_cloud_iam_v1::model::{Binding, GetPolicyOptions, Policy};
 
-use crate::error::{found, GaxResultExt};
-use crate::{foreign, ownership_mark, Context};
-
-/// How often a policy write that lost a race is retried.
-const POLICY_ATTEMPTS: u32 = 8;
+use crate::context::{foreign, ownership_mark, Context};
+use crate::error::{found, from_gax, kind_of, GaxError, GaxResultExt};
 
 /// The e-mail of service account `account_id`.
 pub fn email(c: &Context, account_id: &str) -> String {
@@ -87,14 +85,10 @@ pub async fn ensure_account(
     match created {
         Ok(sa) => Ok(sa),
         // Created by a call whose answer was lost: read it back (and check it).
-        Err(e) if crate::error::kind_of(&e) == ErrorKind::Conflict => {
-            get_account(c, account_id, installation)
-                .await?
-                .ok_or_else(|| {
-                    crate::error::from_gax(e, format!("creating service account {account_id}"))
-                })
-        }
-        Err(e) => Err(crate::error::from_gax(
+        Err(e) if kind_of(&e) == ErrorKind::Conflict => get_account(c, account_id, installation)
+            .await?
+            .ok_or_else(|| from_gax(e, format!("creating service account {account_id}"))),
+        Err(e) => Err(from_gax(
             e,
             format!("creating service account {account_id}"),
         )),
@@ -161,6 +155,38 @@ pub async fn account_ready(
     Ok(roles.iter().all(|r| held.contains(*r)))
 }
 
+/// Why an existing identity needs an `ensure`: `None` when account `account_id` does
+/// not exist (or is not the installation's), otherwise one drift reason naming the
+/// project roles in `roles` it does not hold (none when it holds them all).
+pub async fn account_drift(
+    c: &Context,
+    account_id: &str,
+    installation: &str,
+    roles: &[&str],
+) -> Result<Option<Vec<String>>> {
+    if get_account(c, account_id, installation).await?.is_none() {
+        return Ok(None);
+    }
+    if roles.is_empty() {
+        return Ok(Some(Vec::new()));
+    }
+    let held = project_roles(c, &member(c, account_id)).await?;
+    let missing: Vec<&str> = roles
+        .iter()
+        .copied()
+        .filter(|r| !held.contains(*r))
+        .collect();
+    Ok(Some(if missing.is_empty() {
+        Vec::new()
+    } else {
+        vec![format!(
+            "service account {} lacks {} on the project",
+            email(c, account_id),
+            missing.join(", ")
+        )]
+    }))
+}
+
 /// The roles `member` holds on the project (unconditional bindings only).
 pub async fn project_roles(c: &Context, member: &str) -> Result<BTreeSet<String>> {
     let policy = read_policy(c).await?;
@@ -213,11 +239,7 @@ impl PolicyOf<'_> {
         }
     }
 
-    async fn write(
-        &self,
-        c: &Context,
-        policy: Policy,
-    ) -> std::result::Result<Policy, crate::error::GaxError> {
+    async fn write(&self, c: &Context, policy: Policy) -> std::result::Result<Policy, GaxError> {
         match self {
             PolicyOf::Project => {
                 c.clients
@@ -242,32 +264,51 @@ impl PolicyOf<'_> {
 }
 
 /// Read a policy, edit it, write it back with the etag it was read with; a write
-/// that lost a race with another writer (`ABORTED`/409) re-reads and retries. Makes no
-/// write when the edit changes nothing.
+/// that lost a race with another writer (`ABORTED`/409) re-reads and retries, by the
+/// configured policy on the configured clock. Makes no write when the edit changes
+/// nothing.
 async fn read_modify_write(
     c: &Context,
     of: PolicyOf<'_>,
     edit: impl Fn(&mut Policy) -> bool,
 ) -> Result<()> {
-    let mut attempt = 0;
-    loop {
-        attempt += 1;
-        let mut policy = of.read(c).await?;
-        if !edit(&mut policy) {
-            return Ok(());
-        }
-        match of.write(c, policy).await {
-            Ok(_) => return Ok(()),
-            Err(e)
-                if crate::error::kind_of(&e) == ErrorKind::Conflict
-                    && attempt < POLICY_ATTEMPTS =>
-            {
-                tracing::debug!(attempt, what = %of.what(), "changed concurrently; re-reading");
-                tokio::time::sleep(Duration::from_millis(50 * u64::from(attempt))).await;
-            }
-            Err(e) => return Err(crate::error::from_gax(e, format!("writing {}", of.what()))),
-        }
-    }
+    let of = &of;
+    let edit = &edit;
+    // The outer error is a lost race (retried); the inner one anything else (returned
+    // as is, even when its class is a conflict).
+    let outcome: Result<Result<()>> = c
+        .config
+        .retry
+        .run_when(
+            c.config.clock.as_ref(),
+            |e| e.kind() == ErrorKind::Conflict,
+            || async move {
+                let mut policy = match of.read(c).await {
+                    Ok(p) => p,
+                    Err(e) => return Ok(Err(e)),
+                };
+                if !edit(&mut policy) {
+                    return Ok(Ok(()));
+                }
+                match of.write(c, policy).await {
+                    Ok(_) => Ok(Ok(())),
+                    Err(e) => {
+                        let lost_race = kind_of(&e) == ErrorKind::Conflict;
+                        let e = from_gax(e, format!("writing {}", of.what()));
+                        if lost_race {
+                            Err(e)
+                        } else {
+                            Ok(Err(e))
+                        }
+                    }
+                }
+            },
+            |attempt, delay, _| {
+                tracing::debug!(attempt, ?delay, what = %of.what(), "changed concurrently; re-reading");
+            },
+        )
+        .await;
+    outcome?
 }
 
 /// Grant (`grant`) or revoke `roles` for `member` on the project. Makes no write when

@@ -3,10 +3,11 @@
 //! `roles/container.admin`.
 
 use gitpod_refarch::provider::{Observed, Progress};
-use gitpod_refarch::resource::{ClusterIdentitySpec, Desired, Output};
+use gitpod_refarch::resource::{ClusterIdentitySpec, Output};
 use gitpod_refarch::Result;
 
-use crate::{iam, Context};
+use crate::context::Context;
+use crate::iam;
 
 /// The roles of the node service account.
 pub const ROLES: [&str; 4] = [
@@ -27,16 +28,18 @@ fn output(c: &Context, installation: &str) -> Output {
     }
 }
 
-/// Ready when the account exists and holds every role.
-pub async fn observe(c: &Context, d: &ClusterIdentitySpec) -> Result<Option<Observed>> {
+/// The account as it exists; roles it does not hold are its drift.
+pub async fn observe(
+    c: &Context,
+    d: &ClusterIdentitySpec,
+) -> Result<Option<Observed<ClusterIdentitySpec>>> {
     let id = account_id(&d.name);
-    if !iam::account_ready(c, &id, &d.name, &ROLES).await? {
+    let Some(drift) = iam::account_drift(c, &id, &d.name, &ROLES).await? else {
         return Ok(None);
-    }
-    Ok(Some(Observed::ready(
-        Desired::ClusterIdentity(d.clone()),
-        Some(output(c, &d.name)),
-    )))
+    };
+    let mut o = Observed::ready(d.clone(), Some(output(c, &d.name)));
+    o.drift = drift;
+    Ok(Some(o))
 }
 
 /// Create the account and grant the roles.

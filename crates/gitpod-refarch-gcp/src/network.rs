@@ -4,13 +4,12 @@
 //! reach Google APIs without external addresses.
 
 use gitpod_refarch::provider::{Observed, Progress};
-use gitpod_refarch::resource::{Desired, NetworkSpec, Output, ResourceId};
+use gitpod_refarch::resource::{Desired, NetworkSpec, Output};
 use gitpod_refarch::{Error, Result};
 use google_cloud_compute_v1::model::{Network, Subnetwork, SubnetworkSecondaryRange};
 
+use crate::context::{foreign, ownership_mark, pending, Api, Context};
 use crate::error::{found, still_creating, GaxResultExt};
-use crate::ops::{pending, Api};
-use crate::{foreign, ownership_mark, Context};
 
 /// The secondary range of the pods.
 pub const PODS_RANGE: &str = "pods";
@@ -91,22 +90,26 @@ fn output(c: &Context, d: &NetworkSpec) -> Output {
     }
 }
 
-/// The network as it exists (its ranges read from the subnetwork).
-pub async fn observe(c: &Context, d: &NetworkSpec) -> Result<Option<Observed>> {
+/// The network as it exists (its ranges read from the subnetwork); a VPC without its
+/// subnetwork is reported with that as drift.
+pub async fn observe(c: &Context, d: &NetworkSpec) -> Result<Option<Observed<NetworkSpec>>> {
     if get_network(c, &d.name).await?.is_none() {
         return Ok(None);
     }
     let Some(s) = get_subnet(c, &d.name).await? else {
-        return Ok(None);
+        return Ok(Some(
+            Observed::ready(d.clone(), Some(output(c, d))).with_drift(format!(
+                "network {} has no subnetwork {} yet",
+                network_name(&d.name),
+                subnet_name(&d.name)
+            )),
+        ));
     };
     let mut actual = d.clone();
     actual.node_cidr = s.ip_cidr_range.clone().unwrap_or_default();
     actual.pod_cidr = range(&s, PODS_RANGE).map(str::to_string);
     actual.service_cidr = range(&s, SERVICES_RANGE).unwrap_or_default().to_string();
-    Ok(Some(Observed::ready(
-        Desired::Network(actual),
-        Some(output(c, d)),
-    )))
+    Ok(Some(Observed::ready(actual, Some(output(c, d)))))
 }
 
 /// Create the VPC, then the subnetwork (one operation per call).
@@ -193,8 +196,9 @@ pub async fn ensure(c: &Context, d: &NetworkSpec) -> Result<Progress> {
 }
 
 /// Delete the subnetwork, then the VPC. Absent is fine; foreign ones stay.
-pub async fn delete(c: &Context, id: &ResourceId) -> Result<Progress> {
-    let installation = id.name.as_str();
+pub async fn delete(c: &Context, d: &NetworkSpec) -> Result<Progress> {
+    let id = &Desired::Network(d.clone()).id();
+    let installation = d.name.as_str();
     if get_subnet(c, installation).await?.is_some() {
         let op = c
             .clients

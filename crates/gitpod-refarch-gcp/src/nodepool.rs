@@ -8,7 +8,7 @@
 //! first, then labels, then the autoscaling bounds, then management.
 
 use gitpod_refarch::provider::{Inputs, Observed, Progress};
-use gitpod_refarch::resource::{Desired, NodePoolSpec, Output, ResourceId};
+use gitpod_refarch::resource::{Desired, NodePoolSpec, Output};
 use gitpod_refarch::spec::Taint;
 use gitpod_refarch::{Error, ErrorKind, Result};
 use google_cloud_container_v1::model::{
@@ -16,10 +16,10 @@ use google_cloud_container_v1::model::{
     NodeManagement, NodePool, NodePoolAutoscaling, NodeTaint,
 };
 
-use crate::cluster::{cluster_path, gke_op, version_matches, NODE_SCOPE};
+use crate::cluster::{cluster_path, conditions, gke_op, version_matches, NODE_SCOPE};
+use crate::context::{operation, pending, Api, Context, Standing};
 use crate::error::{found, GaxResultExt};
-use crate::ops::{pending, Api};
-use crate::{iam, identity, Context};
+use crate::{iam, identity};
 
 /// `projects/<p>/locations/<r>/clusters/<c>/nodePools/<pool>`.
 pub fn pool_path(c: &Context, d: &NodePoolSpec) -> String {
@@ -61,11 +61,11 @@ fn busy(s: &Status) -> bool {
 }
 
 /// Where the pool stands, for [`crate::ops`]'s watch.
-pub(crate) fn standing(p: &NodePool) -> crate::ops::Standing {
+pub(crate) fn standing(p: &NodePool) -> Standing {
     match p.status {
-        ref s if busy(s) => crate::ops::Standing::Busy,
-        Status::Error => crate::ops::Standing::Failed(crate::cluster::conditions(&p.conditions)),
-        _ => crate::ops::Standing::Settled,
+        ref s if busy(s) => Standing::Busy,
+        Status::Error => Standing::Failed(conditions(&p.conditions)),
+        _ => Standing::Settled,
     }
 }
 
@@ -107,16 +107,14 @@ fn output(p: &NodePool) -> Output {
 }
 
 /// The pool as it exists; a pool still provisioning is reported with a wait.
-pub async fn observe(c: &Context, d: &NodePoolSpec) -> Result<Option<Observed>> {
+pub async fn observe(c: &Context, d: &NodePoolSpec) -> Result<Option<Observed<NodePoolSpec>>> {
     let Some(p) = get(c, d).await? else {
         return Ok(None);
     };
-    let a = Desired::NodePool(actual(d, &p));
+    let a = actual(d, &p);
     if busy(&p.status) {
         let id = Desired::NodePool(d.clone()).id();
-        let Progress::Pending(op) = pending(c, Api::GkeNodePool, &pool_path(c, d), &id) else {
-            return Err(Error::internal("pending is always pending"));
-        };
+        let op = operation(c, Api::GkeNodePool, &pool_path(c, d), &id);
         return Ok(Some(Observed::pending(a, op)));
     }
     Ok(Some(Observed::ready(a, Some(output(&p)))))
@@ -191,7 +189,7 @@ pub async fn ensure(c: &Context, d: &NodePoolSpec, _inputs: &Inputs) -> Result<P
             format!(
                 "node pool {} is in ERROR: {}",
                 d.name,
-                crate::cluster::conditions(&p.conditions)
+                conditions(&p.conditions)
             ),
         )
         .with_resource(id));
@@ -241,7 +239,8 @@ pub async fn ensure(c: &Context, d: &NodePoolSpec, _inputs: &Inputs) -> Result<P
 }
 
 /// Delete the pool. Absent (or its cluster gone) is fine.
-pub async fn delete(c: &Context, id: &ResourceId, d: &NodePoolSpec) -> Result<Progress> {
+pub async fn delete(c: &Context, d: &NodePoolSpec) -> Result<Progress> {
+    let id = &Desired::NodePool(d.clone()).id();
     let Some(p) = get(c, d).await? else {
         return Ok(Progress::Done(None));
     };

@@ -8,81 +8,13 @@
 //! operation survives a restart of the process (the engine journals it).
 
 use gitpod_refarch::provider::{Operation, Progress};
-use gitpod_refarch::resource::ResourceId;
 use gitpod_refarch::{Error, ErrorKind, Result};
 
-use crate::error::GaxResultExt;
-use crate::Context;
+use crate::context::{Context, Standing};
+use crate::error::{found, GaxResultExt};
+use crate::{cluster, nodepool};
 
-/// Which API an operation belongs to.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Api {
-    /// GKE (`projects/p/locations/l/operations/o`).
-    Gke,
-    /// Cloud SQL (`projects/p/operations/o`).
-    Sql,
-    /// Compute, global (`projects/p/global/operations/o`).
-    ComputeGlobal,
-    /// Compute, regional (`projects/p/regions/r/operations/o`).
-    ComputeRegion,
-    /// Resource Manager (`operations/cp.N`).
-    ResourceManager,
-    /// Service Usage (`operations/acf.N`).
-    ServiceUsage,
-    /// Artifact Registry (`projects/p/locations/l/operations/o`).
-    ArtifactRegistry,
-    /// Not an API operation: wait until a GKE cluster is no longer busy (after a crash,
-    /// when the operation that made it busy is not known).
-    GkeCluster,
-    /// Wait until a GKE node pool is no longer busy.
-    GkeNodePool,
-    /// Wait until a Cloud SQL instance is no longer pending.
-    SqlInstance,
-}
-
-const ALL: [Api; 10] = [
-    Api::Gke,
-    Api::Sql,
-    Api::ComputeGlobal,
-    Api::ComputeRegion,
-    Api::ResourceManager,
-    Api::ServiceUsage,
-    Api::ArtifactRegistry,
-    Api::GkeCluster,
-    Api::GkeNodePool,
-    Api::SqlInstance,
-];
-
-impl Api {
-    fn prefix(self) -> &'static str {
-        match self {
-            Api::Gke => "gke",
-            Api::Sql => "sql",
-            Api::ComputeGlobal => "compute-global",
-            Api::ComputeRegion => "compute-region",
-            Api::ResourceManager => "rm",
-            Api::ServiceUsage => "su",
-            Api::ArtifactRegistry => "ar",
-            Api::GkeCluster => "gke-cluster",
-            Api::GkeNodePool => "gke-pool",
-            Api::SqlInstance => "sql-instance",
-        }
-    }
-
-    fn parse(s: &str) -> Option<Api> {
-        ALL.into_iter().find(|a| a.prefix() == s)
-    }
-}
-
-/// An engine operation for `api`'s operation `name` on `resource`.
-pub fn pending(c: &Context, api: Api, name: &str, resource: &ResourceId) -> Progress {
-    Progress::Pending(c.op(format!("{}:{name}", api.prefix()), resource))
-}
-
-/// The last path segment of a URL or resource name.
-pub fn last_segment(s: &str) -> &str {
-    s.rsplit('/').next().unwrap_or(s)
-}
+pub use crate::context::{last_segment, pending, Api};
 
 fn failed(op: &Operation, detail: String) -> Error {
     Error::new(
@@ -90,16 +22,6 @@ fn failed(op: &Operation, detail: String) -> Error {
         format!("operation {} failed: {detail}", op.id),
     )
     .with_resource(op.resource.clone())
-}
-
-/// Where a watched resource stands.
-pub(crate) enum Standing {
-    /// An operation is changing it.
-    Busy,
-    /// It is in an error state (with the reason).
-    Failed(String),
-    /// Nothing is running on it.
-    Settled,
 }
 
 /// The progress of a watch: absent or settled resources are done.
@@ -128,12 +50,12 @@ pub async fn poll(c: &Context, op: &Operation) -> Result<Progress> {
     match api {
         Api::GkeCluster => {
             let r = c.clients.gke.get_cluster().set_name(name).send().await;
-            let standing = crate::error::found(r, &doing)?.map(|cl| crate::cluster::standing(&cl));
+            let standing = found(r, &doing)?.map(|cl| cluster::standing(&cl));
             settle(op, standing, again)
         }
         Api::GkeNodePool => {
             let r = c.clients.gke.get_node_pool().set_name(name).send().await;
-            let standing = crate::error::found(r, &doing)?.map(|p| crate::nodepool::standing(&p));
+            let standing = found(r, &doing)?.map(|p| nodepool::standing(&p));
             settle(op, standing, again)
         }
         Api::SqlInstance => {
@@ -146,7 +68,7 @@ pub async fn poll(c: &Context, op: &Operation) -> Result<Progress> {
                 .set_instance(last_segment(name))
                 .send()
                 .await;
-            match crate::error::found(r, &doing)? {
+            match found(r, &doing)? {
                 Some(i)
                     if i.state == SqlInstanceState::PendingCreate
                         || i.state == SqlInstanceState::Maintenance =>
@@ -282,18 +204,5 @@ pub async fn poll(c: &Context, op: &Operation) -> Result<Progress> {
                 _ => Ok(Progress::Done(None)),
             }
         }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn ids_round_trip() {
-        for a in ALL {
-            assert_eq!(Api::parse(a.prefix()), Some(a));
-        }
-        assert_eq!(last_segment("projects/p/operations/op-1"), "op-1");
     }
 }

@@ -4,20 +4,19 @@
 //! with its key. The installer gets `containerRegistry.external` with user
 //! `_json_key` and the key JSON as password.
 //!
-//! With [`crate::GcpRegistry::Gcr`] no repository is made and the account gets the
+//! With [`GcpRegistry::Gcr`] no repository is made and the account gets the
 //! guide's `roles/storage.admin` on the project (gcr.io stores images in GCS).
 
 use gitpod_refarch::provider::{Inputs, Observed, Progress};
-use gitpod_refarch::resource::{
-    Desired, Output, RegistryOutput, RegistrySpec, ResourceId, ResourceKind,
-};
+use gitpod_refarch::resource::{Output, RegistryOutput, RegistrySpec, ResourceId, ResourceKind};
 use gitpod_refarch::spec::RegistryMode;
 use gitpod_refarch::{Error, Result};
 use google_cloud_artifactregistry_v1::model::{repository::Format, Repository};
 
+use crate::config::GcpRegistry;
+use crate::context::{foreign, is_ours, ownership_mark, pending, Api, Context};
 use crate::error::{found, still_creating, GaxResultExt};
-use crate::ops::{pending, Api};
-use crate::{foreign, iam, is_ours, Context, GcpRegistry};
+use crate::iam;
 
 /// The repository-level role of the push account.
 pub const WRITER_ROLE: &str = "roles/artifactregistry.writer";
@@ -95,25 +94,38 @@ async fn has_writer(c: &Context, d: &RegistrySpec) -> Result<bool> {
         .any(|b| b.role == WRITER_ROLE && b.members.contains(&m)))
 }
 
-/// Ready when the repository and the push account exist with the role.
-pub async fn observe(c: &Context, d: &RegistrySpec) -> Result<Option<Observed>> {
+/// The repository and the push account as they exist; an account missing, or without
+/// its role, is drift.
+pub async fn observe(c: &Context, d: &RegistrySpec) -> Result<Option<Observed<RegistrySpec>>> {
     let id = account_id(&d.name);
-    if c.config.registry == GcpRegistry::ArtifactRegistry {
+    let artifact_registry = c.config.registry == GcpRegistry::ArtifactRegistry;
+    if artifact_registry {
         let Some(r) = get_repo(c, d).await? else {
             return Ok(None);
         };
-        if r.format != Format::Docker || !has_writer(c, d).await? {
+        if r.format != Format::Docker {
             return Ok(None);
         }
     }
-    let roles: &[&str] = match c.config.registry {
-        GcpRegistry::Gcr => &GCR_ROLES,
-        _ => &[],
+    let roles: &[&str] = if artifact_registry { &[] } else { &GCR_ROLES };
+    let drift = match iam::account_drift(c, &id, &d.name, roles).await? {
+        Some(drift) if !artifact_registry => drift,
+        None if !artifact_registry => return Ok(None),
+        // Artifact Registry: the repository is there, but its push account is not.
+        None => vec![format!(
+            "the push account {} is missing",
+            iam::email(c, &id)
+        )],
+        Some(_) if !has_writer(c, d).await? => vec![format!(
+            "service account {} may not push to repository {}",
+            iam::email(c, &id),
+            d.repository
+        )],
+        Some(_) => Vec::new(),
     };
-    if !iam::account_ready(c, &id, &d.name, roles).await? {
-        return Ok(None);
-    }
-    Ok(Some(Observed::ready(Desired::Registry(d.clone()), None)))
+    let mut o = Observed::ready(d.clone(), None);
+    o.drift = drift;
+    Ok(Some(o))
 }
 
 /// Create the repository (one operation), then the account, its role and key.
@@ -131,7 +143,7 @@ pub async fn ensure(c: &Context, d: &RegistrySpec, inputs: &Inputs) -> Result<Pr
             .set_repository(
                 Repository::new()
                     .set_format(Format::Docker)
-                    .set_description(crate::ownership_mark(&d.name))
+                    .set_description(ownership_mark(&d.name))
                     .set_labels(d.labels.clone()),
             )
             .send()
@@ -180,7 +192,8 @@ pub async fn ensure(c: &Context, d: &RegistrySpec, inputs: &Inputs) -> Result<Pr
 }
 
 /// Delete the account, then the repository with its images (one operation).
-pub async fn delete(c: &Context, own: &ResourceId, d: &RegistrySpec) -> Result<Progress> {
+pub async fn delete(c: &Context, d: &RegistrySpec) -> Result<Progress> {
+    let own = &ResourceId::new(ResourceKind::Registry, d.name.clone());
     let roles: &[&str] = match c.config.registry {
         GcpRegistry::Gcr => &GCR_ROLES,
         _ => &[],

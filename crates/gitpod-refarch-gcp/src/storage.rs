@@ -5,11 +5,12 @@
 
 use gitpod_refarch::provider::{Inputs, Observed, Progress};
 use gitpod_refarch::resource::{
-    Desired, ObjectStorageSpec, Output, ResourceId, ResourceKind, StorageOutput,
+    ObjectStorageSpec, Output, ResourceId, ResourceKind, StorageOutput,
 };
 use gitpod_refarch::Result;
 
-use crate::{iam, Context};
+use crate::context::Context;
+use crate::iam;
 
 /// The roles of the storage service account.
 pub const ROLES: [&str; 2] = ["roles/storage.admin", "roles/storage.objectAdmin"];
@@ -19,16 +20,19 @@ pub fn account_id(installation: &str) -> String {
     format!("obj-sa-{installation}")
 }
 
-/// Ready when the account exists with both roles; the key comes from the state store.
-pub async fn observe(c: &Context, d: &ObjectStorageSpec) -> Result<Option<Observed>> {
+/// The account as it exists (roles it does not hold are its drift); the key comes
+/// from the state store.
+pub async fn observe(
+    c: &Context,
+    d: &ObjectStorageSpec,
+) -> Result<Option<Observed<ObjectStorageSpec>>> {
     let id = account_id(&d.name);
-    if !iam::account_ready(c, &id, &d.name, &ROLES).await? {
+    let Some(drift) = iam::account_drift(c, &id, &d.name, &ROLES).await? else {
         return Ok(None);
-    }
-    Ok(Some(Observed::ready(
-        Desired::ObjectStorage(d.clone()),
-        None,
-    )))
+    };
+    let mut o = Observed::ready(d.clone(), None);
+    o.drift = drift;
+    Ok(Some(o))
 }
 
 /// Create the account, grant the roles, make a key when the state store has none.

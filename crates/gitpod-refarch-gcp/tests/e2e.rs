@@ -512,7 +512,7 @@ async fn bad_input_and_unreachable_endpoints_fail_before_any_change() {
 async fn gke_rejects_a_second_operation_on_a_cluster_as_operation_in_progress() {
     use gitpod_refarch::plan::graph;
     use gitpod_refarch::provider::{Inputs, Progress};
-    use gitpod_refarch::resource::Desired;
+    use gitpod_refarch::resource::ClusterResource;
     use gitpod_refarch::ClusterProvider;
 
     // Operations finish by wall time, as on GCP (the one started below is never polled).
@@ -522,13 +522,13 @@ async fn gke_rejects_a_second_operation_on_a_cluster_as_operation_in_progress() 
     let e = engine(p.clone(), Arc::new(MemoryStateStore::new()));
     assert!(e.apply_spec(&s).await.unwrap().is_success());
     // Bypass the engine's serial lane: change two pools' bounds at once.
-    let mut pools: Vec<Desired> = graph(&s)
+    let mut pools: Vec<ClusterResource> = graph(&s)
         .into_iter()
-        .map(|n| n.desired)
-        .filter(|d| matches!(d, Desired::NodePool(_)))
+        .filter_map(|n| ClusterResource::try_from(n.desired).ok())
+        .filter(|d| matches!(d, ClusterResource::NodePool(_)))
         .collect();
     for d in &mut pools {
-        if let Desired::NodePool(p) = d {
+        if let ClusterResource::NodePool(p) = d {
             p.max_nodes += 1;
         }
     }
@@ -710,6 +710,7 @@ async fn a_kubernetes_upgrade_moves_the_control_plane_then_the_pools() {
     let mut newer = s.clone();
     newer.cluster.kubernetes_version = "1.34".into();
     let plan = e.plan(&newer).await.unwrap();
+    println!("{plan}");
     assert!(plan.to_string().matches("update").count() >= 4, "{plan}");
     f.reset_calls();
     let report = e.apply_spec(&newer).await.unwrap();
@@ -805,4 +806,71 @@ async fn two_installations_in_one_project_keep_each_others_iam_bindings() {
     assert!(bindings(&f).contains(&("roles/container.admin".into(), sa("gke-sa-gq"))));
     assert!(eb.destroy(&b).await.unwrap().is_success());
     assert_eq!(leftovers(&f), Vec::<String>::new());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn drift_the_spec_cannot_express_is_planned_with_its_reasons_and_repaired() {
+    use gitpod_refarch::plan::Action;
+    use gitpod_refarch::resource::{ResourceId, ResourceKind};
+    use gitpod_refarch_gcp::iam;
+
+    let f = fake(FakeConfig::default()).await;
+    let s = spec();
+    let p = Arc::new(GcpProvider::connect(config(&f.url())).await.unwrap());
+    let e = engine(p.clone(), Arc::new(MemoryStateStore::new()));
+    assert!(e.apply_spec(&s).await.unwrap().is_success());
+    // Someone revokes a role of the node account and deletes one record.
+    let c = p.context();
+    iam::set_project_roles(
+        c,
+        &iam::member(c, "gke-sa-gp"),
+        &["roles/container.admin"],
+        false,
+    )
+    .await
+    .unwrap();
+    c.clients
+        .rrsets
+        .delete()
+        .set_project(PROJECT)
+        .set_managed_zone("zone-gp")
+        .set_name("*.ws.gitpod.example.com.")
+        .set_type("A")
+        .send()
+        .await
+        .unwrap();
+
+    let plan = e.plan(&s).await.unwrap();
+    println!("{plan}");
+    let reasons = |kind: ResourceKind, name: &str| match &plan
+        .step(&ResourceId::new(kind, name))
+        .unwrap()
+        .action
+    {
+        Action::Update { changes, reasons } if changes.is_empty() => reasons.join("; "),
+        other => panic!("{kind:?}: {other:?}"),
+    };
+    let identity = reasons(ResourceKind::ClusterIdentity, "gp");
+    assert!(
+        identity.contains("gke-sa-gp") && identity.contains("lacks roles/container.admin"),
+        "{identity}"
+    );
+    let records = reasons(ResourceKind::DnsRecords, "gitpod.example.com");
+    assert!(
+        records.contains("*.ws.gitpod.example.com. A is missing"),
+        "{records}"
+    );
+
+    let report = e.apply_spec(&s).await.unwrap();
+    assert!(report.is_success(), "{:#?}", report.failed);
+    assert!(bindings(&f).contains(&("roles/container.admin".into(), sa("gke-sa-gp"))));
+    assert!(f
+        .resource(&format!(
+            "projects/{PROJECT}/managedZones/zone-gp/rrsets/*.ws.gitpod.example.com./A"
+        ))
+        .is_some());
+    f.reset_calls();
+    let again = e.apply_spec(&s).await.unwrap();
+    assert!(again.changed.is_empty(), "{:?}", again.changed);
+    assert_eq!(f.counts().mutating, 0, "{:?}", f.counts().per_method);
 }

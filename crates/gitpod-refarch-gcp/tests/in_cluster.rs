@@ -137,6 +137,7 @@ async fn gke_with_cloud_dns_keys_bootstraps_its_cluster_and_tears_it_down() {
     }
     assert!(g.resources().keys().all(|n| !n.contains("/clusters/")));
     let plan = engine.plan(&spec).await.unwrap();
+    println!("{plan}");
     assert!(plan
         .steps()
         .iter()

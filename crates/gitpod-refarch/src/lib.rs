@@ -66,12 +66,15 @@ pub mod spec;
 pub mod state;
 pub mod validate;
 
+/// The attribute the provider traits are declared with: implement them with
+/// `#[gitpod_refarch::async_trait]`.
+pub use async_trait::async_trait;
 pub use engine::{Engine, EngineBuilder, RunReport};
 pub use error::{Error, ErrorKind, Result};
 pub use plan::Plan;
 pub use provider::{
     ClusterBootstrap, ClusterCredentials, ClusterProvider, Database, DnsProvider, ObjectStore,
-    Providers, Registry,
+    Providers, ProvidersBuilder, Registry,
 };
 pub use secret::Secret;
 pub use spec::ReferenceArchitecture;

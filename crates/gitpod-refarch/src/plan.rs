@@ -216,18 +216,15 @@ fn in_cluster_nodes(spec: &ReferenceArchitecture) -> Vec<Node> {
         namespace: "cert-manager".into(),
         version: CERT_MANAGER_VERSION.into(),
         recursive_nameservers: DNS01_RECURSIVE_NAMESERVERS.map(String::from).to_vec(),
-        complete: true,
     });
     let external_dns = Desired::ExternalDns(ExternalDnsSpec {
         namespace: "external-dns".into(),
         image: EXTERNAL_DNS_IMAGE.into(),
         domain_filter: spec.zone_dns_name().to_string(),
         txt_owner_id: name.clone(),
-        credentials_in_sync: true,
     });
     let gitpod = Desired::GitpodNamespace(GitpodNamespaceSpec {
         namespace: crate::installer::GITPOD_NAMESPACE.into(),
-        secrets_in_sync: true,
     });
     let (a_id, cm_id, e_id, g_id) = (
         access.id(),
@@ -268,7 +265,6 @@ fn in_cluster_nodes(spec: &ReferenceArchitecture) -> Vec<Node> {
             email: email.clone(),
             server: server.clone(),
             account_key_secret: crate::installer::ISSUER_ACCOUNT_KEY.into(),
-            solver_in_sync: true,
         });
         let i_id = issuer.id();
         nodes.push(Node {
@@ -390,10 +386,11 @@ pub enum Action {
     Create,
     /// Change it in place (or re-issue credentials missing from state).
     Update {
-        /// The changed fields (may be empty when only `reason` applies).
+        /// The changed fields (may be empty when only `reasons` apply).
         changes: Vec<Change>,
-        /// Why, when not a field change.
-        reason: Option<String>,
+        /// Why, beyond the field changes: the drift the provider observed, or
+        /// credentials missing from the state.
+        reasons: Vec<String>,
     },
     /// Delete and create it again.
     Replace {
@@ -574,11 +571,11 @@ impl fmt::Display for Plan {
                         writeln!(f, "        {}", d.summary())?;
                     }
                 }
-                Action::Update { changes, reason } => {
+                Action::Update { changes, reasons } => {
                     for c in changes {
                         writeln!(f, "        {}: {} -> {}", c.path, c.from, c.to)?;
                     }
-                    if let Some(r) = reason {
+                    for r in reasons {
                         writeln!(f, "        ({r})")?;
                     }
                 }
@@ -607,36 +604,12 @@ impl fmt::Display for Plan {
     }
 }
 
-/// Fields whose change needs a replacement, by kind.
-fn replace_fields(kind: ResourceKind) -> &'static [&'static str] {
-    match kind {
-        ResourceKind::Network => &["region", "zones", "nodeCidr", "podCidr", "serviceCidr"],
-        ResourceKind::Cluster => &["region", "zones", "networkPolicy", "maxPodsPerNode", "name"],
-        ResourceKind::NodePool => &[
-            "machineType",
-            "diskType",
-            "diskSizeGb",
-            "image",
-            "maxPodsPerNode",
-            "taints",
-            "cluster",
-        ],
-        ResourceKind::DnsZone => &["dnsName"],
-        ResourceKind::DnsIdentity => &["zoneDnsName"],
-        ResourceKind::ObjectStorage => &["region", "bucket"],
-        ResourceKind::Registry => &["region", "mode"],
-        ResourceKind::DatabaseInstance => &["region"],
-        ResourceKind::Database => &["databaseName", "username", "instance"],
-        _ => &["region"],
-    }
-}
-
 /// Compare desired with actual field by field (top-level fields of the spec).
 pub fn diff(desired: &Desired, actual: &Desired) -> Vec<Change> {
     let kind = desired.kind();
     let to = spec_fields(desired);
     let from = spec_fields(actual);
-    let replace = replace_fields(kind);
+    let replace = kind.replace_only_fields();
     let mut keys: BTreeSet<&String> = to.keys().collect();
     keys.extend(from.keys());
     keys.into_iter()
@@ -667,21 +640,12 @@ fn spec_fields(d: &Desired) -> serde_json::Map<String, Value> {
     }
 }
 
-/// Which replacements lose data or stop workloads.
-fn replace_is_disruptive(kind: ResourceKind) -> bool {
-    !matches!(
-        kind,
-        ResourceKind::DnsIdentity | ResourceKind::DnsRecords | ResourceKind::Registry
-    )
-}
-
 fn lane_for(id: &ResourceId, info: Option<&ProviderInfo>, cluster_name: &str) -> String {
     let serial = info.is_some_and(|i| i.serial_cluster_operations);
-    match id.kind {
-        ResourceKind::Cluster | ResourceKind::NodePool if serial => {
-            format!("cluster/{cluster_name}")
-        }
-        _ => id.to_string(),
+    if serial && id.kind.in_cluster_lane() {
+        format!("cluster/{cluster_name}")
+    } else {
+        id.to_string()
     }
 }
 
@@ -717,21 +681,23 @@ pub fn plan(spec: &ReferenceArchitecture, snapshot: &Snapshot) -> Result<Plan, V
                             .collect();
                         Action::Replace {
                             reason: format!("{} cannot change in place", fields.join(", ")),
-                            disruptive: replace_is_disruptive(id.kind),
+                            disruptive: id.kind.replace_is_disruptive(),
                             changes,
                         }
-                    } else if !changes.is_empty() {
-                        Action::Update {
-                            changes,
-                            reason: None,
-                        }
-                    } else if let Some(out) = output {
-                        known_outputs.insert(id.clone(), out);
-                        Action::NoOp
                     } else {
-                        Action::Update {
-                            changes: vec![],
-                            reason: Some("its credentials are not in the local state: they will be re-issued".into()),
+                        let mut reasons = o.drift.clone();
+                        if output.is_none() {
+                            reasons.push(
+                                "its credentials are not in the local state: they will be re-issued"
+                                    .into(),
+                            );
+                        }
+                        match output {
+                            Some(out) if changes.is_empty() && reasons.is_empty() => {
+                                known_outputs.insert(id.clone(), out);
+                                Action::NoOp
+                            }
+                            _ => Action::Update { changes, reasons },
                         }
                     }
                 }
@@ -864,4 +830,80 @@ pub fn plan_destroy(
         warnings: Vec::new(),
         known_outputs: BTreeMap::new(),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::spec::Cloud;
+
+    fn spec() -> ReferenceArchitecture {
+        let mut s = ReferenceArchitecture::defaults(Cloud::Gcp);
+        s.name = "gp".into();
+        s.domain = "gitpod.example.com".into();
+        if let Some(g) = s.gcp.as_mut() {
+            g.project = "gp-project-1".into();
+        }
+        if let CertificateSettings::Acme { email, .. } = &mut s.certificates {
+            *email = "ops@example.com".into();
+        }
+        s
+    }
+
+    /// Everything exists as desired, with outputs.
+    fn converged(s: &ReferenceArchitecture) -> Snapshot {
+        let mut snap = Snapshot {
+            in_cluster: true,
+            ..Snapshot::default()
+        };
+        for n in graph(s) {
+            let out = Output::InCluster { objects: vec![] };
+            snap.observed
+                .insert(n.id(), Some(Observed::ready(n.desired, Some(out))));
+        }
+        snap
+    }
+
+    #[test]
+    fn drift_becomes_an_update_whose_reasons_the_plan_prints() {
+        let s = spec();
+        let mut snap = converged(&s);
+        assert!(!plan(&s, &snap).unwrap().has_changes());
+        let id = ResourceId::new(ResourceKind::CertManager, "cert-manager");
+        let o = snap.observed.get_mut(&id).unwrap().take().unwrap();
+        let reason =
+            "installed only in part: Deployment cert-manager/cert-manager-cainjector is missing";
+        snap.observed.insert(id.clone(), Some(o.with_drift(reason)));
+        let p = plan(&s, &snap).unwrap();
+        assert_eq!(
+            p.step(&id).unwrap().action,
+            Action::Update {
+                changes: vec![],
+                reasons: vec![reason.to_string()]
+            }
+        );
+        let text = p.to_string();
+        assert!(text.contains("~   cert-manager/cert-manager"), "{text}");
+        assert!(text.contains(&format!("({reason})")), "{text}");
+        assert_eq!(p.summary().get("update"), Some(&1), "{text}");
+    }
+
+    #[test]
+    fn a_field_change_and_missing_credentials_are_both_reasons_in_one_update() {
+        let s = spec();
+        let mut snap = converged(&s);
+        let id = ResourceId::new(ResourceKind::DnsIdentity, "gp");
+        let mut o = snap.observed.get_mut(&id).unwrap().take().unwrap();
+        o.output = None;
+        snap.observed.insert(id.clone(), Some(o));
+        let p = plan(&s, &snap).unwrap();
+        let Action::Update { changes, reasons } = &p.step(&id).unwrap().action else {
+            panic!("{p}");
+        };
+        assert!(changes.is_empty());
+        assert_eq!(reasons.len(), 1, "{reasons:?}");
+        assert!(p
+            .to_string()
+            .contains("credentials are not in the local state"));
+    }
 }

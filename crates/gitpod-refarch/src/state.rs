@@ -20,8 +20,7 @@ use crate::provider::Operation;
 use crate::resource::{Output, ResourceId};
 use crate::secret::{expose_in, Secret};
 
-/// The key of the Gitpod encryption key in [`State::secrets`].
-pub const ENCRYPTION_KEY: &str = "gitpod-encryption-key";
+pub use crate::resource::ENCRYPTION_KEY;
 
 /// How many journal entries are kept.
 const JOURNAL_LIMIT: usize = 256;

@@ -35,9 +35,8 @@ use crate::error::{Error, ErrorKind, Result};
 use crate::installer::{self, InstallerBundle};
 use crate::outputs::Outputs;
 use crate::plan::{self, Action, Mode, Plan, Snapshot};
-use crate::provider::{Inputs, Operation, Progress, Providers, DATABASE_PASSWORD};
-use crate::resource::{Desired, Domain, Output, ResourceId, ResourceKind};
-use crate::secret::Secret;
+use crate::provider::{Inputs, Operation, Progress, Providers};
+use crate::resource::{Desired, Domain, GeneratedSecret, Output, ResourceId};
 use crate::spec::ReferenceArchitecture;
 use crate::state::{MemoryStateStore, State, StateStore, ENCRYPTION_KEY};
 
@@ -319,7 +318,7 @@ impl Engine {
             .collect();
         // Cloud resources first; then, with the cluster's outputs from that
         // observation (or the state), what is inside the cluster.
-        let in_cluster = self.providers.in_cluster.is_some();
+        let in_cluster = self.providers.has_in_cluster();
         let (inside, cloud): (Vec<ResourceId>, Vec<ResourceId>) = ids
             .into_iter()
             .filter(|id| in_cluster || id.kind.domain() != Domain::InCluster)
@@ -358,10 +357,15 @@ impl Engine {
     ) -> Result<BTreeMap<ResourceId, Option<crate::provider::Observed>>> {
         let mut observed = BTreeMap::new();
         let mut reads = futures::stream::iter(ids.into_iter().map(|id| async move {
-            let d = context.get(&id);
-            let r = self
-                .with_retries(&id, || self.providers.observe(&id, d, inputs))
-                .await;
+            let r = match context.get(&id) {
+                Some(d) => {
+                    self.with_retries(&id, || self.providers.observe(d, inputs))
+                        .await
+                }
+                None => {
+                    Err(Error::internal("no desired state to observe").with_resource(id.clone()))
+                }
+            };
             (id, r)
         }))
         .buffer_unordered(self.config.observe_concurrency.max(1));
@@ -409,7 +413,7 @@ impl Engine {
         let key = match state.secrets.get(ENCRYPTION_KEY) {
             Some(k) => k.clone(),
             None => {
-                let k = Secret::generate_base64_key(32);
+                let k = GeneratedSecret::EncryptionKey.generate();
                 state.secrets.insert(ENCRYPTION_KEY.into(), k.clone());
                 self.state.save(&state)?;
                 k
@@ -589,46 +593,39 @@ impl Engine {
         Ok(report)
     }
 
-    /// Call `f` until it succeeds, fails for good, or the class budget runs out.
+    /// Call `f` under the retry policy, attributing errors to `id` and reporting
+    /// each retry as an event.
     async fn with_retries<T, F, Fut>(&self, id: &ResourceId, mut f: F) -> Result<T>
     where
         F: FnMut() -> Fut,
         Fut: Future<Output = Result<T>>,
     {
-        let start = self.clock.now();
-        let mut attempt = 0u32;
-        loop {
-            attempt += 1;
-            match f().await {
-                Ok(v) => return Ok(v),
-                Err(e) => {
-                    let e = if e.resource().is_none() {
+        let attributed = || {
+            let fut = f();
+            async move {
+                fut.await.map_err(|e| {
+                    if e.resource().is_none() {
                         e.with_resource(id.clone())
                     } else {
                         e
-                    };
-                    let policy = &self.config.retry;
-                    let kind = e.kind();
-                    let delay = policy.delay(attempt);
-                    let spent = self.clock.now().saturating_sub(start);
-                    if !e.is_retryable()
-                        || attempt >= policy.attempts_for(kind)
-                        || spent + delay > policy.budget_for(kind)
-                    {
-                        return Err(e);
                     }
-                    tracing::info!(resource = %id, attempt, kind = %kind, "retrying: {}", e.message());
-                    self.emit(Event::Retrying {
-                        resource: id.clone(),
-                        kind,
-                        attempt,
-                        delay,
-                        message: e.message().to_string(),
-                    });
-                    self.clock.sleep(delay).await;
-                }
+                })
             }
-        }
+        };
+        self.config
+            .retry
+            .run(self.clock.as_ref(), attributed, |attempt, delay, e| {
+                let kind = e.kind();
+                tracing::info!(resource = %id, attempt, kind = %kind, "retrying: {}", e.message());
+                self.emit(Event::Retrying {
+                    resource: id.clone(),
+                    kind,
+                    attempt,
+                    delay,
+                    message: e.message().to_string(),
+                });
+            })
+            .await
     }
 
     /// Poll until the operation is done.
@@ -743,22 +740,15 @@ impl Run<'_> {
         let desired: &Desired = step.desired.as_ref().ok_or_else(|| {
             Error::internal("an ensure step without desired state").with_resource(step.id.clone())
         })?;
-        // Secrets the call needs are generated and saved before the call.
-        if matches!(
-            step.id.kind,
-            ResourceKind::Database | ResourceKind::DatabaseInstance
-        ) {
+        // Secrets the call needs (the kind's rule) are generated and saved before it.
+        let needed = step.id.kind.generated_secrets();
+        if !needed.is_empty() {
             self.save(|st| {
-                st.secrets
-                    .entry(DATABASE_PASSWORD.to_string())
-                    .or_insert_with(|| Secret::generate_password(32));
-            })?;
-        }
-        if step.id.kind == ResourceKind::GitpodNamespace {
-            self.save(|st| {
-                st.secrets
-                    .entry(ENCRYPTION_KEY.to_string())
-                    .or_insert_with(|| Secret::generate_base64_key(32));
+                for s in needed {
+                    st.secrets
+                        .entry(s.key().to_string())
+                        .or_insert_with(|| s.generate());
+                }
             })?;
         }
         let seq = self.save(|st| st.record_intent(&step.id, "ensure"))?;
@@ -804,12 +794,15 @@ impl Run<'_> {
 
     async fn delete(&self, id: &ResourceId, desired: Option<&Desired>) -> Result<()> {
         let e = self.engine;
+        let desired = desired.ok_or_else(|| {
+            Error::internal("a delete step without the spec's context").with_resource(id.clone())
+        })?;
         let seq = self.save(|st| st.record_intent(id, "delete"))?;
         let inputs = self.inputs()?;
         let mut rounds = 0;
         loop {
             match e
-                .with_retries(id, || e.providers.delete(id, desired, &inputs))
+                .with_retries(id, || e.providers.delete(desired, &inputs))
                 .await?
             {
                 Progress::Done(_) => break,
@@ -830,9 +823,9 @@ impl Run<'_> {
             .remove(id);
         self.save(|st| {
             st.outputs.remove(id);
-            // The password goes with the instance (on RDS it is the instance's).
-            if id.kind == ResourceKind::DatabaseInstance {
-                st.secrets.remove(DATABASE_PASSWORD);
+            // Secrets that belong to the resource go with it (the kind's rule).
+            for s in id.kind.secrets_released_on_delete() {
+                st.secrets.remove(s.key());
             }
             st.update_intent(seq, None, true);
         })?;

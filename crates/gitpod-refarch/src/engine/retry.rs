@@ -1,10 +1,12 @@
 //! Retry and wait policies, as data.
 
+use std::future::Future;
 use std::time::Duration;
 
 use rand::Rng;
 
-use crate::error::ErrorKind;
+use super::Clock;
+use crate::error::{Error, ErrorKind, Result};
 
 /// How failed calls are retried. The class of an error decides *whether*
 /// ([`ErrorKind::is_retryable`]); this decides *how long*.
@@ -85,6 +87,66 @@ impl RetryPolicy {
     }
 }
 
+impl RetryPolicy {
+    /// Call `f` until it succeeds, fails with an error whose class is not retryable
+    /// ([`Error::is_retryable`]), or the class's attempts or time budget run out,
+    /// sleeping on `clock` between attempts. `on_retry` hears each retry (attempt,
+    /// delay, error) before the sleep.
+    ///
+    /// This is the one retry loop of the SDK: the engine retries every provider call
+    /// with it, and a provider that must retry inside one call (one of thirty
+    /// Kubernetes writes, an IAM policy's read-modify-write) uses it too, with the
+    /// engine's clock, so virtual time and the policy apply there as well.
+    pub async fn run<T, F, Fut>(
+        &self,
+        clock: &dyn Clock,
+        f: F,
+        on_retry: impl FnMut(u32, Duration, &Error),
+    ) -> Result<T>
+    where
+        F: FnMut() -> Fut,
+        Fut: Future<Output = Result<T>>,
+    {
+        self.run_when(clock, Error::is_retryable, f, on_retry).await
+    }
+
+    /// [`RetryPolicy::run`], retrying the errors `retryable` accepts (for example a
+    /// policy write that lost an etag race, which is a conflict everywhere else).
+    pub async fn run_when<T, F, Fut>(
+        &self,
+        clock: &dyn Clock,
+        retryable: impl Fn(&Error) -> bool,
+        mut f: F,
+        mut on_retry: impl FnMut(u32, Duration, &Error),
+    ) -> Result<T>
+    where
+        F: FnMut() -> Fut,
+        Fut: Future<Output = Result<T>>,
+    {
+        let start = clock.now();
+        let mut attempt = 0u32;
+        loop {
+            attempt += 1;
+            match f().await {
+                Ok(v) => return Ok(v),
+                Err(e) => {
+                    let kind = e.kind();
+                    let delay = self.delay(attempt);
+                    let spent = clock.now().saturating_sub(start);
+                    if !retryable(&e)
+                        || attempt >= self.attempts_for(kind)
+                        || spent + delay > self.budget_for(kind)
+                    {
+                        return Err(e);
+                    }
+                    on_retry(attempt, delay, &e);
+                    clock.sleep(delay).await;
+                }
+            }
+        }
+    }
+}
+
 /// How long-running operations are polled.
 #[non_exhaustive]
 #[derive(Debug, Clone, PartialEq)]
@@ -153,5 +215,73 @@ mod tests {
         assert_eq!(w.delay(1, Some(Duration::from_secs(500))), w.max_delay);
         assert_eq!(w.delay(1, None), w.min_delay);
         assert!(w.delay(3, None) > w.min_delay);
+    }
+
+    #[cfg(feature = "tokio")]
+    #[tokio::test(start_paused = true)]
+    async fn run_retries_by_class_on_the_injected_clock() {
+        use crate::engine::TokioClock;
+        let clock = TokioClock::new();
+        let p = RetryPolicy {
+            jitter: false,
+            max_attempts: 5,
+            ..Default::default()
+        };
+        // Two throttled answers, then success: two sleeps of 0.5 s and 1 s.
+        let mut calls = 0;
+        let mut heard = vec![];
+        let start = clock.now();
+        let v = p
+            .run(
+                &clock,
+                || {
+                    calls += 1;
+                    let n = calls;
+                    async move {
+                        if n < 3 {
+                            Err(Error::new(ErrorKind::Throttled, "slow down"))
+                        } else {
+                            Ok(n)
+                        }
+                    }
+                },
+                |attempt, delay, _| heard.push((attempt, delay)),
+            )
+            .await
+            .unwrap();
+        assert_eq!(v, 3);
+        assert_eq!(
+            heard,
+            vec![(1, Duration::from_millis(500)), (2, Duration::from_secs(1))]
+        );
+        assert_eq!(clock.now() - start, Duration::from_millis(1500));
+        // A class that is not retryable fails at once; `run_when` can widen the class.
+        let mut n = 0;
+        let e = p
+            .run(
+                &clock,
+                || {
+                    n += 1;
+                    async { Err::<(), _>(Error::new(ErrorKind::Conflict, "etag")) }
+                },
+                |_, _, _| {},
+            )
+            .await
+            .unwrap_err();
+        assert_eq!((e.kind(), n), (ErrorKind::Conflict, 1));
+        let mut n = 0;
+        let e = p
+            .run_when(
+                &clock,
+                |e| e.kind() == ErrorKind::Conflict,
+                || {
+                    n += 1;
+                    async { Err::<(), _>(Error::new(ErrorKind::Conflict, "etag")) }
+                },
+                |_, _, _| {},
+            )
+            .await
+            .unwrap_err();
+        assert_eq!((e.kind(), n), (ErrorKind::Conflict, 5));
     }
 }

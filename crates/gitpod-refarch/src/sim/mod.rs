@@ -911,27 +911,127 @@ impl SimCloud {
     }
 }
 
-macro_rules! impl_provider {
-    ($($trait:path),*) => {$(
-        #[async_trait]
-        impl $trait for SimCloud {
-            fn info(&self) -> ProviderInfo {
-                ProviderInfo::new("sim").with_serial_cluster_operations(self.serial_cluster)
-            }
-            async fn observe(&self, id: &ResourceId, _desired: Option<&Desired>) -> Result<Option<Observed>> {
-                self.observe_impl(id)
-            }
-            async fn ensure(&self, desired: &Desired, inputs: &Inputs) -> Result<Progress> {
-                self.ensure_impl(desired, inputs).await
-            }
-            async fn delete(&self, id: &ResourceId, _desired: Option<&Desired>) -> Result<Progress> {
-                self.delete_impl(id).await
-            }
-            async fn poll(&self, op: &Operation) -> Result<Progress> {
-                self.poll_impl(op)
-            }
-        }
-    )*};
+impl SimCloud {
+    fn info(&self) -> ProviderInfo {
+        ProviderInfo::new("sim").with_serial_cluster_operations(self.serial_cluster)
+    }
+
+    /// Observe `id` as the trait's own type (a stored resource always has the kind of
+    /// its id, so the conversion cannot fail for a world the sim built itself).
+    fn observe_as<S: TryFrom<Desired>>(&self, id: &ResourceId) -> Result<Option<Observed<S>>> {
+        Ok(self.observe_impl(id)?.and_then(|o| {
+            let Observed {
+                actual,
+                output,
+                pending,
+                drift,
+            } = o;
+            S::try_from(actual).ok().map(|actual| Observed {
+                actual,
+                output,
+                pending,
+                drift,
+            })
+        }))
+    }
+}
+
+#[async_trait]
+impl crate::provider::ClusterProvider for SimCloud {
+    fn info(&self) -> ProviderInfo {
+        SimCloud::info(self)
+    }
+    async fn observe(&self, r: &ClusterResource) -> Result<Option<Observed<ClusterResource>>> {
+        self.observe_as(&r.id())
+    }
+    async fn ensure(&self, r: &ClusterResource, inputs: &Inputs) -> Result<Progress> {
+        self.ensure_impl(&r.clone().into(), inputs).await
+    }
+    async fn delete(&self, r: &ClusterResource) -> Result<Progress> {
+        self.delete_impl(&r.id()).await
+    }
+    async fn poll(&self, op: &Operation) -> Result<Progress> {
+        self.poll_impl(op)
+    }
+}
+
+#[async_trait]
+impl crate::provider::DnsProvider for SimCloud {
+    fn info(&self) -> ProviderInfo {
+        SimCloud::info(self)
+    }
+    async fn observe(&self, r: &DnsResource) -> Result<Option<Observed<DnsResource>>> {
+        self.observe_as(&r.id())
+    }
+    async fn ensure(&self, r: &DnsResource, inputs: &Inputs) -> Result<Progress> {
+        self.ensure_impl(&r.clone().into(), inputs).await
+    }
+    async fn delete(&self, r: &DnsResource) -> Result<Progress> {
+        self.delete_impl(&r.id()).await
+    }
+    async fn poll(&self, op: &Operation) -> Result<Progress> {
+        self.poll_impl(op)
+    }
+}
+
+#[async_trait]
+impl crate::provider::ObjectStore for SimCloud {
+    fn info(&self) -> ProviderInfo {
+        SimCloud::info(self)
+    }
+    async fn observe(&self, s: &ObjectStorageSpec) -> Result<Option<Observed<ObjectStorageSpec>>> {
+        self.observe_as(&Desired::ObjectStorage(s.clone()).id())
+    }
+    async fn ensure(&self, s: &ObjectStorageSpec, inputs: &Inputs) -> Result<Progress> {
+        self.ensure_impl(&Desired::ObjectStorage(s.clone()), inputs)
+            .await
+    }
+    async fn delete(&self, s: &ObjectStorageSpec) -> Result<Progress> {
+        self.delete_impl(&Desired::ObjectStorage(s.clone()).id())
+            .await
+    }
+    async fn poll(&self, op: &Operation) -> Result<Progress> {
+        self.poll_impl(op)
+    }
+}
+
+#[async_trait]
+impl crate::provider::Registry for SimCloud {
+    fn info(&self) -> ProviderInfo {
+        SimCloud::info(self)
+    }
+    async fn observe(&self, s: &RegistrySpec) -> Result<Option<Observed<RegistrySpec>>> {
+        self.observe_as(&Desired::Registry(s.clone()).id())
+    }
+    async fn ensure(&self, s: &RegistrySpec, inputs: &Inputs) -> Result<Progress> {
+        self.ensure_impl(&Desired::Registry(s.clone()), inputs)
+            .await
+    }
+    async fn delete(&self, s: &RegistrySpec) -> Result<Progress> {
+        self.delete_impl(&Desired::Registry(s.clone()).id()).await
+    }
+    async fn poll(&self, op: &Operation) -> Result<Progress> {
+        self.poll_impl(op)
+    }
+}
+
+#[async_trait]
+impl crate::provider::Database for SimCloud {
+    fn info(&self) -> ProviderInfo {
+        SimCloud::info(self)
+    }
+    async fn observe(&self, r: &DatabaseResource) -> Result<Option<Observed<DatabaseResource>>> {
+        self.observe_as(&r.id())
+    }
+    async fn ensure(&self, r: &DatabaseResource, inputs: &Inputs) -> Result<Progress> {
+        self.ensure_impl(&r.clone().into(), inputs).await
+    }
+    async fn delete(&self, r: &DatabaseResource) -> Result<Progress> {
+        self.delete_impl(&r.id()).await
+    }
+    async fn poll(&self, op: &Operation) -> Result<Progress> {
+        self.poll_impl(op)
+    }
 }
 
 #[async_trait]
@@ -941,29 +1041,23 @@ impl crate::provider::ClusterBootstrap for SimCloud {
     }
     async fn observe(
         &self,
-        id: &ResourceId,
-        _desired: Option<&Desired>,
+        r: &InClusterResource,
         inputs: &Inputs,
-    ) -> Result<Option<Observed>> {
+    ) -> Result<Option<Observed<InClusterResource>>> {
         // Nothing to look into without a cluster.
         if inputs.of_kind(ResourceKind::Cluster).is_err() {
             return Ok(None);
         }
-        self.observe_impl(id)
+        self.observe_as(&r.id())
     }
-    async fn ensure(&self, desired: &Desired, inputs: &Inputs) -> Result<Progress> {
-        self.ensure_impl(desired, inputs).await
+    async fn ensure(&self, r: &InClusterResource, inputs: &Inputs) -> Result<Progress> {
+        self.ensure_impl(&r.clone().into(), inputs).await
     }
-    async fn delete(
-        &self,
-        id: &ResourceId,
-        _desired: Option<&Desired>,
-        inputs: &Inputs,
-    ) -> Result<Progress> {
+    async fn delete(&self, r: &InClusterResource, inputs: &Inputs) -> Result<Progress> {
         if inputs.of_kind(ResourceKind::Cluster).is_err() {
             return Ok(Progress::Done(None));
         }
-        self.delete_impl(id).await
+        self.delete_impl(&r.id()).await
     }
     async fn poll(&self, op: &Operation) -> Result<Progress> {
         self.poll_impl(op)
@@ -976,11 +1070,3 @@ impl crate::provider::ClusterCredentials for SimCloud {
         Ok(crate::provider::AccessToken::anonymous())
     }
 }
-
-impl_provider!(
-    crate::provider::ClusterProvider,
-    crate::provider::DnsProvider,
-    crate::provider::ObjectStore,
-    crate::provider::Registry,
-    crate::provider::Database
-);

@@ -10,6 +10,12 @@ use serde::{Deserialize, Serialize};
 use crate::secret::Secret;
 use crate::spec::{PoolRole, RecordsTarget, RegistryMode, Taint};
 
+mod domain;
+mod rules;
+
+pub use domain::{ClusterResource, DatabaseResource, DnsResource, InClusterResource, Routed};
+pub use rules::{GeneratedSecret, DATABASE_PASSWORD, ENCRYPTION_KEY};
+
 /// The kinds of resource, each owned by one provider trait (see [`ResourceKind::domain`]).
 #[non_exhaustive]
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
@@ -438,9 +444,6 @@ pub struct CertManagerSpec {
     /// `--dns01-recursive-nameservers` (`8.8.8.8:53`, `1.1.1.1:53`), with
     /// `--dns01-recursive-nameservers-only`.
     pub recursive_nameservers: Vec<String>,
-    /// Whether every part of the release exists (always `true` desired; an observation
-    /// of an install stopped half-way reports `false`, so it is applied again).
-    pub complete: bool,
 }
 
 /// external-dns for the installation's zone.
@@ -456,10 +459,6 @@ pub struct ExternalDnsSpec {
     pub domain_filter: String,
     /// `--txt-owner-id`: the installation name.
     pub txt_owner_id: String,
-    /// Whether its credentials in the cluster are those of the DNS identity's current
-    /// output (always `true` desired; an observation reports `false` after a key
-    /// changed).
-    pub credentials_in_sync: bool,
 }
 
 /// The DNS-01 solver and the ACME ClusterIssuer.
@@ -475,9 +474,6 @@ pub struct IssuerSpec {
     pub server: String,
     /// The secret holding the ACME account key (`issuer-account-key`).
     pub account_key_secret: String,
-    /// Whether the solver (and its secret) in the cluster is the one the DNS identity
-    /// currently reports (always `true` desired).
-    pub solver_in_sync: bool,
 }
 
 /// The Gitpod namespace and the secrets the installer expects in it.
@@ -487,10 +483,6 @@ pub struct IssuerSpec {
 pub struct GitpodNamespaceSpec {
     /// Namespace (`gitpod`).
     pub namespace: String,
-    /// Whether every secret rendered by [`crate::installer::render_secrets`] from the
-    /// current outputs is in the namespace with the same data (always `true` in the
-    /// desired state; an observation reports `false` to have them applied again).
-    pub secrets_in_sync: bool,
 }
 
 /// The `https-certificates` Certificate.
