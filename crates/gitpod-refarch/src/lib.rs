@@ -64,6 +64,7 @@ pub mod secret;
 pub mod sim;
 pub mod spec;
 pub mod state;
+pub mod tls;
 pub mod validate;
 
 pub use engine::{Engine, EngineBuilder, RunReport};

@@ -802,21 +802,13 @@ fn cases() -> Vec<Case> {
         case(
             "byo secret name bad",
             gcp,
-            |s| {
-                s.certificates = CertificateSettings::BringYourOwn {
-                    secret_name: "Https_Certificates".into(),
-                }
-            },
+            |s| s.certificates = CertificateSettings::bring_your_own("Https_Certificates"),
             "certificates.secretName",
         ),
         case(
             "byo secret name empty",
             aws,
-            |s| {
-                s.certificates = CertificateSettings::BringYourOwn {
-                    secret_name: String::new(),
-                }
-            },
+            |s| s.certificates = CertificateSettings::bring_your_own(""),
             "certificates.secretName",
         ),
         // --- labels ---
