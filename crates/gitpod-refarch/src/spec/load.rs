@@ -84,7 +84,16 @@ pub(super) fn parse(text: &str, format: Format) -> Result<Value, ValidationError
     let result = match format {
         Format::Yaml => seed
             .deserialize(serde_yaml_ng::Deserializer::from_str(text))
-            .map_err(|e| format!("not valid YAML: {e}")),
+            .map_err(|e| {
+                let e = e.to_string();
+                if e.contains("more than one document") {
+                    "not valid YAML: more than one document (a `---` line, or text after the \
+                     spec's mapping); a spec is one YAML mapping"
+                        .to_string()
+                } else {
+                    format!("not valid YAML: {e}")
+                }
+            }),
         Format::Json => {
             let mut de = serde_json::Deserializer::from_str(text);
             seed.deserialize(&mut de)
