@@ -53,6 +53,7 @@ pub mod certmanager;
 pub mod delegation;
 pub mod objects;
 pub mod steps;
+pub mod tls_secret;
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
@@ -82,6 +83,10 @@ pub struct BootstrapConfig {
     pub delegation: Option<DelegationCheck>,
     /// The poll hint of the operations it returns.
     pub poll_interval: Duration,
+    /// A bring-your-own certificate to write as its `kubernetes.io/tls` Secret in the
+    /// Gitpod namespace (the `gitpod-namespace` step); `None`: cert-manager issues it,
+    /// or the Secret already exists.
+    pub tls_certificate: Option<gitpod_refarch::tls::TlsCertificate>,
 }
 
 impl std::fmt::Debug for BootstrapConfig {
@@ -90,6 +95,7 @@ impl std::fmt::Debug for BootstrapConfig {
             .field("cert_manager", &self.cert_manager)
             .field("delegation", &self.delegation.is_some())
             .field("poll_interval", &self.poll_interval)
+            .field("tls_certificate", &self.tls_certificate)
             .finish_non_exhaustive()
     }
 }
@@ -102,7 +108,16 @@ impl BootstrapConfig {
             cert_manager: CertManagerSource::Auto,
             delegation: Some(DelegationCheck::new()),
             poll_interval: Duration::from_secs(5),
+            tls_certificate: None,
         }
+    }
+
+    /// Write this bring-your-own certificate to its Secret in the Gitpod namespace
+    /// ([`gitpod_refarch::tls::TlsCertificate::from_spec`] reads the spec's files).
+    #[must_use]
+    pub fn tls_certificate(mut self, tls: gitpod_refarch::tls::TlsCertificate) -> Self {
+        self.tls_certificate = Some(tls);
+        self
     }
 
     /// How cert-manager is installed.

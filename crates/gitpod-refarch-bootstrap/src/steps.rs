@@ -180,7 +180,11 @@ pub(crate) async fn observe(
                 )));
             }
             let mut actual = s.clone();
-            actual.secrets_in_sync = secrets_in_sync(ctx, &s.namespace, inputs).await?;
+            actual.secrets_in_sync = secrets_in_sync(ctx, &s.namespace, inputs).await?
+                && match &ctx.config.tls_certificate {
+                    Some(t) => crate::tls_secret::in_sync(c, t, &s.namespace).await?,
+                    None => true,
+                };
             Ok(Some(Observed::ready(
                 Desired::GitpodNamespace(actual),
                 output(vec![api::describe(&ns)]),
@@ -363,6 +367,9 @@ pub(crate) async fn ensure(ctx: &Ctx<'_>, desired: &Desired, inputs: &Inputs) ->
                 obj["metadata"]["namespace"] = Value::from(s.namespace.as_str());
                 api::apply(c, &obj).await?;
                 applied.push(api::describe(&obj));
+            }
+            if let Some(t) = &ctx.config.tls_certificate {
+                applied.push(crate::tls_secret::apply(c, t, &s.namespace).await?);
             }
             Ok(done(applied))
         }

@@ -1031,7 +1031,7 @@ fn rfc1918() -> Vec<Ipv4Net> {
 /// reads as octal to some tools and as decimal to others) and a prefix likewise.
 fn cidr_text_problem(text: &str) -> Option<&'static str> {
     let (addr, prefix) = text.split_once('/')?;
-    let no_leading_zero = |p: &str| !p.is_empty() && !(p.len() > 1 && p.starts_with('0'));
+    let no_leading_zero = |p: &str| !(p.is_empty() || p.len() > 1 && p.starts_with('0'));
     if addr.split('.').any(|o| !no_leading_zero(o)) || !no_leading_zero(prefix) {
         return Some("leading zeros are not allowed (write 10.0.0.0/16, not 010.0.0.0/016)");
     }

@@ -19,9 +19,17 @@ use crate::validate::{Problem, ValidationErrors};
 /// The largest spec document read, in bytes (1 MiB). A real spec is a few KiB.
 pub const MAX_SPEC_BYTES: usize = 1 << 20;
 
+/// The most values (scalars, mappings, sequences) a document may hold once YAML
+/// aliases are expanded. A spec has a few hundred; aliases can expand exponentially.
+pub const MAX_VALUES: usize = 10_000;
+
 /// The deepest nesting of mappings and sequences accepted. The spec itself is at most
 /// six levels deep (`nodePools.services.taints[0].key`).
 pub const MAX_NESTING: usize = 32;
+
+/// Unclosed brackets anywhere in the text, quoted or not (a looser bound than
+/// [`MAX_NESTING`], which the scan applies to the brackets it takes for structure).
+const MAX_RAW_BRACKETS: usize = 256;
 
 /// The document format.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -76,16 +84,29 @@ pub(super) fn parse(text: &str, format: Format) -> Result<Value, ValidationError
         ));
     }
     let found = RefCell::new(None);
+    let values = std::cell::Cell::new(0usize);
     let seed = ValueSeed {
         path: String::new(),
         depth: 0,
         found: &found,
+        values: &values,
     };
     let result = match format {
         Format::Yaml => seed
             .deserialize(serde_yaml_ng::Deserializer::from_str(text))
             .map_err(|e| {
+                let location = e.location();
                 let e = e.to_string();
+                if !e.contains("line ") {
+                    // Some parser errors do not say where; the location is still known.
+                    if let Some(l) = location {
+                        return format!(
+                            "not valid YAML: {e} at line {} column {}",
+                            l.line(),
+                            l.column()
+                        );
+                    }
+                }
                 if e.contains("more than one document") {
                     "not valid YAML: more than one document (a `---` line, or text after the \
                      spec's mapping); a spec is one YAML mapping"
@@ -126,6 +147,7 @@ fn nesting_too_deep(text: &str, format: Format) -> Option<usize> {
     let b = text.as_bytes(); // every byte that matters here is ASCII
     let mut state = State::Plain;
     let mut flow = 0usize;
+    let mut raw = 0usize;
     let mut line = 1usize;
     let mut prev = b'\n';
     let mut escaped = false;
@@ -165,6 +187,18 @@ fn nesting_too_deep(text: &str, format: Format) -> Option<usize> {
             }
         }
         let c = b[i];
+        // Every bracket, quoted or not: text the scan takes for a quoted scalar that
+        // the parser does not can hide no more than this from it.
+        match c {
+            b'[' | b'{' => {
+                raw += 1;
+                if raw > MAX_RAW_BRACKETS {
+                    return Some(line);
+                }
+            }
+            b']' | b'}' => raw = raw.saturating_sub(1),
+            _ => {}
+        }
         match state {
             State::Comment => {
                 if c == b'\n' {
@@ -186,7 +220,7 @@ fn nesting_too_deep(text: &str, format: Format) -> Option<usize> {
                 }
             }
             State::Plain => {
-                let starts_scalar = prev.is_ascii_whitespace() || b"[{,:-".contains(&prev);
+                let starts_scalar = prev.is_ascii_whitespace() || b"[{,".contains(&prev);
                 match c {
                     b'"' if starts_scalar || !yaml => state = State::Double,
                     b'\'' if yaml && starts_scalar => state = State::Single,
@@ -217,6 +251,7 @@ struct ValueSeed<'a> {
     path: String,
     depth: usize,
     found: &'a RefCell<Option<Problem>>,
+    values: &'a std::cell::Cell<usize>,
 }
 
 impl<'a> ValueSeed<'a> {
@@ -225,6 +260,7 @@ impl<'a> ValueSeed<'a> {
             path: format!("{}{segment}", self.path),
             depth: self.depth + 1,
             found: self.found,
+            values: self.values,
         }
     }
 
@@ -244,6 +280,16 @@ impl<'de> DeserializeSeed<'de> for ValueSeed<'_> {
         if self.depth > MAX_NESTING {
             let path = self.path.clone();
             return Err(self.fail(&path, format!("nested deeper than {MAX_NESTING} levels")));
+        }
+        self.values.set(self.values.get() + 1);
+        if self.values.get() > MAX_VALUES {
+            let path = self.path.clone();
+            return Err(self.fail(
+                &path,
+                format!(
+                    "more than {MAX_VALUES} values (YAML aliases expanding?); a spec has a few hundred"
+                ),
+            ));
         }
         d.deserialize_any(self)
     }

@@ -17,7 +17,7 @@ use std::fmt;
 use serde::{Deserialize, Serialize};
 
 pub use builder::Builder;
-pub use load::{MAX_NESTING, MAX_SPEC_BYTES};
+pub use load::{MAX_NESTING, MAX_SPEC_BYTES, MAX_VALUES};
 
 use crate::validate::{Problem, ValidationErrors};
 
