@@ -399,7 +399,7 @@ fn the_log_filter_comes_from_gitpod_refarch_log_then_rust_log() {
         c.current_dir(dir.path())
             .env_remove("GITPOD_REFARCH_LOG")
             .env_remove("RUST_LOG")
-            .args(["--time-scale", "0", "plan"]);
+            .args(["--time-scale", "0", "apply"]);
         for (k, v) in vars {
             c.env(k, v);
         }
@@ -407,7 +407,7 @@ fn the_log_filter_comes_from_gitpod_refarch_log_then_rust_log() {
         assert!(o.status.success(), "{}", text(&o));
         String::from_utf8_lossy(&o.stderr).to_string()
     };
-    // The engine logs every event at debug level.
+    // The engine logs every event of an apply at debug level.
     assert!(!plan(&[]).contains("DEBUG"));
     assert!(plan(&[("RUST_LOG", "debug")]).contains("DEBUG"));
     assert!(plan(&[("GITPOD_REFARCH_LOG", "debug")]).contains("DEBUG"));
