@@ -23,11 +23,24 @@ use indicatif::{MultiProgress, ProgressBar, ProgressStyle};
 
 const DEFAULT_SPEC: &str = include_str!("../specs/reference.yaml");
 
+const AFTER_HELP: &str = "\
+Environment:
+  GITPOD_REFARCH_LOG  Log filter for stderr, in tracing's EnvFilter syntax (for example
+                      `info` or `gitpod_refarch=debug,kube=warn`); read first
+  RUST_LOG            The same filter, used when GITPOD_REFARCH_LOG is not set
+                      (default: errors only)
+
+Confirmation:
+  apply and destroy against a real cloud (gcp, aws) show the plan and ask for `yes` on a
+  terminal; --yes skips the question. Without a terminal they refuse unless --yes is
+  given. The simulated cloud (--cloud sim) never asks.";
+
 #[derive(Parser)]
 #[command(
     name = "gitpod-refarch",
     version,
-    about = "Provision the Gitpod single-cluster reference architecture"
+    about = "Provision the Gitpod single-cluster reference architecture",
+    after_help = AFTER_HELP
 )]
 struct Cli {
     #[command(subcommand)]
@@ -64,6 +77,9 @@ struct Cli {
     /// Do not check the zone's NS delegation while waiting for the certificate.
     #[arg(long, global = true)]
     no_delegation_check: bool,
+    /// apply/destroy on a real cloud: do not ask for confirmation (needed without a terminal).
+    #[arg(long, short = 'y', global = true)]
+    yes: bool,
 }
 
 #[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -104,24 +120,54 @@ enum Command {
 }
 
 fn load_spec(path: Option<&Path>) -> Result<ReferenceArchitecture, String> {
-    let (text, name) = match path {
-        Some(p) => (
-            std::fs::read_to_string(p).map_err(|e| format!("cannot read {}: {e}", p.display()))?,
-            p.display().to_string(),
-        ),
+    // A file is read through the size-limited loader (at most 1 MiB + 1 byte).
+    let (parsed, name) = match path {
+        Some(p) => (ReferenceArchitecture::from_path(p), p.display().to_string()),
         None => (
-            DEFAULT_SPEC.to_string(),
+            ReferenceArchitecture::from_yaml(DEFAULT_SPEC),
             "the embedded reference spec".to_string(),
         ),
     };
-    let parsed = if name.ends_with(".json") {
-        ReferenceArchitecture::from_json(&text)
-    } else {
-        ReferenceArchitecture::from_yaml(&text)
-    };
     let spec = parsed.map_err(|e| format!("{name}: {e}"))?;
     spec.validate().map_err(|e| format!("{name}: {e}"))?;
+    for w in gitpod_refarch::tls::check_spec(&spec, std::time::SystemTime::now()).warnings {
+        eprintln!("warning: {}: {}", w.path, w.message);
+    }
     Ok(spec)
+}
+
+/// Whether a mutating command on `cloud` needs the user's confirmation, refused
+/// outright (before any call) when there is no terminal to ask on and no `--yes`.
+fn needs_confirmation(cli: &Cli) -> Result<bool, String> {
+    use std::io::IsTerminal as _;
+    let mutating = matches!(cli.command, Command::Apply { .. } | Command::Destroy);
+    if !mutating || cli.yes || cli.cloud == CloudArg::Sim {
+        return Ok(false);
+    }
+    if !std::io::stdin().is_terminal() {
+        return Err(
+            "apply and destroy change real infrastructure: there is no terminal to confirm on, \
+             so pass --yes to proceed without a question"
+                .into(),
+        );
+    }
+    Ok(true)
+}
+
+/// Ask on the terminal, as `terraform apply` does: only `yes` proceeds.
+fn confirm(question: &str) -> Result<(), String> {
+    use std::io::Write as _;
+    eprint!("{question}\n  Only 'yes' will be accepted to approve.\n\n  Enter a value: ");
+    let _ = std::io::stderr().flush();
+    let mut answer = String::new();
+    std::io::stdin()
+        .read_line(&mut answer)
+        .map_err(|e| format!("cannot read the answer: {e}"))?;
+    if answer.trim() == "yes" {
+        Ok(())
+    } else {
+        Err("cancelled: nothing was changed".into())
+    }
 }
 
 /// Renders events as progress bars (stderr) or JSON lines (stdout).
@@ -261,7 +307,10 @@ async fn setup(
             }
             manifest_flag(cli)?; // bad flags fail before any call
             let gcp = Arc::new(GcpProvider::connect(config).await.map_err(|e| e.chain())?);
-            (with_bootstrap(cli, Providers::all(gcp.clone()), gcp)?, None)
+            (
+                with_bootstrap(cli, spec, Providers::all(gcp.clone()), gcp)?,
+                None,
+            )
         }
         #[cfg(not(feature = "aws"))]
         CloudArg::Aws => {
@@ -285,7 +334,10 @@ async fn setup(
             }
             manifest_flag(cli)?; // bad flags fail before any call
             let aws = Arc::new(AwsProvider::connect(config).await.map_err(|e| e.chain())?);
-            (with_bootstrap(cli, Providers::all(aws.clone()), aws)?, None)
+            (
+                with_bootstrap(cli, spec, Providers::all(aws.clone()), aws)?,
+                None,
+            )
         }
         CloudArg::Azure => return Err(providers_for("azure")),
     };
@@ -327,6 +379,7 @@ fn manifest_flag(cli: &Cli) -> Result<Option<gitpod_refarch_bootstrap::Manifest>
 #[cfg(any(feature = "aws", feature = "gcp"))]
 fn with_bootstrap(
     cli: &Cli,
+    spec: &ReferenceArchitecture,
     providers: Providers,
     credentials: Arc<dyn gitpod_refarch::ClusterCredentials>,
 ) -> Result<Providers, String> {
@@ -343,6 +396,12 @@ fn with_bootstrap(
     }
     if cli.endpoint.is_some() {
         config = config.poll_interval(Duration::from_millis(100));
+    }
+    // Bring-your-own certificate files: the bootstrap writes them to their Secret.
+    if let Some(tls) =
+        gitpod_refarch::tls::TlsCertificate::from_spec(spec).map_err(|e| e.chain())?
+    {
+        config = config.tls_certificate(tls);
     }
     config.validate().map_err(|e| e.chain())?;
     Ok(providers.with_in_cluster(Arc::new(KubeBootstrap::new(config))))
@@ -375,6 +434,8 @@ async fn run(cli: Cli) -> Result<(), (u8, String)> {
     let usage = |e: String| (2u8, e);
     let failed = |e: String| (1u8, e);
     let spec = load_spec(cli.spec.as_deref()).map_err(usage)?;
+    // Refused before any call when no one can be asked.
+    let ask = needs_confirmation(&cli).map_err(usage)?;
     match &cli.command {
         Command::Plan {
             plan_json,
@@ -409,8 +470,16 @@ async fn run(cli: Cli) -> Result<(), (u8, String)> {
                 .plan(&spec)
                 .await
                 .map_err(|e| failed(e.chain()))?;
-            if !cli.json {
+            if !cli.json || ask {
                 print!("{plan}");
+            }
+            if ask && plan.has_changes() {
+                confirm(&format!(
+                    "Apply these changes to {} (installation '{}')?",
+                    cli_cloud_name(cli.cloud),
+                    spec.name
+                ))
+                .map_err(usage)?;
             }
             let result = setup.engine.apply(&plan).await;
             save_sim(&setup).map_err(failed)?;
@@ -461,7 +530,23 @@ async fn run(cli: Cli) -> Result<(), (u8, String)> {
         Command::Destroy => {
             let setup = setup(&cli, &spec, 8, false).await.map_err(usage)?;
             wire_ctrl_c(&setup.engine);
-            let result = setup.engine.destroy(&spec).await;
+            let result = if ask {
+                let plan = setup
+                    .engine
+                    .plan_destroy(&spec)
+                    .await
+                    .map_err(|e| failed(e.chain()))?;
+                print!("{plan}");
+                confirm(&format!(
+                    "Destroy installation '{}' in {}? This deletes what the plan lists.",
+                    spec.name,
+                    cli_cloud_name(cli.cloud)
+                ))
+                .map_err(usage)?;
+                setup.engine.apply(&plan).await
+            } else {
+                setup.engine.destroy(&spec).await
+            };
             save_sim(&setup).map_err(failed)?;
             let report = result.map_err(|e| failed(e.chain()))?;
             let left = report.not_removed();
@@ -494,12 +579,31 @@ async fn run(cli: Cli) -> Result<(), (u8, String)> {
     Ok(())
 }
 
+fn cli_cloud_name(c: CloudArg) -> &'static str {
+    match c {
+        CloudArg::Sim => "the simulated cloud",
+        CloudArg::Gcp => "GCP",
+        CloudArg::Aws => "AWS",
+        CloudArg::Azure => "Azure",
+    }
+}
+
+/// The log filter: `GITPOD_REFARCH_LOG`, else the Rust convention `RUST_LOG`; errors
+/// only when neither is set.
+fn log_filter() -> tracing_subscriber::EnvFilter {
+    let directives = ["GITPOD_REFARCH_LOG", "RUST_LOG"]
+        .iter()
+        .find_map(|v| std::env::var(v).ok().filter(|s| !s.trim().is_empty()))
+        .unwrap_or_default();
+    tracing_subscriber::EnvFilter::builder()
+        .with_default_directive(tracing_subscriber::filter::LevelFilter::ERROR.into())
+        .parse_lossy(directives)
+}
+
 #[tokio::main]
 async fn main() -> ExitCode {
     tracing_subscriber::fmt()
-        .with_env_filter(tracing_subscriber::EnvFilter::from_env(
-            "GITPOD_REFARCH_LOG",
-        ))
+        .with_env_filter(log_filter())
         .with_writer(std::io::stderr)
         .init();
     let cli = Cli::parse();

@@ -171,6 +171,8 @@ fn the_aws_path_against_moto_applies_reapplies_and_destroys() {
             .args(["--cloud", "aws", "--endpoint", &moto.1, "--spec", spec])
             // moto's EKS clusters have no API server to bootstrap.
             .arg("--no-in-cluster")
+            // No terminal to confirm on: apply and destroy need --yes.
+            .arg("--yes")
             .args(args)
             .output()
             .unwrap()
@@ -326,6 +328,7 @@ fn the_gcp_path_against_the_standalone_fake_applies_reapplies_and_destroys() {
                 &sha,
             ])
             .arg("--no-delegation-check")
+            .arg("--yes")
             .args(args)
             .output()
             .unwrap()
@@ -375,4 +378,203 @@ fn the_gcp_path_against_the_standalone_fake_applies_reapplies_and_destroys() {
     assert!(status.success(), "fake-gcp exits 0 on SIGTERM: {status:?}");
     let status = kube.stop();
     assert!(status.success(), "fake-kube exits 0 on SIGTERM: {status:?}");
+}
+
+#[test]
+fn help_documents_the_log_variables_and_yes() {
+    let dir = tempfile::tempdir().unwrap();
+    let o = run(dir.path(), &["--help"]);
+    assert!(o.status.success(), "{}", text(&o));
+    let t = text(&o);
+    for word in ["GITPOD_REFARCH_LOG", "RUST_LOG", "--yes"] {
+        assert!(t.contains(word), "{word} missing from --help:\n{t}");
+    }
+}
+
+#[test]
+fn the_log_filter_comes_from_gitpod_refarch_log_then_rust_log() {
+    let dir = tempfile::tempdir().unwrap();
+    let plan = |vars: &[(&str, &str)]| {
+        let mut c = Command::new(env!("CARGO_BIN_EXE_gitpod-refarch"));
+        c.current_dir(dir.path())
+            .env_remove("GITPOD_REFARCH_LOG")
+            .env_remove("RUST_LOG")
+            .args(["--time-scale", "0", "apply"]);
+        for (k, v) in vars {
+            c.env(k, v);
+        }
+        let o = c.output().unwrap();
+        assert!(o.status.success(), "{}", text(&o));
+        String::from_utf8_lossy(&o.stderr).to_string()
+    };
+    // The engine logs every event of an apply at debug level.
+    assert!(!plan(&[]).contains("DEBUG"));
+    assert!(plan(&[("RUST_LOG", "debug")]).contains("DEBUG"));
+    assert!(plan(&[("GITPOD_REFARCH_LOG", "debug")]).contains("DEBUG"));
+    // The project's own variable wins.
+    assert!(!plan(&[("GITPOD_REFARCH_LOG", "error"), ("RUST_LOG", "debug")]).contains("DEBUG"));
+}
+
+#[test]
+fn a_byo_certificate_spec_applies_on_the_simulated_cloud() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../crates/gitpod-refarch/tests/data/tls"
+    );
+    std::fs::write(
+        dir.path().join("byo.yaml"),
+        format!(
+            "cloud: aws\nname: gp\ndomain: gitpod.example.com\ncertificates:\n  issuer: bringYourOwn\n  \
+             secretName: my-tls\n  certificateFile: {data}/chain.pem\n  keyFile: {data}/leaf.key\n"
+        ),
+    )
+    .unwrap();
+    let o = run(dir.path(), &["--spec", "byo.yaml", "apply"]);
+    assert!(o.status.success(), "{}", text(&o));
+    assert!(!text(&o).contains("issuer"), "{}", text(&o));
+    let config = std::fs::read_to_string(dir.path().join("out/gitpod.config.yaml")).unwrap();
+    assert!(
+        config.contains("certificate:\n  kind: secret\n  name: my-tls"),
+        "{config}"
+    );
+    let key = std::fs::read_to_string(format!("{data}/leaf.key")).unwrap();
+    assert!(!text(&o).contains(key.lines().nth(1).unwrap()), "key shown");
+    // A key that does not match: exit 2, the path, not the key.
+    std::fs::write(
+        dir.path().join("bad.yaml"),
+        format!(
+            "cloud: aws\nname: gp\ndomain: gitpod.example.com\ncertificates:\n  issuer: bringYourOwn\n  \
+             secretName: my-tls\n  certificateFile: {data}/chain.pem\n  keyFile: {data}/other.key\n"
+        ),
+    )
+    .unwrap();
+    let o = run(dir.path(), &["--spec", "bad.yaml", "plan"]);
+    assert_eq!(o.status.code(), Some(2), "{}", text(&o));
+    assert!(text(&o).contains("certificates.keyFile"), "{}", text(&o));
+    let other = std::fs::read_to_string(format!("{data}/other.key")).unwrap();
+    assert!(
+        !text(&o).contains(other.lines().nth(1).unwrap()),
+        "key shown"
+    );
+}
+
+#[test]
+fn spec_files_are_read_at_most_one_mebibyte_and_bad_documents_exit_2() {
+    let dir = tempfile::tempdir().unwrap();
+    // /dev/zero never ends: refused after 1 MiB + 1 byte.
+    let o = run(dir.path(), &["--spec", "/dev/zero", "plan"]);
+    assert_eq!(o.status.code(), Some(2), "{}", text(&o));
+    assert!(text(&o).contains("larger than"), "{}", text(&o));
+    std::fs::write(
+        dir.path().join("dup.yaml"),
+        "cloud: aws\nname: gp\ndomain: a.example.com\ndomain: b.example.com\n",
+    )
+    .unwrap();
+    let o = run(dir.path(), &["--spec", "dup.yaml", "apply"]);
+    assert_eq!(o.status.code(), Some(2), "{}", text(&o));
+    assert!(text(&o).contains("domain: duplicate key"), "{}", text(&o));
+    assert!(
+        !dir.path().join(".gitpod-refarch").exists(),
+        "state written for a refused spec"
+    );
+    // A byte order mark is fine.
+    std::fs::write(
+        dir.path().join("bom.yaml"),
+        "\u{feff}cloud: aws\nname: gp\ndomain: gitpod.example.com\ncertificates: {email: ops@example.com}\n",
+    )
+    .unwrap();
+    let o = run(dir.path(), &["--spec", "bom.yaml", "plan"]);
+    assert!(o.status.success(), "{}", text(&o));
+}
+
+/// apply/destroy on a real cloud without a terminal and without --yes: refused before
+/// any call (nothing listens on port 1: a call would say "cannot reach").
+#[cfg(any(feature = "aws", feature = "gcp"))]
+#[test]
+fn real_cloud_apply_and_destroy_without_a_terminal_need_yes() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut clouds = Vec::new();
+    if cfg!(feature = "aws") {
+        clouds.push((
+            "aws",
+            concat!(env!("CARGO_MANIFEST_DIR"), "/specs/aws.yaml").to_string(),
+        ));
+    }
+    if cfg!(feature = "gcp") {
+        clouds.push((
+            "gcp",
+            concat!(env!("CARGO_MANIFEST_DIR"), "/specs/reference.yaml").to_string(),
+        ));
+    }
+    for (cloud, spec) in clouds {
+        for cmd in ["apply", "destroy"] {
+            let o = Command::new(env!("CARGO_BIN_EXE_gitpod-refarch"))
+                .current_dir(dir.path())
+                .env("AWS_ACCESS_KEY_ID", "testing")
+                .env("AWS_SECRET_ACCESS_KEY", "testing")
+                .args([
+                    "--cloud",
+                    cloud,
+                    "--endpoint",
+                    "http://127.0.0.1:1",
+                    "--spec",
+                    &spec,
+                ])
+                .arg("--no-in-cluster")
+                .arg(cmd)
+                .stdin(std::process::Stdio::null())
+                .output()
+                .unwrap();
+            assert_eq!(o.status.code(), Some(2), "{cloud} {cmd}: {}", text(&o));
+            assert!(text(&o).contains("--yes"), "{cloud} {cmd}: {}", text(&o));
+            assert!(
+                !text(&o).contains("cannot reach"),
+                "{cloud} {cmd}: {}",
+                text(&o)
+            );
+            assert!(
+                !dir.path().join(".gitpod-refarch").exists(),
+                "{cloud} {cmd}"
+            );
+        }
+    }
+}
+
+/// An invalid spec against a real cloud: exit 2, every problem, no call, no state.
+#[cfg(feature = "aws")]
+#[test]
+fn an_invalid_spec_makes_no_call_to_a_real_cloud() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("bad.yaml"),
+        "cloud: aws\nname: gp\ndomain: gitpod.example.com\ncertificates: {email: mailto:ops@example.com}\n\
+         storage: {bucket: sthree-gitpod}\ncluster: {network: {serviceCidr: 10.128.0.0/11}}\n",
+    )
+    .unwrap();
+    let o = Command::new(env!("CARGO_BIN_EXE_gitpod-refarch"))
+        .current_dir(dir.path())
+        .env("AWS_ACCESS_KEY_ID", "testing")
+        .env("AWS_SECRET_ACCESS_KEY", "testing")
+        .args([
+            "--cloud",
+            "aws",
+            "--endpoint",
+            "http://127.0.0.1:1",
+            "--spec",
+            "bad.yaml",
+        ])
+        .args(["--no-in-cluster", "--yes", "apply"])
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(2), "{}", text(&o));
+    for path in [
+        "certificates.email:",
+        "storage.bucket:",
+        "cluster.network.serviceCidr:",
+    ] {
+        assert!(text(&o).contains(path), "missing {path}: {}", text(&o));
+    }
+    assert!(!text(&o).contains("cannot reach"), "{}", text(&o));
+    assert!(!dir.path().join(".gitpod-refarch").exists());
 }

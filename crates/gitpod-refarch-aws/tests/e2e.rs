@@ -657,3 +657,39 @@ async fn slow_eks_and_rds_operations_are_polled_until_done() {
     assert!(!e.plan(&s).await.unwrap().has_changes());
     e.destroy(&s).await.unwrap().into_result().unwrap();
 }
+
+/// A bring-your-own certificate (PEM files) applies against moto like any spec: no
+/// DNS-01 solver is needed for cert-manager, the config names the Secret, nothing leaks.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_bring_your_own_certificate_applies_and_destroys() {
+    let (moto, proxy) = start().await;
+    let data = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../gitpod-refarch/tests/data/tls"
+    );
+    let s = ReferenceArchitecture::from_yaml(&format!(
+        "cloud: aws\nname: gp\ndomain: gitpod.example.com\ncertificates:\n  issuer: bringYourOwn\n  \
+         secretName: my-tls\n  certificateFile: {data}/chain.pem\n  keyFile: {data}/leaf.key\n"
+    ))
+    .unwrap();
+    s.validate().unwrap();
+    let p = Arc::new(AwsProvider::connect(config(&proxy.url)).await.unwrap());
+    let e = engine(p.clone(), Arc::new(MemoryStateStore::new()));
+    let plan = e.plan(&s).await.unwrap();
+    e.apply(&plan).await.unwrap().into_result().unwrap();
+    let bundle = e.installer_bundle(&s).unwrap();
+    assert_eq!(
+        bundle.config["certificate"],
+        serde_json::json!({"kind": "secret", "name": "my-tls"})
+    );
+    assert!(bundle.cert_manager.is_empty());
+    // Again: nothing to do.
+    proxy.reset_counts();
+    let again = e.plan(&s).await.unwrap();
+    assert!(!again.has_changes(), "{again}");
+    assert_eq!(proxy.counts().mutating, 0);
+    e.destroy(&s).await.unwrap().into_result().unwrap();
+    let sdk = sdk_config(&moto.url).await;
+    let left = leaks(&sdk).await;
+    assert!(left.is_empty(), "leaked: {left:#?}");
+}

@@ -32,6 +32,10 @@ pub struct BootstrapConfig {
     /// (5xx, server unreachable); the engine retries the whole step on top. Default:
     /// [`api::call_retry_policy`] (4 attempts, 50, 100 and 200 ms apart).
     pub retry: RetryPolicy,
+    /// A bring-your-own certificate to write as its `kubernetes.io/tls` Secret in the
+    /// Gitpod namespace (the `gitpod-namespace` step); `None`: cert-manager issues it,
+    /// or the Secret already exists.
+    pub tls_certificate: Option<gitpod_refarch::tls::TlsCertificate>,
 }
 
 impl std::fmt::Debug for BootstrapConfig {
@@ -42,6 +46,7 @@ impl std::fmt::Debug for BootstrapConfig {
             .field("poll_interval", &self.poll_interval)
             .field("clock", &self.clock)
             .field("retry", &self.retry)
+            .field("tls_certificate", &self.tls_certificate)
             .finish_non_exhaustive()
     }
 }
@@ -56,7 +61,16 @@ impl BootstrapConfig {
             poll_interval: Duration::from_secs(5),
             clock: Arc::new(TokioClock::new()),
             retry: api::call_retry_policy(),
+            tls_certificate: None,
         }
+    }
+
+    /// Write this bring-your-own certificate to its Secret in the Gitpod namespace
+    /// ([`gitpod_refarch::tls::TlsCertificate::from_spec`] reads the spec's files).
+    #[must_use]
+    pub fn tls_certificate(mut self, tls: gitpod_refarch::tls::TlsCertificate) -> Self {
+        self.tls_certificate = Some(tls);
+        self
     }
 
     /// How cert-manager is installed.

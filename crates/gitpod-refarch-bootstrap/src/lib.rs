@@ -86,6 +86,7 @@ pub mod delegation;
 pub mod objects;
 mod resources;
 mod teardown;
+pub mod tls_secret;
 
 use std::collections::BTreeMap;
 use std::sync::Mutex;

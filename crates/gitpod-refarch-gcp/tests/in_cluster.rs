@@ -179,3 +179,64 @@ async fn with_workload_identity_the_service_accounts_are_annotated_and_no_key_is
     );
     k.shutdown().await;
 }
+
+/// A bring-your-own certificate on GKE: no issuer, no DNS-01 solver secret, no
+/// Certificate; the TLS Secret written from the PEM files; nothing to do again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_bring_your_own_certificate_is_written_as_its_tls_secret() {
+    let k = kube().await;
+    let g = fake(FakeConfig::default().with_kube_endpoint(Some(k.url()))).await;
+    let p = Arc::new(GcpProvider::connect(config(&g.url())).await.unwrap());
+    let data = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../gitpod-refarch/tests/data/tls"
+    );
+    let mut spec = spec();
+    spec.certificates = gitpod_refarch::spec::CertificateSettings::bring_your_own_files(
+        "https-certificates",
+        format!("{data}/chain.pem"),
+        format!("{data}/leaf.key"),
+    );
+    spec.validate().unwrap();
+    let tls = gitpod_refarch::tls::TlsCertificate::from_spec(&spec)
+        .unwrap()
+        .unwrap();
+    let bootstrap = KubeBootstrap::new(
+        BootstrapConfig::new(p.clone())
+            .cert_manager(manifest())
+            .delegation(None)
+            .poll_interval(Duration::from_millis(5))
+            .tls_certificate(tls),
+    );
+    let engine = engine_for(
+        Providers::all(p).with_in_cluster(Arc::new(bootstrap)),
+        Arc::new(MemoryStateStore::default()),
+    );
+    let report = engine.apply_spec(&spec).await.unwrap();
+    assert!(report.failed.is_empty(), "{:?}", report.failed);
+    assert!(k.object("clusterissuers", None, "gitpod-issuer").is_none());
+    assert!(k
+        .object("secrets", Some("cert-manager"), "clouddns-dns01-solver")
+        .is_none());
+    assert!(k
+        .object("certificates", Some("gitpod"), "https-certificates")
+        .is_none());
+    let secret = k
+        .object("secrets", Some("gitpod"), "https-certificates")
+        .unwrap();
+    assert_eq!(secret["type"], "kubernetes.io/tls");
+    let chain = std::fs::read_to_string(format!("{data}/chain.pem")).unwrap();
+    assert_eq!(
+        secret["data"]["tls.crt"],
+        base64::engine::general_purpose::STANDARD.encode(chain)
+    );
+    assert!(secret["data"]["tls.key"].is_string());
+    k.reset_calls();
+    let again = engine.apply_spec(&spec).await.unwrap();
+    assert!(again.changed.is_empty(), "{:?}", again.changed);
+    assert_eq!(k.counts().mutating, 0, "{:?}", k.counts());
+    let gone = engine.destroy(&spec).await.unwrap();
+    assert!(gone.failed.is_empty(), "{:?}", gone.failed);
+    assert!(k.object("namespaces", None, "gitpod").is_none());
+    k.shutdown().await;
+}

@@ -209,8 +209,8 @@ impl std::error::Error for Error {
     }
 }
 
-impl From<crate::validate::ValidationErrors> for Error {
-    fn from(v: crate::validate::ValidationErrors) -> Self {
+impl From<crate::problem::ValidationErrors> for Error {
+    fn from(v: crate::problem::ValidationErrors) -> Self {
         Error::new(
             ErrorKind::InvalidInput,
             format!("the spec has {} problem(s)", v.problems().len()),

@@ -180,7 +180,7 @@ pub fn render(
                 certificate(&spec.gitpod_dns_names()),
             ],
         ),
-        CertificateSettings::BringYourOwn { secret_name } => (secret_ref(secret_name), vec![]),
+        CertificateSettings::BringYourOwn { secret_name, .. } => (secret_ref(secret_name), vec![]),
     };
     let config = json!({
         "apiVersion": "v1",

@@ -57,6 +57,7 @@ pub mod error;
 pub mod installer;
 pub mod outputs;
 pub mod plan;
+pub mod problem;
 pub mod provider;
 pub mod resource;
 pub mod secret;
@@ -64,6 +65,7 @@ pub mod secret;
 pub mod sim;
 pub mod spec;
 pub mod state;
+pub mod tls;
 pub mod validate;
 
 /// The attribute the provider traits are declared with: implement them with

@@ -2,81 +2,19 @@
 //! problem at once, each with its field path (`nodePools.services.maxNodes`) and a
 //! plain message. Run before any provider is called; the engine refuses invalid specs.
 
-use std::fmt;
 use std::net::Ipv4Addr;
 
 use ipnet::Ipv4Net;
 
 use crate::spec::*;
 
-/// One problem in a spec.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
-pub struct Problem {
-    /// The field path, in the spec's own (camelCase) names; empty for the whole spec.
-    pub path: String,
-    /// What is wrong and, where possible, what would be right.
-    pub message: String,
-}
+pub use crate::problem::{Problem, ValidationErrors, Warning};
 
-impl Problem {
-    /// A problem at `path`.
-    pub fn new(path: impl Into<String>, message: impl Into<String>) -> Self {
-        Problem {
-            path: path.into(),
-            message: message.into(),
-        }
+impl ReferenceArchitecture {
+    /// Check every value; see [`validate`].
+    pub fn validate(&self) -> Result<(), ValidationErrors> {
+        validate(self)
     }
-}
-
-impl fmt::Display for Problem {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        if self.path.is_empty() {
-            f.write_str(&self.message)
-        } else {
-            write!(f, "{}: {}", self.path, self.message)
-        }
-    }
-}
-
-/// Every problem found in a spec.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ValidationErrors(Vec<Problem>);
-
-impl ValidationErrors {
-    pub(crate) fn one(p: Problem) -> Self {
-        ValidationErrors(vec![p])
-    }
-
-    /// The problems, in spec order.
-    pub fn problems(&self) -> &[Problem] {
-        &self.0
-    }
-
-    /// Whether any problem concerns `path` exactly.
-    pub fn has_path(&self, path: &str) -> bool {
-        self.0.iter().any(|p| p.path == path)
-    }
-}
-
-impl fmt::Display for ValidationErrors {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "invalid spec ({} problem(s))", self.0.len())?;
-        for p in &self.0 {
-            write!(f, "\n  - {p}")?;
-        }
-        Ok(())
-    }
-}
-
-impl std::error::Error for ValidationErrors {}
-
-/// A non-fatal note about a valid spec, shown in the plan.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
-pub struct Warning {
-    /// The field path.
-    pub path: String,
-    /// The note.
-    pub message: String,
 }
 
 /// Check every value of `spec`.
@@ -108,6 +46,7 @@ pub fn warnings(spec: &ReferenceArchitecture) -> Vec<Warning> {
             message: "no failover replica: a zone outage stops Gitpod".into(),
         });
     }
+    out.extend(crate::tls::check_spec(spec, std::time::SystemTime::now()).warnings);
     for role in PoolRole::ALL {
         if spec.node_pools.get(role).min_nodes == 0 {
             out.push(Warning {
@@ -316,6 +255,10 @@ impl Checker {
         let n = &s.cluster.network;
         let mut nets: Vec<(&str, Ipv4Net)> = Vec::new();
         let parse = |this: &mut Self, path: &'static str, text: &str| -> Option<Ipv4Net> {
+            if let Some(msg) = cidr_text_problem(text) {
+                this.err(path, format!("'{text}': {msg}"));
+                return None;
+            }
             match text.parse::<Ipv4Net>() {
                 Ok(net) => {
                     if net.network() != net.addr() {
@@ -327,6 +270,16 @@ impl Checker {
                     }
                     if !net.network().is_private() {
                         this.err(path, format!("'{text}' is not a private (RFC 1918) range"));
+                    } else if !rfc1918().iter().any(|p| p.contains(&net)) {
+                        // The first address is private but the range runs out of its block.
+                        this.err(
+                            path,
+                            format!(
+                                "'{text}' ({} - {}) is not inside one private (RFC 1918) block: 10.0.0.0/8, 172.16.0.0/12 or 192.168.0.0/16",
+                                net.network(),
+                                net.broadcast()
+                            ),
+                        );
                     }
                     Some(net)
                 }
@@ -356,6 +309,9 @@ impl Checker {
                         "prefix must be /21 or larger for 110 pods per node",
                     );
                 }
+                if s.cloud == Cloud::Azure {
+                    self.azure_reserved_range("cluster.network.podCidr", net);
+                }
                 nets.push(("cluster.network.podCidr", net));
             }
         }
@@ -366,6 +322,25 @@ impl Checker {
                     "prefix must be /24 or larger",
                 );
             }
+            // kube-apiserver refuses a service range larger than /12 (20 host bits);
+            // EKS documents /12../24 for serviceIpv4Cidr, AKS "smaller than /12".
+            if net.prefix_len() < 12 {
+                self.err(
+                    "cluster.network.serviceCidr",
+                    format!(
+                        "/{} is larger than {} allows: at most a /12 for the service range",
+                        net.prefix_len(),
+                        match s.cloud {
+                            Cloud::Aws => "EKS",
+                            Cloud::Gcp => "GKE (kube-apiserver)",
+                            Cloud::Azure => "AKS",
+                        }
+                    ),
+                );
+            }
+            if s.cloud == Cloud::Azure {
+                self.azure_reserved_range("cluster.network.serviceCidr", net);
+            }
             nets.push(("cluster.network.serviceCidr", net));
         }
         for i in 0..nets.len() {
@@ -375,6 +350,28 @@ impl Checker {
                 if a.contains(&b.network()) || b.contains(&a.network()) {
                     self.err(pb, format!("{b} overlaps {pa} ({a})"));
                 }
+            }
+        }
+    }
+
+    /// AKS: "the pod and service CIDRs must not overlap 169.254.0.0/16, 172.30.0.0/16,
+    /// 172.31.0.0/16 or 192.0.2.0/24" (learn.microsoft.com/azure/aks/configure-kubenet,
+    /// "Limitations").
+    fn azure_reserved_range(&mut self, path: &str, net: Ipv4Net) {
+        for reserved in [
+            "169.254.0.0/16",
+            "172.30.0.0/16",
+            "172.31.0.0/16",
+            "192.0.2.0/24",
+        ] {
+            let Ok(r) = reserved.parse::<Ipv4Net>() else {
+                continue;
+            };
+            if r.contains(&net.network()) || net.contains(&r.network()) {
+                self.err(
+                    path,
+                    format!("{net} overlaps {reserved}, which AKS reserves"),
+                );
             }
         }
     }
@@ -567,11 +564,24 @@ impl Checker {
                 "1-16 characters, starting with a letter: letters, digits, '_'",
             );
         }
-        if matches!(
-            d.username.as_str(),
-            "root" | "admin" | "rdsadmin" | "mysql" | "cloudsqlsuperuser"
-        ) {
-            self.err("database.username", format!("'{}' is reserved", d.username));
+        let user = d.username.to_ascii_lowercase();
+        let reserved = reserved_db_users(s.cloud);
+        if COMMON_RESERVED_DB_USERS.contains(&user.as_str()) || reserved.contains(&user.as_str()) {
+            self.err(
+                "database.username",
+                format!(
+                    "'{}' is reserved by MySQL or the {} managed database",
+                    d.username, s.cloud
+                ),
+            );
+        } else if s.cloud == Cloud::Azure && user.starts_with("azure_") {
+            self.err(
+                "database.username",
+                format!(
+                    "'{}': names starting with azure_ are reserved on Azure",
+                    d.username
+                ),
+            );
         }
     }
 
@@ -636,15 +646,13 @@ impl Checker {
                     "storage.bucket",
                     "must start and end with a letter or digit",
                 );
-            } else if b.contains("..")
-                || b.parse::<Ipv4Addr>().is_ok()
-                || b.starts_with("goog")
-                || b.starts_with("xn--")
-            {
+            } else if b.contains("..") || b.parse::<Ipv4Addr>().is_ok() {
                 self.err(
                     "storage.bucket",
                     format!("'{b}' is not allowed as a bucket name"),
                 );
+            } else if let Some(msg) = reserved_bucket_problem(s.cloud, b) {
+                self.err("storage.bucket", format!("'{b}': {msg}"));
             }
         }
     }
@@ -673,22 +681,22 @@ impl Checker {
                         "certificates.email",
                         "required: the ACME account email for expiry notices",
                     );
+                } else if email.to_ascii_lowercase().starts_with("mailto:") {
+                    self.err(
+                        "certificates.email",
+                        "give the address alone, without 'mailto:' (cert-manager adds it)",
+                    );
                 } else if !is_email(email) {
                     self.err(
                         "certificates.email",
                         format!("'{email}' is not an email address"),
                     );
                 }
-                let local = server.starts_with("http://127.0.0.1")
-                    || server.starts_with("http://localhost");
-                if !(local || server.starts_with("https://") && server.len() > 8) {
-                    self.err(
-                        "certificates.server",
-                        "must be an https:// ACME directory URL",
-                    );
+                if let Some(msg) = acme_server_problem(server) {
+                    self.err("certificates.server", msg);
                 }
             }
-            CertificateSettings::BringYourOwn { secret_name } => {
+            CertificateSettings::BringYourOwn { secret_name, .. } => {
                 if dns_label_problem(secret_name).is_some()
                     || secret_name.chars().any(|c| c.is_ascii_uppercase())
                 {
@@ -697,6 +705,9 @@ impl Checker {
                         "must be a Kubernetes name: lower-case letters, digits, '-', at most 63",
                     );
                 }
+                // The files, if any: names, expiry and key, read here (before any call).
+                let check = crate::tls::check_spec(s, std::time::SystemTime::now());
+                self.problems.extend(check.problems);
             }
         }
     }
@@ -744,6 +755,13 @@ impl Checker {
                 && !p.ends_with('-');
             if p.is_empty() {
                 self.err("gcp.project", "required");
+            } else if p.contains("google") {
+                // "Project IDs cannot contain restricted strings such as google":
+                // cloud.google.com/resource-manager/docs/creating-managing-projects
+                self.err(
+                    "gcp.project",
+                    format!("'{p}' contains 'google', which project ids must not"),
+                );
             } else if !ok {
                 self.err("gcp.project", format!("'{p}' is not a project id: 6-30 lower-case letters, digits, '-', starting with a letter"));
             }
@@ -896,16 +914,23 @@ fn is_mysql_identifier(s: &str, max: usize) -> bool {
 }
 
 fn is_email(e: &str) -> bool {
-    match e.split_once('@') {
-        Some((local, domain)) => {
-            !local.is_empty()
-                && !local.contains(char::is_whitespace)
-                && !domain.contains('@')
-                && domain.contains('.')
-                && domain.split('.').all(|l| dns_label_problem(l).is_none())
-        }
-        None => false,
-    }
+    // RFC 5322 dot-atom local part and a DNS domain with a non-numeric top label.
+    let Some((local, domain)) = e.rsplit_once('@') else {
+        return false;
+    };
+    let atext = |c: char| c.is_ascii_alphanumeric() || "!#$%&'*+/=?^_`{|}~-".contains(c);
+    let labels: Vec<&str> = domain.split('.').collect();
+    !local.is_empty()
+        && local.len() <= 64
+        && e.len() <= 254
+        && local
+            .split('.')
+            .all(|p| !p.is_empty() && p.chars().all(atext))
+        && labels.len() >= 2
+        && labels.iter().all(|l| dns_label_problem(l).is_none())
+        && labels
+            .last()
+            .is_some_and(|t| !t.chars().all(|c| c.is_ascii_digit()))
 }
 
 fn is_billing_account(b: &str) -> bool {
@@ -926,4 +951,173 @@ fn is_uuid(u: &str) -> bool {
             .iter()
             .zip(lens)
             .all(|(p, n)| p.len() == n && p.chars().all(|c| c.is_ascii_hexdigit()))
+}
+
+/// The three RFC 1918 blocks.
+fn rfc1918() -> Vec<Ipv4Net> {
+    [
+        (Ipv4Addr::new(10, 0, 0, 0), 8),
+        (Ipv4Addr::new(172, 16, 0, 0), 12),
+        (Ipv4Addr::new(192, 168, 0, 0), 16),
+    ]
+    .into_iter()
+    .filter_map(|(a, p)| Ipv4Net::new(a, p).ok())
+    .collect()
+}
+
+/// The CIDR's text, before parsing: four decimal octets without leading zeros (`010`
+/// reads as octal to some tools and as decimal to others) and a prefix likewise.
+fn cidr_text_problem(text: &str) -> Option<&'static str> {
+    let (addr, prefix) = text.split_once('/')?;
+    let no_leading_zero = |p: &str| !(p.is_empty() || p.len() > 1 && p.starts_with('0'));
+    if addr.split('.').any(|o| !no_leading_zero(o)) || !no_leading_zero(prefix) {
+        return Some("leading zeros are not allowed (write 10.0.0.0/16, not 010.0.0.0/016)");
+    }
+    None
+}
+
+/// The ACME directory URL, parsed: https (plain http only to a loopback host), a valid
+/// host, no credentials, no white space.
+fn acme_server_problem(server: &str) -> Option<String> {
+    if server.is_empty() {
+        return Some("required: the ACME directory URL".into());
+    }
+    if server.chars().any(|c| c.is_whitespace() || c.is_control()) {
+        return Some("must not contain spaces or control characters".into());
+    }
+    let url = match url::Url::parse(server) {
+        Ok(u) => u,
+        Err(e) => {
+            return Some(format!(
+                "not a URL ({e}); for example {LETS_ENCRYPT_PRODUCTION}"
+            ))
+        }
+    };
+    if !url.username().is_empty() || url.password().is_some() {
+        return Some("must not contain credentials".into());
+    }
+    let loopback = match url.host() {
+        None => return Some("has no host".into()),
+        Some(url::Host::Domain(d)) => {
+            let d = d.trim_end_matches('.');
+            if d != "localhost"
+                && (d.split('.').count() < 2
+                    || d.split('.').any(|l| dns_label_problem(l).is_some()))
+            {
+                return Some(format!("'{d}' is not a valid host name"));
+            }
+            d == "localhost"
+        }
+        Some(url::Host::Ipv4(a)) => a.is_loopback(),
+        Some(url::Host::Ipv6(a)) => a.is_loopback(),
+    };
+    match url.scheme() {
+        "https" => None,
+        "http" if loopback => None,
+        "http" => Some(
+            "plain http is allowed only for a loopback host (a local test CA); use https".into(),
+        ),
+        other => Some(format!(
+            "scheme '{other}': the ACME directory must be an https URL"
+        )),
+    }
+}
+
+/// User names every MySQL reserves (`mysql.sys` and the like are already refused by
+/// the identifier rule), and `admin`, the administrator the providers create.
+const COMMON_RESERVED_DB_USERS: &[&str] = &["root", "mysql", "admin"];
+
+/// User names each managed MySQL reserves for itself.
+fn reserved_db_users(cloud: Cloud) -> &'static [&'static str] {
+    match cloud {
+        // Cloud SQL's own users (cloud.google.com/sql/docs/mysql/users, "System users"
+        // and "cloudsqlsuperuser").
+        Cloud::Gcp => &[
+            "cloudsqlsuperuser",
+            "cloudsqladmin",
+            "cloudsqlagent",
+            "cloudsqlreplica",
+            "cloudsqlimport",
+            "cloudsqlexport",
+            "cloudsqloneshot",
+            "cloudsqlapplier",
+            "cloudsqlobservabilityadmin",
+            "cloudsqliamuser",
+            "cloudsqliamserviceaccount",
+        ],
+        // RDS's own users (docs.aws.amazon.com/AmazonRDS/latest/UserGuide/
+        // MySQL.Concepts.PredefinedUsers.html) and "admin", the master user's default.
+        Cloud::Aws => &[
+            "rdsadmin",
+            "rdsrepladmin",
+            "rdsproxyadmin",
+            "rds_superuser_role",
+        ],
+        // Azure Database for MySQL flexible server: "The admin login name can't be
+        // azure_superuser, admin, administrator, root, guest, or public"
+        // (learn.microsoft.com/azure/mysql/flexible-server/quickstart-create-server-portal).
+        Cloud::Azure => &[
+            "azure_superuser",
+            "admin",
+            "administrator",
+            "root",
+            "guest",
+            "public",
+        ],
+    }
+}
+
+/// Names each cloud's object storage reserves.
+fn reserved_bucket_problem(cloud: Cloud, b: &str) -> Option<String> {
+    match cloud {
+        // docs.aws.amazon.com/AmazonS3/latest/userguide/bucketnamingrules.html
+        Cloud::Aws => {
+            for prefix in ["xn--", "sthree-", "amzn-s3-demo-"] {
+                if b.starts_with(prefix) {
+                    return Some(format!("S3 reserves the prefix '{prefix}'"));
+                }
+            }
+            for suffix in ["-s3alias", "--ol-s3", ".mrap", "--x-s3", "--table-s3"] {
+                if b.ends_with(suffix) {
+                    return Some(format!("S3 reserves the suffix '{suffix}'"));
+                }
+            }
+            None
+        }
+        // cloud.google.com/storage/docs/buckets#naming: "cannot begin with the goog
+        // prefix", "cannot contain google or close misspellings, such as g00gle".
+        Cloud::Gcp => {
+            if b.starts_with("goog") {
+                return Some("Cloud Storage reserves the prefix 'goog'".into());
+            }
+            let folded: String = b
+                .chars()
+                .map(|c| match c {
+                    '0' => 'o',
+                    '1' => 'l',
+                    '3' => 'e',
+                    c => c,
+                })
+                .collect();
+            if folded.contains("google") || folded.contains("gogle") || folded.contains("googel") {
+                return Some(
+                    "Cloud Storage names must not contain 'google' or a close misspelling".into(),
+                );
+            }
+            if b.starts_with("xn--") {
+                return Some("punycode prefix 'xn--' is not allowed".into());
+            }
+            None
+        }
+        // Azure blob container names: lower-case letters, digits and single '-'
+        // (learn.microsoft.com/rest/api/storageservices/naming-and-referencing-containers--blobs--and-metadata).
+        Cloud::Azure => {
+            if b.contains('.') || b.contains("--") {
+                return Some(
+                    "Azure container names allow letters, digits and single '-' only".into(),
+                );
+            }
+            None
+        }
+    }
 }

@@ -80,6 +80,25 @@ fn acme(email: &str, server: &str) -> CertificateSettings {
     }
 }
 
+/// A test certificate or key (`tests/data/tls`, made by its `gen.sh`).
+fn tls(file: &str) -> String {
+    format!("{}/tests/data/tls/{file}", env!("CARGO_MANIFEST_DIR"))
+}
+
+fn byo_files(cert: Option<String>, key: Option<String>) -> CertificateSettings {
+    let mut c = CertificateSettings::bring_your_own_files("https-certificates", "", "");
+    if let CertificateSettings::BringYourOwn {
+        certificate_file,
+        key_file,
+        ..
+    } = &mut c
+    {
+        *certificate_file = cert;
+        *key_file = key;
+    }
+    c
+}
+
 fn cases() -> Vec<Case> {
     vec![
         // --- name ---
@@ -802,21 +821,13 @@ fn cases() -> Vec<Case> {
         case(
             "byo secret name bad",
             gcp,
-            |s| {
-                s.certificates = CertificateSettings::BringYourOwn {
-                    secret_name: "Https_Certificates".into(),
-                }
-            },
+            |s| s.certificates = CertificateSettings::bring_your_own("Https_Certificates"),
             "certificates.secretName",
         ),
         case(
             "byo secret name empty",
             aws,
-            |s| {
-                s.certificates = CertificateSettings::BringYourOwn {
-                    secret_name: String::new(),
-                }
-            },
+            |s| s.certificates = CertificateSettings::bring_your_own(""),
             "certificates.secretName",
         ),
         // --- labels ---
@@ -925,13 +936,483 @@ fn cases() -> Vec<Case> {
             |s| s.azure.as_mut().unwrap().resource_group = Some("r".repeat(91)),
             "azure.resourceGroup",
         ),
+        // --- issue #11: second pass over bad input ---
+        case(
+            "acme server ftp scheme",
+            gcp,
+            |s| s.certificates = acme("ops@example.com", "ftp://acme.example.com/directory"),
+            "certificates.server",
+        ),
+        case(
+            "acme server with a space",
+            aws,
+            |s| s.certificates = acme("ops@example.com", "https://acme.example.com/dir ectory"),
+            "certificates.server",
+        ),
+        case(
+            "acme server leading space",
+            azure,
+            |s| s.certificates = acme("ops@example.com", " https://acme.example.com/directory"),
+            "certificates.server",
+        ),
+        case(
+            "acme server http to a host named like localhost",
+            azure,
+            |s| {
+                s.certificates = acme(
+                    "ops@example.com",
+                    "http://localhost.evil.example.com/directory",
+                )
+            },
+            "certificates.server",
+        ),
+        case(
+            "acme server http to a host starting 127.0.0.1",
+            gcp,
+            |s| s.certificates = acme("ops@example.com", "http://127.0.0.1.nip.io/directory"),
+            "certificates.server",
+        ),
+        case(
+            "acme server single-label host",
+            aws,
+            |s| s.certificates = acme("ops@example.com", "https:///directory"),
+            "certificates.server",
+        ),
+        case(
+            "acme server host with underscore",
+            gcp,
+            |s| s.certificates = acme("ops@example.com", "https://acme_v02.example.com/directory"),
+            "certificates.server",
+        ),
+        case(
+            "acme server with credentials",
+            azure,
+            |s| {
+                s.certificates = acme(
+                    "ops@example.com",
+                    "https://user:pw@acme.example.com/directory",
+                )
+            },
+            "certificates.server",
+        ),
+        case(
+            "acme server empty",
+            aws,
+            |s| s.certificates = acme("ops@example.com", ""),
+            "certificates.server",
+        ),
+        case(
+            "acme server without scheme",
+            gcp,
+            |s| s.certificates = acme("ops@example.com", "acme-v02.api.letsencrypt.org/directory"),
+            "certificates.server",
+        ),
+        case(
+            "acme server mailto",
+            aws,
+            |s| s.certificates = acme("ops@example.com", "mailto:ops@example.com"),
+            "certificates.server",
+        ),
+        case(
+            "acme server http with https in the path",
+            azure,
+            |s| s.certificates = acme("ops@example.com", "http://acme.example.com/https://x"),
+            "certificates.server",
+        ),
+        case(
+            "acme email mailto",
+            gcp,
+            |s| s.certificates = acme("mailto:ops@example.com", LETS_ENCRYPT_PRODUCTION),
+            "certificates.email",
+        ),
+        case(
+            "acme email MAILTO upper case",
+            azure,
+            |s| s.certificates = acme("MAILTO:ops@example.com", LETS_ENCRYPT_PRODUCTION),
+            "certificates.email",
+        ),
+        case(
+            "acme email two at signs",
+            aws,
+            |s| s.certificates = acme("ops@@example.com", LETS_ENCRYPT_PRODUCTION),
+            "certificates.email",
+        ),
+        case(
+            "acme email numeric tld",
+            gcp,
+            |s| s.certificates = acme("ops@example.123", LETS_ENCRYPT_PRODUCTION),
+            "certificates.email",
+        ),
+        case(
+            "acme email leading dot",
+            azure,
+            |s| s.certificates = acme(".ops@example.com", LETS_ENCRYPT_PRODUCTION),
+            "certificates.email",
+        ),
+        case(
+            "acme email double dot",
+            aws,
+            |s| s.certificates = acme("o..ps@example.com", LETS_ENCRYPT_PRODUCTION),
+            "certificates.email",
+        ),
+        case(
+            "acme email with a space",
+            gcp,
+            |s| s.certificates = acme("ops team@example.com", LETS_ENCRYPT_PRODUCTION),
+            "certificates.email",
+        ),
+        case(
+            "acme email angle brackets",
+            aws,
+            |s| s.certificates = acme("Ops <ops@example.com>", LETS_ENCRYPT_PRODUCTION),
+            "certificates.email",
+        ),
+        case(
+            "node cidr runs out of 192.168/16 (gcp)",
+            gcp,
+            |s| s.cluster.network.node_cidr = "192.168.0.0/15".into(),
+            "cluster.network.nodeCidr",
+        ),
+        case(
+            "node cidr runs out of 192.168/16 (aws)",
+            aws,
+            |s| s.cluster.network.node_cidr = "192.168.0.0/15".into(),
+            "cluster.network.nodeCidr",
+        ),
+        case(
+            "pod cidr runs out of 10/8 (gcp)",
+            gcp,
+            |s| s.cluster.network.pod_cidr = Some("10.0.0.0/7".into()),
+            "cluster.network.podCidr",
+        ),
+        case(
+            "pod cidr runs out of 10/8 (azure)",
+            azure,
+            |s| s.cluster.network.pod_cidr = Some("10.0.0.0/7".into()),
+            "cluster.network.podCidr",
+        ),
+        case(
+            "node cidr leading zero octet",
+            gcp,
+            |s| s.cluster.network.node_cidr = "010.255.0.0/16".into(),
+            "cluster.network.nodeCidr",
+        ),
+        case(
+            "node cidr leading zero prefix",
+            aws,
+            |s| s.cluster.network.node_cidr = "10.100.0.0/016".into(),
+            "cluster.network.nodeCidr",
+        ),
+        case(
+            "service cidr leading zero prefix",
+            aws,
+            |s| s.cluster.network.service_cidr = "172.20.0.0/016".into(),
+            "cluster.network.serviceCidr",
+        ),
+        case(
+            "pod cidr leading zero octet",
+            azure,
+            |s| s.cluster.network.pod_cidr = Some("10.244.00.0/16".into()),
+            "cluster.network.podCidr",
+        ),
+        case(
+            "service cidr larger than /12 (gcp)",
+            gcp,
+            |s| s.cluster.network.service_cidr = "10.128.0.0/11".into(),
+            "cluster.network.serviceCidr",
+        ),
+        case(
+            "service cidr larger than /12 (aws)",
+            aws,
+            |s| s.cluster.network.service_cidr = "10.128.0.0/11".into(),
+            "cluster.network.serviceCidr",
+        ),
+        case(
+            "service cidr larger than /12 (azure)",
+            azure,
+            |s| s.cluster.network.service_cidr = "10.128.0.0/11".into(),
+            "cluster.network.serviceCidr",
+        ),
+        case(
+            "service cidr in 172.30/16 reserved by aks",
+            azure,
+            |s| s.cluster.network.service_cidr = "172.30.0.0/16".into(),
+            "cluster.network.serviceCidr",
+        ),
+        case(
+            "pod cidr in 172.31/16 reserved by aks",
+            azure,
+            |s| s.cluster.network.pod_cidr = Some("172.31.0.0/16".into()),
+            "cluster.network.podCidr",
+        ),
+        case(
+            "s3 bucket reserved sthree-gitpod",
+            aws,
+            |s| s.storage.bucket = Some("sthree-gitpod".into()),
+            "storage.bucket",
+        ),
+        case(
+            "s3 bucket reserved sthree-configurator-gp",
+            aws,
+            |s| s.storage.bucket = Some("sthree-configurator-gp".into()),
+            "storage.bucket",
+        ),
+        case(
+            "s3 bucket reserved amzn-s3-demo-gitpod",
+            aws,
+            |s| s.storage.bucket = Some("amzn-s3-demo-gitpod".into()),
+            "storage.bucket",
+        ),
+        case(
+            "s3 bucket reserved xn--gitpod",
+            aws,
+            |s| s.storage.bucket = Some("xn--gitpod".into()),
+            "storage.bucket",
+        ),
+        case(
+            "s3 bucket reserved gitpod-s3alias",
+            aws,
+            |s| s.storage.bucket = Some("gitpod-s3alias".into()),
+            "storage.bucket",
+        ),
+        case(
+            "s3 bucket reserved gitpod--ol-s3",
+            aws,
+            |s| s.storage.bucket = Some("gitpod--ol-s3".into()),
+            "storage.bucket",
+        ),
+        case(
+            "s3 bucket reserved gitpod.mrap",
+            aws,
+            |s| s.storage.bucket = Some("gitpod.mrap".into()),
+            "storage.bucket",
+        ),
+        case(
+            "s3 bucket reserved gitpod--x-s3",
+            aws,
+            |s| s.storage.bucket = Some("gitpod--x-s3".into()),
+            "storage.bucket",
+        ),
+        case(
+            "s3 bucket reserved gitpod--table-s3",
+            aws,
+            |s| s.storage.bucket = Some("gitpod--table-s3".into()),
+            "storage.bucket",
+        ),
+        case(
+            "gcs bucket reserved goog-gitpod",
+            gcp,
+            |s| s.storage.bucket = Some("goog-gitpod".into()),
+            "storage.bucket",
+        ),
+        case(
+            "gcs bucket reserved my-google-bucket",
+            gcp,
+            |s| s.storage.bucket = Some("my-google-bucket".into()),
+            "storage.bucket",
+        ),
+        case(
+            "gcs bucket reserved my-g00gle-bucket",
+            gcp,
+            |s| s.storage.bucket = Some("my-g00gle-bucket".into()),
+            "storage.bucket",
+        ),
+        case(
+            "gcs bucket reserved gitpod-gogle",
+            gcp,
+            |s| s.storage.bucket = Some("gitpod-gogle".into()),
+            "storage.bucket",
+        ),
+        case(
+            "azure container name gitpod.data",
+            azure,
+            |s| s.storage.bucket = Some("gitpod.data".into()),
+            "storage.bucket",
+        ),
+        case(
+            "azure container name git--pod",
+            azure,
+            |s| s.storage.bucket = Some("git--pod".into()),
+            "storage.bucket",
+        ),
+        case(
+            "gcp project contains google",
+            gcp,
+            |s| s.gcp.as_mut().unwrap().project = "my-google-proj".into(),
+            "gcp.project",
+        ),
+        case(
+            "gcp project starts with google",
+            gcp,
+            |s| s.gcp.as_mut().unwrap().project = "googleproject1".into(),
+            "gcp.project",
+        ),
+        case(
+            "db user cloudsqladmin reserved on gcp",
+            gcp,
+            |s| s.database.username = "cloudsqladmin".into(),
+            "database.username",
+        ),
+        case(
+            "db user cloudsqlagent reserved on gcp",
+            gcp,
+            |s| s.database.username = "cloudsqlagent".into(),
+            "database.username",
+        ),
+        case(
+            "db user cloudsqlreplica reserved on gcp",
+            gcp,
+            |s| s.database.username = "cloudsqlreplica".into(),
+            "database.username",
+        ),
+        case(
+            "db user cloudsqlimport reserved on gcp",
+            gcp,
+            |s| s.database.username = "cloudsqlimport".into(),
+            "database.username",
+        ),
+        case(
+            "db user rdsadmin reserved on aws",
+            aws,
+            |s| s.database.username = "rdsadmin".into(),
+            "database.username",
+        ),
+        case(
+            "db user rdsrepladmin reserved on aws",
+            aws,
+            |s| s.database.username = "rdsrepladmin".into(),
+            "database.username",
+        ),
+        case(
+            "db user rdsproxyadmin reserved on aws",
+            aws,
+            |s| s.database.username = "rdsproxyadmin".into(),
+            "database.username",
+        ),
+        case(
+            "db user mysql reserved on aws",
+            aws,
+            |s| s.database.username = "mysql".into(),
+            "database.username",
+        ),
+        case(
+            "db user azure_superuser reserved on azure",
+            azure,
+            |s| s.database.username = "azure_superuser".into(),
+            "database.username",
+        ),
+        case(
+            "db user administrator reserved on azure",
+            azure,
+            |s| s.database.username = "administrator".into(),
+            "database.username",
+        ),
+        case(
+            "db user guest reserved on azure",
+            azure,
+            |s| s.database.username = "guest".into(),
+            "database.username",
+        ),
+        case(
+            "db user public reserved on azure",
+            azure,
+            |s| s.database.username = "public".into(),
+            "database.username",
+        ),
+        case(
+            "db user azure_gitpod reserved on azure",
+            azure,
+            |s| s.database.username = "azure_gitpod".into(),
+            "database.username",
+        ),
+        case(
+            "db user root reserved on azure",
+            azure,
+            |s| s.database.username = "root".into(),
+            "database.username",
+        ),
+        case(
+            "db user admin reserved on gcp",
+            gcp,
+            |s| s.database.username = "admin".into(),
+            "database.username",
+        ),
+        case(
+            "db user Admin reserved on azure",
+            azure,
+            |s| s.database.username = "Admin".into(),
+            "database.username",
+        ),
+        case(
+            "byo certificate without key",
+            gcp,
+            |s| s.certificates = byo_files(Some(tls("leaf.crt")), None),
+            "certificates.keyFile",
+        ),
+        case(
+            "byo key without certificate",
+            aws,
+            |s| s.certificates = byo_files(None, Some(tls("leaf.key"))),
+            "certificates.certificateFile",
+        ),
+        case(
+            "byo certificate file missing",
+            azure,
+            |s| s.certificates = byo_files(Some(tls("missing.crt")), Some(tls("leaf.key"))),
+            "certificates.certificateFile",
+        ),
+        case(
+            "byo key file missing",
+            gcp,
+            |s| s.certificates = byo_files(Some(tls("leaf.crt")), Some(tls("missing.key"))),
+            "certificates.keyFile",
+        ),
+        case(
+            "byo certificate misses *.ws",
+            aws,
+            |s| s.certificates = byo_files(Some(tls("no-ws.crt")), Some(tls("leaf.key"))),
+            "certificates.certificateFile",
+        ),
+        case(
+            "byo key of another certificate",
+            gcp,
+            |s| s.certificates = byo_files(Some(tls("leaf.crt")), Some(tls("other.key"))),
+            "certificates.keyFile",
+        ),
+        case(
+            "byo rsa certificate with an ec key",
+            azure,
+            |s| s.certificates = byo_files(Some(tls("rsa.crt")), Some(tls("leaf.key"))),
+            "certificates.keyFile",
+        ),
+        case(
+            "byo key file holds a certificate",
+            aws,
+            |s| s.certificates = byo_files(Some(tls("leaf.crt")), Some(tls("leaf.crt"))),
+            "certificates.keyFile",
+        ),
+        case(
+            "byo certificate file holds a key",
+            gcp,
+            |s| s.certificates = byo_files(Some(tls("leaf.key")), Some(tls("leaf.key"))),
+            "certificates.certificateFile",
+        ),
+        case(
+            "byo certificate for another domain",
+            aws,
+            |s| {
+                s.domain = "other.example.org".into();
+                s.certificates = byo_files(Some(tls("chain.pem")), Some(tls("leaf.key")));
+            },
+            "certificates.certificateFile",
+        ),
     ]
 }
 
 #[test]
 fn the_table_is_large_and_its_names_distinct() {
     let cases = cases();
-    assert!(cases.len() >= 45, "only {} cases", cases.len());
+    assert!(cases.len() >= 189, "only {} cases", cases.len());
     let mut names = BTreeSet::new();
     for c in &cases {
         assert!(names.insert(c.name), "duplicate case name '{}'", c.name);
@@ -1190,4 +1671,96 @@ async fn the_engine_makes_no_call_for_an_invalid_spec() {
     engine.plan(&gcp()).await.expect("a valid spec plans");
     assert!(control.counts().reads > 0, "{:?}", control.counts());
     assert_eq!(control.counts().mutating, 0, "{:?}", control.counts());
+}
+
+#[test]
+fn byo_certificate_files_that_fit_pass() {
+    // Chain (leaf + CA) with a PKCS#8 key, the same key in SEC1, an RSA PKCS#1 key, and
+    // a wildcard one level up covering DOMAIN itself.
+    for (cert, key) in [
+        ("chain.pem", "leaf.key"),
+        ("leaf.crt", "leaf-sec1.key"),
+        ("rsa.crt", "rsa.key"),
+        ("parent-wildcard.crt", "leaf.key"),
+    ] {
+        for base in [gcp, aws, azure] {
+            let mut s = base();
+            s.certificates = byo_files(Some(tls(cert)), Some(tls(key)));
+            if let Err(e) = s.validate() {
+                panic!("{cert} + {key} on {}:\n{e}", s.cloud);
+            }
+        }
+    }
+}
+
+/// The fixtures' validity: notBefore 2026-11-29T11:17:11Z, notAfter 2036-11-26T11:17:11Z
+/// (`openssl x509 -noout -dates`).
+const NOT_BEFORE: u64 = 1_795_951_031;
+const NOT_AFTER: u64 = 2_111_311_031;
+
+fn at(unix: u64) -> std::time::SystemTime {
+    std::time::UNIX_EPOCH + std::time::Duration::from_secs(unix)
+}
+
+#[test]
+fn byo_certificate_expiry_is_judged_at_the_given_time() {
+    let mut s = gcp();
+    s.certificates = byo_files(Some(tls("chain.pem")), Some(tls("leaf.key")));
+    let day = 86_400;
+    let ok = gitpod_refarch::tls::check_spec(&s, at(NOT_BEFORE + day));
+    assert!(ok.problems.is_empty() && ok.warnings.is_empty(), "{ok:?}");
+    // Within 30 days of the end: valid, with a warning at the file's path.
+    let soon = gitpod_refarch::tls::check_spec(&s, at(NOT_AFTER - 10 * day));
+    assert!(soon.problems.is_empty(), "{soon:?}");
+    assert_eq!(soon.warnings.len(), 1, "{soon:?}");
+    assert_eq!(soon.warnings[0].path, "certificates.certificateFile");
+    assert!(soon.warnings[0].message.contains("30 days"), "{soon:?}");
+    // 31 days before: no warning.
+    let fine = gitpod_refarch::tls::check_spec(&s, at(NOT_AFTER - 31 * day));
+    assert!(fine.warnings.is_empty(), "{fine:?}");
+    // Expired, and not yet valid: errors.
+    for now in [NOT_AFTER + 1, NOT_BEFORE - day] {
+        let bad = gitpod_refarch::tls::check_spec(&s, at(now));
+        assert_eq!(bad.problems.len(), 1, "{bad:?}");
+        assert_eq!(bad.problems[0].path, "certificates.certificateFile");
+    }
+}
+
+#[test]
+fn a_byo_key_never_reaches_a_message() {
+    let key = std::fs::read_to_string(tls("other.key")).unwrap();
+    let body: Vec<&str> = key.lines().filter(|l| !l.starts_with("-----")).collect();
+    let mut s = aws();
+    s.certificates = byo_files(Some(tls("leaf.crt")), Some(tls("other.key")));
+    let errs = s.validate().expect_err("the key does not match");
+    let c = gitpod_refarch::tls::TlsCertificate::from_spec(&s)
+        .unwrap()
+        .expect("files given");
+    let shown = format!("{errs}\n{errs:?}\n{c:?}\n{}", s.to_yaml().unwrap());
+    for line in body {
+        assert!(!shown.contains(line), "key material in:\n{shown}");
+    }
+    assert!(c.key_pem().expose().contains(body_first(&key)));
+}
+
+fn body_first(pem: &str) -> &str {
+    pem.lines().nth(1).unwrap()
+}
+
+/// What the parsers alone accept (so the explicit leading-zero rule is needed): std
+/// refuses `010` in an address, but ipnet reads the prefix `/08` as 8.
+#[test]
+fn leading_zeros_are_refused_by_the_rule_not_only_by_the_parsers() {
+    assert!("010.0.0.0".parse::<std::net::Ipv4Addr>().is_err());
+    assert!("010.0.0.0/16".parse::<ipnet::Ipv4Net>().is_err());
+    let lenient = "10.0.0.0/08".parse::<ipnet::Ipv4Net>();
+    let mut s = aws();
+    s.cluster.network.node_cidr = "10.100.0.0/016".into();
+    let errs = s.validate().expect_err("leading zero in the prefix");
+    assert!(
+        errs.problems()
+            .iter()
+            .any(|p| p.path == "cluster.network.nodeCidr" && p.message.contains("leading zeros")),
+        "{errs} (ipnet alone: {lenient:?})"
+    );
 }

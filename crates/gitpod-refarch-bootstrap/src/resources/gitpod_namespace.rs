@@ -38,8 +38,20 @@ pub(crate) async fn observe(
         )));
     }
     let drift = secrets_drift(ctx, &s.namespace, inputs).await?;
+    let tls_drift = match &ctx.config.tls_certificate {
+        Some(t) if !crate::tls_secret::in_sync(ctx.client, t, &s.namespace).await? => {
+            Some(format!(
+            "the bring-your-own certificate's Secret {}/{} is missing or holds another certificate",
+            s.namespace,
+            t.secret_name()
+        ))
+        }
+        _ => None,
+    };
     Ok(Some(
-        Observed::ready(s.clone(), output(vec![api::describe(&ns)])).with_drift_if(drift),
+        Observed::ready(s.clone(), output(vec![api::describe(&ns)]))
+            .with_drift_if(drift)
+            .with_drift_if(tls_drift),
     ))
 }
 
@@ -104,6 +116,9 @@ pub(crate) async fn ensure(
         obj["metadata"]["namespace"] = Value::from(s.namespace.as_str());
         api::apply(c, &obj).await?;
         applied.push(api::describe(&obj));
+    }
+    if let Some(t) = &ctx.config.tls_certificate {
+        applied.push(crate::tls_secret::apply(c, t, &s.namespace).await?);
     }
     Ok(done(applied))
 }

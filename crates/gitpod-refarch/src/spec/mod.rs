@@ -9,6 +9,7 @@
 
 mod builder;
 mod defaults;
+mod load;
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -16,8 +17,9 @@ use std::fmt;
 use serde::{Deserialize, Serialize};
 
 pub use builder::Builder;
+pub use load::{MAX_NESTING, MAX_SPEC_BYTES, MAX_VALUES};
 
-use crate::validate::{Problem, ValidationErrors};
+use crate::problem::{Problem, ValidationErrors};
 
 /// The node label keys Gitpod's installer checks (`affinity.go`), plus the outdated
 /// `workload_workspace_services` that the guide still sets.
@@ -393,12 +395,48 @@ pub enum CertificateSettings {
         /// The ACME directory URL.
         server: String,
     },
-    /// A TLS secret the user provides in the Gitpod namespace.
+    /// Your own certificate: a `kubernetes.io/tls` Secret in the Gitpod namespace. With
+    /// `certificateFile` and `keyFile` the SDK checks them before any cloud call (names,
+    /// expiry, key) and the in-cluster bootstrap writes the Secret from them; without
+    /// them the Secret must already exist. No issuer, Certificate or DNS-01 identity.
     #[serde(rename_all = "camelCase")]
+    #[non_exhaustive]
     BringYourOwn {
         /// The secret's name.
         secret_name: String,
+        /// The certificate chain (PEM, leaf first), relative to the working directory.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        certificate_file: Option<String>,
+        /// The leaf's private key (PEM: PKCS#8, PKCS#1 or SEC1); read into a
+        /// [`crate::Secret`], never printed.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        key_file: Option<String>,
     },
+}
+
+impl CertificateSettings {
+    /// Bring your own certificate in the existing Secret `secret_name`.
+    pub fn bring_your_own(secret_name: impl Into<String>) -> Self {
+        CertificateSettings::BringYourOwn {
+            secret_name: secret_name.into(),
+            certificate_file: None,
+            key_file: None,
+        }
+    }
+
+    /// Bring your own certificate from PEM files; the bootstrap writes them to the
+    /// Secret `secret_name`.
+    pub fn bring_your_own_files(
+        secret_name: impl Into<String>,
+        certificate_file: impl Into<String>,
+        key_file: impl Into<String>,
+    ) -> Self {
+        CertificateSettings::BringYourOwn {
+            secret_name: secret_name.into(),
+            certificate_file: Some(certificate_file.into()),
+            key_file: Some(key_file.into()),
+        }
+    }
 }
 
 /// The Let's Encrypt production directory.
@@ -447,12 +485,7 @@ pub struct AzureSettings {
     pub resource_group: Option<String>,
 }
 
-/// Where a spec came from, for error messages.
-#[derive(Debug, Clone, Copy)]
-enum Format {
-    Yaml,
-    Json,
-}
+use load::Format;
 
 impl ReferenceArchitecture {
     /// The defaults for `cloud`, equal to the guide's tables. `domain` is empty and the
@@ -479,15 +512,34 @@ impl ReferenceArchitecture {
         Self::load(text, Format::Json)
     }
 
+    /// Read a spec from `reader` (YAML, or JSON when `json`), at most
+    /// [`MAX_SPEC_BYTES`]: a longer input is refused after reading one byte more, so
+    /// `/dev/zero` costs 1 MiB. `name` appears in messages.
+    pub fn from_reader(
+        reader: impl std::io::Read,
+        name: &str,
+        json: bool,
+    ) -> Result<Self, ValidationErrors> {
+        let text = load::read_limited(reader, name)?;
+        Self::load(&text, if json { Format::Json } else { Format::Yaml })
+    }
+
+    /// Read a spec file: JSON if its name ends in `.json`, else YAML; see
+    /// [`ReferenceArchitecture::from_reader`].
+    pub fn from_path(path: &std::path::Path) -> Result<Self, ValidationErrors> {
+        let name = path.display().to_string();
+        let file = std::fs::File::open(path).map_err(|e| {
+            ValidationErrors::one(Problem::new("", format!("cannot read {name}: {e}")))
+        })?;
+        let json = path
+            .extension()
+            .is_some_and(|e| e.eq_ignore_ascii_case("json"));
+        Self::from_reader(file, &name, json)
+    }
+
     fn load(text: &str, format: Format) -> Result<Self, ValidationErrors> {
         let parse_err = |e: String| ValidationErrors::one(Problem::new("", e));
-        let value: serde_json::Value = match format {
-            Format::Yaml => serde_yaml_ng::from_str(text)
-                .map_err(|e| parse_err(format!("not valid YAML: {e}")))?,
-            Format::Json => {
-                serde_json::from_str(text).map_err(|e| parse_err(format!("not valid JSON: {e}")))?
-            }
-        };
+        let value = load::parse(text, format)?;
         let serde_json::Value::Object(user) = value else {
             return Err(parse_err("the spec must be a mapping".into()));
         };
@@ -499,17 +551,12 @@ impl ReferenceArchitecture {
         })?;
         let mut merged = serde_json::to_value(Self::defaults(cloud))
             .map_err(|e| parse_err(format!("internal: defaults do not serialize: {e}")))?;
-        merge(&mut merged, serde_json::Value::Object(user));
+        load::merge(&mut merged, serde_json::Value::Object(user));
         serde_path_to_error::deserialize(merged).map_err(|e| {
             let path = e.path().to_string();
             let path = if path == "." { String::new() } else { path };
             ValidationErrors::one(Problem::new(path, e.into_inner().to_string()))
         })
-    }
-
-    /// Check every value; see [`crate::validate::validate`].
-    pub fn validate(&self) -> Result<(), ValidationErrors> {
-        crate::validate::validate(self)
     }
 
     /// The zone's DNS name (without trailing dot).
@@ -534,23 +581,6 @@ impl ReferenceArchitecture {
             .map_err(|e| crate::Error::internal("spec does not serialize").with_source(e))?;
         serde_yaml_ng::to_string(&value)
             .map_err(|e| crate::Error::internal("spec does not serialize").with_source(e))
-    }
-}
-
-/// Deep-merge `over` into `base`: objects merge key by key, anything else replaces.
-fn merge(base: &mut serde_json::Value, over: serde_json::Value) {
-    match (base, over) {
-        (serde_json::Value::Object(b), serde_json::Value::Object(o)) => {
-            for (k, v) in o {
-                match b.get_mut(&k) {
-                    Some(existing) if existing.is_object() && v.is_object() => merge(existing, v),
-                    _ => {
-                        b.insert(k, v);
-                    }
-                }
-            }
-        }
-        (b, o) => *b = o,
     }
 }
 
