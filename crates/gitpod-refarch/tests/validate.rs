@@ -1759,8 +1759,9 @@ fn leading_zeros_are_refused_by_the_rule_not_only_by_the_parsers() {
         s.cluster.network.node_cidr = cidr.into();
         let errs = s.validate().expect_err("leading zero");
         assert!(
-            errs.problems().iter().any(|p| p.path == "cluster.network.nodeCidr"
-                && p.message.contains("leading zeros")),
+            errs.problems().iter().any(
+                |p| p.path == "cluster.network.nodeCidr" && p.message.contains("leading zeros")
+            ),
             "{cidr}: {errs} (ipnet alone: {lenient:?})"
         );
     }
