@@ -48,6 +48,12 @@ fi
 # Google's API discovery documents: what the GCP fake is built from and checked against.
 scripts/fetch-discovery.sh
 
+# The official azure-mgmt-* Python packages: their models check every call the Azure
+# fake answers, and their clients drive it as an independent client.
+scripts/fetch-azure-models.sh
+scripts/install-azure-clients.sh
+export GITPOD_REFARCH_AZURE_MODELS="${GITPOD_REFARCH_AZURE_MODELS:-$HOME/.cache/gitpod-refarch/azure-models/models.json}"
+
 # The official Kubernetes and cert-manager schemas (npm kubernetes-models,
 # @kubernetes-models/cert-manager) every object the bootstrap emits is validated with.
 command -v node >/dev/null 2>&1 || {

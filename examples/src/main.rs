@@ -17,6 +17,8 @@ use gitpod_refarch::state::FileStateStore;
 use gitpod_refarch::{Engine, ErrorKind, Providers, ReferenceArchitecture};
 #[cfg(feature = "aws")]
 use gitpod_refarch_aws::{AwsConfig, AwsProvider};
+#[cfg(feature = "azure")]
+use gitpod_refarch_azure::{AzureConfig, AzureProvider};
 #[cfg(feature = "gcp")]
 use gitpod_refarch_gcp::{GcpConfig, GcpProvider};
 use indicatif::{MultiProgress, ProgressBar, ProgressStyle};
@@ -255,8 +257,6 @@ async fn setup(
     concurrency: usize,
     allow_disruptive: bool,
 ) -> Result<Setup, String> {
-    let providers_for =
-        |name: &str| format!("the {name} provider is not built yet; use --cloud sim, gcp or aws");
     let clock: Arc<dyn Clock> = Arc::new(TokioClock::new());
     let sim_file = cli.state.join("sim-cloud.json");
     let (providers, sim) = match cli.cloud {
@@ -339,7 +339,41 @@ async fn setup(
                 None,
             )
         }
-        CloudArg::Azure => return Err(providers_for("azure")),
+        #[cfg(not(feature = "azure"))]
+        CloudArg::Azure => {
+            let _ = spec;
+            return Err("this binary was built without the `azure` feature (scripts/run.sh builds the simulated cloud only); use cargo run -p gitpod-refarch-examples".into());
+        }
+        #[cfg(feature = "azure")]
+        CloudArg::Azure => {
+            if spec.cloud != gitpod_refarch::spec::Cloud::Azure {
+                return Err(format!(
+                    "the spec is for {}, not azure (set cloud: azure)",
+                    spec.cloud
+                ));
+            }
+            // Credentials from the environment (AZURE_TENANT_ID, AZURE_CLIENT_ID and
+            // AZURE_CLIENT_SECRET, workload identity, managed identity or the Azure CLI).
+            let mut config = AzureConfig::for_spec(spec)
+                .map_err(|e| e.chain())?
+                .clock(clock.clone());
+            if let Some(url) = &cli.endpoint {
+                // A local fake: ARM and its Entra token endpoint at one URL; poll often.
+                config = config
+                    .endpoint_url(url.clone())
+                    .poll_interval(Duration::from_millis(100));
+            }
+            manifest_flag(cli)?; // bad flags fail before any call
+            let azure = Arc::new(
+                AzureProvider::connect(config)
+                    .await
+                    .map_err(|e| e.chain())?,
+            );
+            (
+                with_bootstrap(cli, spec, Providers::all(azure.clone()), azure)?,
+                None,
+            )
+        }
     };
     let engine = Engine::builder(providers)
         .clock(clock)
@@ -357,7 +391,7 @@ async fn setup(
 }
 
 /// `--cert-manager-manifest` and `--cert-manager-sha256`, checked with no IO.
-#[cfg(any(feature = "aws", feature = "gcp"))]
+#[cfg(any(feature = "aws", feature = "gcp", feature = "azure"))]
 fn manifest_flag(cli: &Cli) -> Result<Option<gitpod_refarch_bootstrap::Manifest>, String> {
     let (Some(source), Some(sha)) = (&cli.cert_manager_manifest, &cli.cert_manager_sha256) else {
         return Ok(None);
@@ -376,7 +410,7 @@ fn manifest_flag(cli: &Cli) -> Result<Option<gitpod_refarch_bootstrap::Manifest>
 
 /// The in-cluster bootstrap on kube-rs, with tokens from the cloud that made the
 /// cluster, unless `--no-in-cluster`.
-#[cfg(any(feature = "aws", feature = "gcp"))]
+#[cfg(any(feature = "aws", feature = "gcp", feature = "azure"))]
 fn with_bootstrap(
     cli: &Cli,
     spec: &ReferenceArchitecture,

@@ -113,11 +113,38 @@ fn an_invalid_spec_fails_with_every_problem_and_exit_code_2() {
 }
 
 #[test]
-fn clouds_not_built_yet_say_so() {
+fn an_unreachable_azure_endpoint_fails_fast_with_a_clear_error() {
     let dir = tempfile::tempdir().unwrap();
-    let o = run(dir.path(), &["--cloud", "azure", "plan"]);
-    assert_eq!(o.status.code(), Some(2));
-    assert!(text(&o).contains("not built yet"), "{}", text(&o));
+    std::fs::write(
+        dir.path().join("azure.yaml"),
+        "cloud: azure\nname: gp\ndomain: gitpod.example.com\n\
+         azure:\n  subscriptionId: 6b1f3c2e-5d4a-4b3c-9a8f-00000000fa6e\n\
+         certificates:\n  issuer: acme\n  email: ops@example.com\n  \
+         server: https://acme-v02.api.letsencrypt.org/directory\n",
+    )
+    .unwrap();
+    let o = Command::new(env!("CARGO_BIN_EXE_gitpod-refarch"))
+        .current_dir(dir.path())
+        .env("AZURE_TENANT_ID", "72f988bf-86f1-41af-91ab-00000000fa6e")
+        .env("AZURE_CLIENT_ID", "0b1d2c3e-4f50-4172-8394-00000000fa6e")
+        .env("AZURE_CLIENT_SECRET", "not-the-secret")
+        .args(["--cloud", "azure", "--endpoint", "http://127.0.0.1:1"])
+        .args(["--spec", "azure.yaml", "plan"])
+        .output()
+        .unwrap();
+    assert!(!o.status.success(), "{}", text(&o));
+    let t = text(&o);
+    assert!(
+        t.contains("127.0.0.1:1") || t.to_lowercase().contains("connect"),
+        "{t}"
+    );
+    // An azure spec with another cloud's flag is refused before any call.
+    let o = run(
+        dir.path(),
+        &["--cloud", "gcp", "--spec", "azure.yaml", "plan"],
+    );
+    assert!(!o.status.success());
+    assert!(text(&o).contains("not gcp"), "{}", text(&o));
 }
 
 /// A `moto_server` on a free port, killed on drop.
@@ -203,15 +230,15 @@ fn the_aws_path_against_moto_applies_reapplies_and_destroys() {
     assert!(text(&o).contains("not aws"), "{}", text(&o));
 }
 
-/// A standalone fake binary of the workspace (`fake-gcp`, `fake-kube`), started on a
-/// free port and stopped with SIGTERM (killed on drop).
-#[cfg(feature = "gcp")]
+/// A standalone fake binary of the workspace (`fake-gcp`, `fake-azure`, `fake-kube`),
+/// started on a free port and stopped with SIGTERM (killed on drop).
+#[cfg(any(feature = "gcp", feature = "azure"))]
 struct FakeProcess {
     child: std::process::Child,
     url: String,
 }
 
-#[cfg(feature = "gcp")]
+#[cfg(any(feature = "gcp", feature = "azure"))]
 impl FakeProcess {
     fn binary(name: &str, package: &str) -> std::path::PathBuf {
         // target/<profile>/deps/cli-<hash> → target/<profile>/<name>
@@ -259,7 +286,7 @@ impl FakeProcess {
     }
 }
 
-#[cfg(feature = "gcp")]
+#[cfg(any(feature = "gcp", feature = "azure"))]
 impl Drop for FakeProcess {
     fn drop(&mut self) {
         let _ = self.child.kill();
@@ -268,7 +295,7 @@ impl Drop for FakeProcess {
 }
 
 /// `GET path` on a fake over plain HTTP/1.1: (status, body).
-#[cfg(feature = "gcp")]
+#[cfg(any(feature = "gcp", feature = "azure"))]
 fn http_get(base: &str, path: &str) -> (u16, String) {
     use std::io::{Read as _, Write as _};
     let addr = base.trim_start_matches("http://");
@@ -577,4 +604,109 @@ fn an_invalid_spec_makes_no_call_to_a_real_cloud() {
     }
     assert!(!text(&o).contains("cannot reach"), "{}", text(&o));
     assert!(!dir.path().join(".gitpod-refarch").exists());
+}
+
+#[cfg(feature = "azure")]
+#[test]
+fn the_azure_path_against_the_standalone_fake_applies_reapplies_and_destroys() {
+    use gitpod_refarch_fake_azure::{
+        DEFAULT_CLIENT_ID, DEFAULT_CLIENT_SECRET, DEFAULT_SUBSCRIPTION, DEFAULT_TENANT,
+    };
+    // The Kubernetes fake stands in for the AKS cluster's API server.
+    let kube = FakeProcess::start("fake-kube", "gitpod-refarch-fake-kube", &[]);
+    let fake = FakeProcess::start(
+        "fake-azure",
+        "gitpod-refarch-fake-azure",
+        &["--polls", "1", "--kube-endpoint", &kube.url],
+    );
+    let dir = tempfile::tempdir().unwrap();
+    // The shipped Azure spec (the fake's default subscription).
+    let spec = concat!(env!("CARGO_MANIFEST_DIR"), "/specs/azure.yaml");
+    assert!(std::fs::read_to_string(spec)
+        .unwrap()
+        .contains(DEFAULT_SUBSCRIPTION));
+    let manifest = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../crates/gitpod-refarch-bootstrap/tests/data/cert-manager-test.yaml"
+    );
+    let sha = Command::new("sha256sum").arg(manifest).output().unwrap();
+    let sha = String::from_utf8(sha.stdout).unwrap()[..64].to_string();
+    let azure = |args: &[&str]| {
+        Command::new(env!("CARGO_BIN_EXE_gitpod-refarch"))
+            .current_dir(dir.path())
+            .env("AZURE_TENANT_ID", DEFAULT_TENANT)
+            .env("AZURE_CLIENT_ID", DEFAULT_CLIENT_ID)
+            .env("AZURE_CLIENT_SECRET", DEFAULT_CLIENT_SECRET)
+            .args(["--cloud", "azure", "--endpoint", &fake.url])
+            .args(["--spec", spec])
+            .args([
+                "--cert-manager-manifest",
+                manifest,
+                "--cert-manager-sha256",
+                &sha,
+            ])
+            .arg("--no-delegation-check")
+            .arg("--yes")
+            .args(args)
+            .output()
+            .unwrap()
+    };
+    let o = azure(&["apply"]);
+    assert!(o.status.success(), "{}", text(&o));
+    assert!(text(&o).contains("applied:"), "{}", text(&o));
+    // Inside the cluster: the certificate is issued; external-dns and cert-manager run
+    // on workload identity, with no credential in the cluster.
+    let (status, cert) = http_get(
+        &kube.url,
+        "/apis/cert-manager.io/v1/namespaces/gitpod/certificates/https-certificates",
+    );
+    assert_eq!(status, 200, "{cert}");
+    assert!(cert.contains("\"Ready\""), "{cert}");
+    let (status, edns) = http_get(
+        &kube.url,
+        "/apis/apps/v1/namespaces/external-dns/deployments/external-dns",
+    );
+    assert_eq!(status, 200, "{edns}");
+    assert!(edns.contains("--provider=azure"), "{edns}");
+    assert!(edns.contains("azure.workload.identity/use"), "{edns}");
+    let (status, sa) = http_get(
+        &kube.url,
+        "/api/v1/namespaces/cert-manager/serviceaccounts/cert-manager",
+    );
+    assert_eq!(status, 200, "{sa}");
+    assert!(sa.contains("azure.workload.identity/client-id"), "{sa}");
+    let config = std::fs::read_to_string(dir.path().join("out/gitpod.config.yaml")).unwrap();
+    assert!(
+        config.contains("objectStorage:\n  inCluster: true"),
+        "{config}"
+    );
+    assert!(config.contains(".azurecr.io/gitpod"), "{config}");
+    // The database secret names the flexible server (values are base64).
+    let db = std::fs::read_to_string(dir.path().join("out/secrets/database.yaml")).unwrap();
+    use base64::Engine as _;
+    let host = base64::engine::general_purpose::STANDARD.encode("mysql-gitpod-");
+    assert!(db.contains(&host[..16]), "{db}");
+    assert!(!dir.path().join("out/secrets/storage-azure.yaml").exists());
+    let o = azure(&["apply"]);
+    assert!(o.status.success(), "{}", text(&o));
+    assert!(text(&o).contains("no changes"), "{}", text(&o));
+    let o = azure(&["destroy"]);
+    assert!(o.status.success(), "{}", text(&o));
+    for ns in ["gitpod", "cert-manager", "external-dns"] {
+        let (status, _) = http_get(&kube.url, &format!("/api/v1/namespaces/{ns}"));
+        assert_eq!(status, 404, "namespace {ns} is left");
+    }
+    // Nothing left: the plan creates every cloud resource again (the in-cluster object
+    // storage has nothing in the cloud to create).
+    let o = azure(&["plan"]);
+    let t = text(&o);
+    assert!(o.status.success(), "{t}");
+    assert!(t.contains("18 create, 1 no change"), "{t}");
+    let status = fake.stop();
+    assert!(
+        status.success(),
+        "fake-azure exits 0 on SIGTERM: {status:?}"
+    );
+    let status = kube.stop();
+    assert!(status.success(), "fake-kube exits 0 on SIGTERM: {status:?}");
 }

@@ -353,6 +353,11 @@ fn classify(error: &azure_core::Error) -> ErrorKind {
     ErrorKind::Credentials
 }
 
+/// [`classify`] for the ARM client's transport and token failures.
+pub(crate) fn classify_azure(error: &azure_core::Error) -> ErrorKind {
+    classify(error)
+}
+
 /// `t` as a [`SystemTime`], if the system clock can represent it.
 fn system_time(t: OffsetDateTime) -> Option<SystemTime> {
     let secs = t.unix_timestamp();

@@ -86,8 +86,15 @@ impl KubeApi {
     }
 }
 
-/// The field manager of every server-side apply.
+/// The field manager of every server-side apply of a whole object.
 pub const FIELD_MANAGER: &str = "gitpod-refarch";
+
+/// The field manager of the workload identity patches of objects another installer
+/// made (cert-manager's ServiceAccount and controller, see
+/// [`crate::objects::cert_manager_identity`]). A manager of their own, so that the
+/// partial object does not take [`FIELD_MANAGER`]'s place: under one manager the
+/// server would remove every field of the release manifest the patch leaves out.
+pub const IDENTITY_FIELD_MANAGER: &str = "gitpod-refarch-workload-identity";
 
 /// The kinds the bootstrap (and a cert-manager release manifest) may contain:
 /// `(apiVersion, kind, plural, namespaced)`.
@@ -192,14 +199,20 @@ fn api(
 
 /// Server-side apply of one object (created when absent); returns what the server has.
 pub async fn apply(client: &KubeApi, obj: &Value) -> Result<Value> {
-    client.retried(|| apply_once(client, obj)).await
+    apply_as(client, obj, FIELD_MANAGER).await
 }
 
-async fn apply_once(client: &KubeApi, obj: &Value) -> Result<Value> {
+/// The same with another field manager (for a partial object:
+/// [`IDENTITY_FIELD_MANAGER`]).
+pub async fn apply_as(client: &KubeApi, obj: &Value, manager: &str) -> Result<Value> {
+    client.retried(|| apply_once(client, obj, manager)).await
+}
+
+async fn apply_once(client: &KubeApi, obj: &Value, manager: &str) -> Result<Value> {
     let name = str_at(obj, "/metadata/name");
     let ns = obj.pointer("/metadata/namespace").and_then(Value::as_str);
     let a = api(client, str_at(obj, "/apiVersion"), str_at(obj, "/kind"), ns)?;
-    let pp = PatchParams::apply(FIELD_MANAGER).force();
+    let pp = PatchParams::apply(manager).force();
     let out = a
         .patch(name, &pp, &Patch::Apply(obj))
         .await

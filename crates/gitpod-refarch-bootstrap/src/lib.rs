@@ -32,10 +32,10 @@
 //!
 //! | resource | objects |
 //! |---|---|
-//! | `cluster-access` | ClusterRoleBinding `cluster-admin-binding` for the caller |
+//! | `cluster-access` | ClusterRoleBinding `cluster-admin-binding` for the caller (none when the credentials name no user, as on AKS: the rights come from the cloud) |
 //! | `cert-manager` | the pinned release (helm, or the manifest checked against its digest) with `--dns01-recursive-nameservers-only` and `--dns01-recursive-nameservers=8.8.8.8:53,1.1.1.1:53`; ready when its CRDs are Established, its Deployments available and its webhook admits a dry-run ClusterIssuer |
-//! | `external-dns` | namespace, credentials Secret, ServiceAccount, ClusterRole(Binding), Deployment with the domain filter and `--txt-owner-id` = installation |
-//! | `issuer` | the DNS-01 solver secret (or the Workload Identity annotation) and ClusterIssuer `gitpod-issuer` |
+//! | `external-dns` | namespace, credentials Secret, ServiceAccount, ClusterRole(Binding), Deployment with the domain filter and `--txt-owner-id` = installation; on Azure DNS the ServiceAccount annotated `azure.workload.identity/client-id`, the pods labelled `azure.workload.identity/use` and an `azure.json` with no credential |
+//! | `issuer` | the DNS-01 solver secret (or cert-manager's workload identity: its ServiceAccount's annotation and, on Azure, its controller pods' label, patched with a field manager of their own) and ClusterIssuer `gitpod-issuer` |
 //! | `gitpod-namespace` | namespace `gitpod` and the installer's secrets (`database`/`cloudsql`, `storage-*`, registry) |
 //! | `certificate` | Certificate `https-certificates`; while it is not Ready, the ACME challenges' state is reported and the zone's delegation is checked ([`delegation`]) |
 //!
@@ -48,9 +48,11 @@
 //! - cert-manager installed only in part (a CRD or Deployment missing, say after an
 //!   install was stopped half-way);
 //! - external-dns's credentials Secret missing or with other data than the DNS
-//!   identity's current credentials;
-//! - the ClusterIssuer's DNS-01 solver not the one the DNS identity reports, or the
-//!   solver's Secret missing or stale;
+//!   identity's current credentials, or its ServiceAccount or pod template without the
+//!   workload identity annotation or label the solver asks for;
+//! - the ClusterIssuer's DNS-01 solver not the one the DNS identity reports, the
+//!   solver's Secret missing or stale, or cert-manager's ServiceAccount or controller
+//!   without the workload identity annotation or label;
 //! - the installer's secrets in the Gitpod namespace missing, stale or of another type.
 //!
 //! The reasons name objects and Secret keys, never secret values.

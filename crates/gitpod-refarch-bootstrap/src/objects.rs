@@ -31,6 +31,13 @@ pub const MANAGED_BY: (&str, &str) = ("app.kubernetes.io/managed-by", "gitpod-re
 pub const EXTERNAL_DNS: &str = "external-dns";
 /// The GKE Workload Identity annotation.
 pub const GKE_SA_ANNOTATION: &str = "iam.gke.io/gcp-service-account";
+/// The Azure Workload Identity annotation of a ServiceAccount: the client id of the
+/// user-assigned identity its pods act as (federated with that ServiceAccount).
+pub const AZURE_CLIENT_ID_ANNOTATION: &str = "azure.workload.identity/client-id";
+/// The Azure Workload Identity label of a pod (value `"true"`): AKS's Workload
+/// Identity webhook projects the federated token and sets `AZURE_CLIENT_ID`,
+/// `AZURE_TENANT_ID` and `AZURE_FEDERATED_TOKEN_FILE` only in pods that carry it.
+pub const AZURE_USE_LABEL: &str = "azure.workload.identity/use";
 /// cert-manager's controller ServiceAccount and Deployment.
 pub const CERT_MANAGER: &str = "cert-manager";
 /// cert-manager's webhook Deployment.
@@ -232,27 +239,81 @@ pub fn solver_secret(solver: &DnsSolver, cert_manager_ns: &str) -> Result<Option
         .transpose()
 }
 
-/// With GKE Workload Identity (a Cloud DNS solver without key), the annotation on
-/// cert-manager's ServiceAccount that lets it act as the DNS service account.
-pub fn cert_manager_identity(solver: &DnsSolver, cert_manager_ns: &str) -> Result<Option<Value>> {
+/// What cert-manager's own objects need for the solver's workload identity, as
+/// partial server-side apply configurations of the objects its release made (to apply
+/// with [`crate::api::IDENTITY_FIELD_MANAGER`], after the release, in this order):
+///
+/// - GKE Workload Identity (a Cloud DNS solver without key): the ServiceAccount
+///   `cert-manager` annotated [`GKE_SA_ANNOTATION`] = the DNS service account;
+/// - Azure DNS: the ServiceAccount `cert-manager` annotated
+///   [`AZURE_CLIENT_ID_ANNOTATION`] = cert-manager's identity, then the controller
+///   Deployment's pod template labelled [`AZURE_USE_LABEL`]` = "true"` (the
+///   ServiceAccount first: the webhook reads its annotation when the pods the label
+///   rolls out are admitted);
+/// - otherwise nothing (the solver's credentials are a Secret, [`solver_secret`]).
+///
+/// Each carries only its name and the annotation or label: the rest of the object is
+/// the release's.
+pub fn cert_manager_identity(solver: &DnsSolver, cert_manager_ns: &str) -> Result<Vec<Value>> {
+    let service_account = |key: &str, value: &str| {
+        to_value(&ServiceAccount {
+            metadata: ObjectMeta {
+                name: Some(CERT_MANAGER.into()),
+                namespace: Some(cert_manager_ns.into()),
+                annotations: Some(BTreeMap::from([(key.to_string(), value.to_string())])),
+                ..ObjectMeta::default()
+            },
+            ..ServiceAccount::default()
+        })
+    };
     match solver {
         DnsSolver::CloudDns {
-            service_account,
+            service_account: sa,
             key: None,
             ..
-        } => {
-            let mut m = meta(CERT_MANAGER, Some(cert_manager_ns));
-            m.annotations = Some(BTreeMap::from([(
-                GKE_SA_ANNOTATION.to_string(),
-                service_account.clone(),
-            )]));
-            Ok(Some(to_value(&ServiceAccount {
-                metadata: m,
-                ..ServiceAccount::default()
-            })?))
-        }
-        _ => Ok(None),
+        } => Ok(vec![service_account(GKE_SA_ANNOTATION, sa)?]),
+        DnsSolver::AzureDns {
+            cert_manager_client_id,
+            ..
+        } => Ok(vec![
+            service_account(AZURE_CLIENT_ID_ANNOTATION, cert_manager_client_id)?,
+            json!({
+                "apiVersion": "apps/v1",
+                "kind": "Deployment",
+                "metadata": {"name": CERT_MANAGER, "namespace": cert_manager_ns},
+                "spec": {"template": {"metadata": {"labels": {AZURE_USE_LABEL: "true"}}}},
+            }),
+        ]),
+        _ => Ok(Vec::new()),
     }
+}
+
+/// The annotations and labels of `wanted` (at `metadata` and, for a workload, at
+/// `spec.template.metadata`) that the server's object `live` lacks or holds another
+/// value for, named `annotation <key>`, `label <key>` or `pod template label <key>`
+/// (keys only, as in drift reasons). Other keys of `live` are someone else's and are
+/// not compared.
+pub fn metadata_differs(live: &Value, wanted: &Value) -> Vec<String> {
+    let mut out = Vec::new();
+    for (at, what) in [
+        ("/metadata", ""),
+        ("/spec/template/metadata", "pod template "),
+    ] {
+        for field in ["annotations", "labels"] {
+            let ptr = format!("{at}/{field}");
+            let Some(want) = wanted.pointer(&ptr).and_then(Value::as_object) else {
+                continue;
+            };
+            let have = live.pointer(&ptr).and_then(Value::as_object);
+            for (k, v) in want {
+                if have.and_then(|h| h.get(k)) != Some(v) {
+                    let singular = field.trim_end_matches('s');
+                    out.push(format!("{what}{singular} {k}"));
+                }
+            }
+        }
+    }
+    out
 }
 
 /// The `gitpod-issuer` ClusterIssuer with the solver.
@@ -305,6 +366,7 @@ struct Backend {
     secret: BTreeMap<String, Secret>,
     mount: Option<&'static str>,
     annotations: BTreeMap<String, String>,
+    pod_labels: BTreeMap<String, String>,
 }
 
 fn backend(solver: &DnsSolver, zone: &str) -> Result<Backend> {
@@ -361,7 +423,7 @@ fn backend(solver: &DnsSolver, zone: &str) -> Result<Backend> {
             tenant_id,
             subscription_id,
             resource_group,
-            managed_identity_client_id,
+            external_dns_client_id,
             ..
         } => Backend {
             args: vec![
@@ -370,6 +432,9 @@ fn backend(solver: &DnsSolver, zone: &str) -> Result<Backend> {
                 format!("--azure-subscription-id={subscription_id}"),
                 "--azure-config-file=/etc/kubernetes/azure.json".into(),
             ],
+            // Workload Identity (external-dns >= 0.13.5): the client id comes from the
+            // ServiceAccount's annotation through the webhook's `AZURE_CLIENT_ID`, the
+            // token from the projected file; `azure.json` holds no credential.
             secret: BTreeMap::from([(
                 "azure.json".into(),
                 Secret::new(
@@ -377,13 +442,17 @@ fn backend(solver: &DnsSolver, zone: &str) -> Result<Backend> {
                         "tenantId": tenant_id,
                         "subscriptionId": subscription_id,
                         "resourceGroup": resource_group,
-                        "useManagedIdentityExtension": true,
-                        "userAssignedIdentityID": managed_identity_client_id,
+                        "useWorkloadIdentityExtension": true,
                     })
                     .to_string(),
                 ),
             )]),
             mount: Some("/etc/kubernetes"),
+            annotations: BTreeMap::from([(
+                AZURE_CLIENT_ID_ANNOTATION.into(),
+                external_dns_client_id.clone(),
+            )]),
+            pod_labels: BTreeMap::from([(AZURE_USE_LABEL.into(), "true".into())]),
             ..Backend::default()
         },
         DnsSolver::Rfc2136 {
@@ -521,7 +590,7 @@ pub fn external_dns_objects(spec: &ExternalDnsSpec, solver: &DnsSolver) -> Resul
             }),
             template: PodTemplateSpec {
                 metadata: Some(ObjectMeta {
-                    labels: Some(labels),
+                    labels: Some(labels.into_iter().chain(b.pod_labels).collect()),
                     ..ObjectMeta::default()
                 }),
                 spec: Some(PodSpec {

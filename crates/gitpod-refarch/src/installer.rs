@@ -264,14 +264,14 @@ pub fn dns01_solver(solver: &DnsSolver) -> Value {
             subscription_id,
             resource_group,
             zone_name,
-            managed_identity_client_id,
+            cert_manager_client_id,
             ..
         } => json!({"azureDNS": {
             "subscriptionID": subscription_id,
             "resourceGroupName": resource_group,
             "hostedZoneName": zone_name,
             "environment": "AzurePublicCloud",
-            "managedIdentity": {"clientID": managed_identity_client_id},
+            "managedIdentity": {"clientID": cert_manager_client_id},
         }}),
         DnsSolver::Rfc2136 {
             nameserver,
@@ -405,6 +405,7 @@ fn sections(outputs: &Outputs, encryption_key: &Secret) -> Result<Sections> {
                 region,
             )
         }
+        StorageOutput::InCluster { region } => (json!({"inCluster": true}), region),
         StorageOutput::AzureBlob {
             region,
             account_name,

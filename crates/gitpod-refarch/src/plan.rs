@@ -134,12 +134,18 @@ pub fn graph(spec: &ReferenceArchitecture) -> Vec<Node> {
         desired: zone,
         depends_on: vec![f_id.clone()],
     });
+    // On Azure the DNS identities are federated with the cluster's OIDC issuer, which
+    // exists once the cluster does.
+    let mut dns_identity_deps = vec![z_id.clone()];
+    if spec.cloud == crate::spec::Cloud::Azure {
+        dns_identity_deps.push(c_id.clone());
+    }
     nodes.push(Node {
         desired: Desired::DnsIdentity(DnsIdentitySpec {
             name: name.clone(),
             zone_dns_name: spec.zone_dns_name().to_string(),
         }),
-        depends_on: vec![z_id.clone()],
+        depends_on: dns_identity_deps,
     });
     if let Some(target) = &spec.dns.records_target {
         nodes.push(Node {
@@ -848,6 +854,23 @@ mod tests {
             *email = "ops@example.com".into();
         }
         s
+    }
+
+    #[test]
+    fn azure_dns_identities_wait_for_the_clusters_oidc_issuer() {
+        let deps = |s: &ReferenceArchitecture| {
+            graph(s)
+                .into_iter()
+                .find(|n| n.id().kind == ResourceKind::DnsIdentity)
+                .map(|n| n.depends_on)
+                .unwrap_or_default()
+        };
+        let cluster = ResourceId::new(ResourceKind::Cluster, "gp");
+        assert!(!deps(&spec()).contains(&cluster));
+        let mut azure = ReferenceArchitecture::defaults(Cloud::Azure);
+        azure.name = "gp".into();
+        azure.domain = "gitpod.example.com".into();
+        assert!(deps(&azure).contains(&cluster));
     }
 
     /// Everything exists as desired, with outputs.

@@ -46,6 +46,15 @@ pub fn warnings(spec: &ReferenceArchitecture) -> Vec<Warning> {
             message: "no failover replica: a zone outage stops Gitpod".into(),
         });
     }
+    if spec.cloud == Cloud::Azure {
+        out.push(Warning {
+            path: "storage".into(),
+            message: "Gitpod's installer has no Azure Blob support: on Azure, object storage \
+                      runs in the cluster (objectStorage.inCluster, MinIO on an Azure disk); \
+                      for external storage, use an S3 or GCS object store provider"
+                .into(),
+        });
+    }
     out.extend(crate::tls::check_spec(spec, std::time::SystemTime::now()).warnings);
     for role in PoolRole::ALL {
         if spec.node_pools.get(role).min_nodes == 0 {
@@ -806,6 +815,27 @@ impl Checker {
                     self.err(
                         "azure.resourceGroup",
                         "1-90 letters, digits, '-', '_', '.', '(' or ')', not ending in '.'",
+                    );
+                }
+            }
+            if let Some(r) = &z.registry_name {
+                if !(5..=50).contains(&r.len()) || !r.chars().all(|c| c.is_ascii_alphanumeric()) {
+                    self.err(
+                        "azure.registryName",
+                        format!("'{r}' is not a registry name: 5-50 letters and digits"),
+                    );
+                }
+            }
+            if let Some(n) = &z.database_server_name {
+                let ok = (3..=63).contains(&n.len())
+                    && n.chars()
+                        .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
+                    && !n.starts_with('-')
+                    && !n.ends_with('-');
+                if !ok {
+                    self.err(
+                        "azure.databaseServerName",
+                        format!("'{n}' is not a server name: 3-63 lower-case letters, digits and '-', not starting or ending with '-'"),
                     );
                 }
             }

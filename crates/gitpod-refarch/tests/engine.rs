@@ -604,3 +604,44 @@ async fn a_kubernetes_upgrade_updates_the_cluster_then_its_pools_in_place() {
     }
     assert!(!h.engine().plan(&s).await.unwrap().has_changes());
 }
+
+#[tokio::test(start_paused = true)]
+async fn outputs_read_by_the_plan_reach_the_state_without_a_step() {
+    use gitpod_refarch::state::StateStore as _;
+    // An operation that finished while no process watched it: the resource exists with
+    // its outputs, but the state never heard of them.
+    let s = spec(Cloud::Azure);
+    let h = Harness::new(LatencyProfile::instant());
+    assert!(h.engine().apply_spec(&s).await.unwrap().is_success());
+    let network = ResourceId::new(ResourceKind::Network, "gp");
+    let mut state = h.store.load().unwrap().unwrap();
+    assert!(state.outputs.remove(&network).is_some());
+    h.store.save(&state).unwrap();
+    assert!(h
+        .engine()
+        .outputs("gp")
+        .unwrap()
+        .all()
+        .get(&network)
+        .is_none());
+
+    let plan = h.engine().plan(&s).await.unwrap();
+    assert!(!plan.has_changes(), "the network needs nothing");
+    h.sim.reset_counts();
+    assert!(h.engine().apply(&plan).await.unwrap().is_success());
+    assert_eq!(h.sim.counts().mutating, 0);
+    assert!(
+        h.engine()
+            .outputs("gp")
+            .unwrap()
+            .all()
+            .get(&network)
+            .is_some(),
+        "the network's outputs are in the state again"
+    );
+    // Nothing more to save on the next run.
+    let saves = h.store.saves();
+    let plan = h.engine().plan(&s).await.unwrap();
+    h.engine().apply(&plan).await.unwrap();
+    assert_eq!(h.store.saves(), saves);
+}

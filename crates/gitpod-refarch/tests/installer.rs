@@ -287,6 +287,42 @@ fn aws_in_cluster_registry_on_s3() {
 }
 
 #[test]
+fn azure_in_cluster_storage_flexible_server_and_acr_token() {
+    let s = spec(Cloud::Azure);
+    let o = outputs(
+        DatabaseEndpoint::Host {
+            host: "mysql-gp-0a1b2c3d.mysql.database.azure.com".into(),
+            port: 3306,
+        },
+        StorageOutput::InCluster {
+            region: "northeurope".into(),
+        },
+        RegistryOutput::External {
+            url: "gp0a1b2c3d.azurecr.io/gitpod".into(),
+            server: "gp0a1b2c3d.azurecr.io".into(),
+            username: "gitpod-push".into(),
+            password: Secret::new("token-password".into()),
+        },
+    );
+    let b = installer::render(&s, &o, &Secret::generate_base64_key(32)).unwrap();
+    // The installer has no Azure Blob support: MinIO in the cluster, and no storage secret.
+    assert_eq!(
+        b.config["objectStorage"],
+        serde_json::json!({"inCluster": true})
+    );
+    assert!(b.secrets.iter().all(|m| !m.name.starts_with("storage-")));
+    assert_eq!(b.config["metadata"]["region"], "northeurope");
+    assert_eq!(
+        b.config["database"]["external"]["certificate"]["name"],
+        "database"
+    );
+    assert_eq!(
+        b.config["containerRegistry"]["external"]["url"],
+        "gp0a1b2c3d.azurecr.io/gitpod"
+    );
+}
+
+#[test]
 fn rendering_before_apply_is_a_clear_error() {
     let s = spec(Cloud::Aws);
     let e =

@@ -936,6 +936,30 @@ fn cases() -> Vec<Case> {
             |s| s.azure.as_mut().unwrap().resource_group = Some("r".repeat(91)),
             "azure.resourceGroup",
         ),
+        case(
+            "azure registry name with a dash",
+            azure,
+            |s| s.azure.as_mut().unwrap().registry_name = Some("gitpod-acr".into()),
+            "azure.registryName",
+        ),
+        case(
+            "azure registry name too short",
+            azure,
+            |s| s.azure.as_mut().unwrap().registry_name = Some("acr1".into()),
+            "azure.registryName",
+        ),
+        case(
+            "azure database server name upper case",
+            azure,
+            |s| s.azure.as_mut().unwrap().database_server_name = Some("MySQL-gitpod".into()),
+            "azure.databaseServerName",
+        ),
+        case(
+            "azure database server name ends with a dash",
+            azure,
+            |s| s.azure.as_mut().unwrap().database_server_name = Some("mysql-gitpod-".into()),
+            "azure.databaseServerName",
+        ),
         // --- issue #11: second pass over bad input ---
         case(
             "acme server ftp scheme",

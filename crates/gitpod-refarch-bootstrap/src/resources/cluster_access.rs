@@ -1,5 +1,17 @@
 //! `cluster-access`: the ClusterRoleBinding `cluster-admin-binding` for the caller the
 //! cloud's credentials name (none when they name no user).
+//!
+//! When the credentials name no user ([`AccessToken::user`] is `None`) no binding is
+//! made and nothing is missing: the caller's rights in the cluster come from the cloud,
+//! not from a Kubernetes binding the bootstrap could write. This is the AKS case: the
+//! token's subject is an Entra object id, which AKS maps to a Kubernetes user name of
+//! its own choosing, and with Azure RBAC for Kubernetes authorization the deployer's
+//! rights are the ARM role assignment (*Azure Kubernetes Service RBAC Cluster Admin*
+//! on the cluster) the cloud provider makes; a `User` binding for a guessed name would
+//! grant nothing, or grant it to someone else. A binding found from an earlier run is
+//! reported and left alone (`delete` removes it).
+//!
+//! [`AccessToken::user`]: gitpod_refarch::provider::AccessToken::user
 
 use gitpod_refarch::provider::{Inputs, Observed, Progress};
 use gitpod_refarch::resource::{ClusterAccessSpec, ResourceKind};
@@ -42,7 +54,12 @@ pub(crate) async fn ensure(
     let cluster = inputs.of_kind(ResourceKind::Cluster)?;
     let token = ctx.config.credentials.cluster_token(cluster).await?;
     let Some(user) = token.user else {
-        tracing::info!("the cloud does not name the caller: no cluster-admin binding is needed");
+        tracing::info!(
+            binding = %s.binding,
+            "the cloud's credentials name no Kubernetes user: no cluster-admin binding is \
+             made, the caller's rights in the cluster come from the cloud (on AKS, the \
+             Azure RBAC role assignment)"
+        );
         return Ok(done(vec![]));
     };
     let obj = objects::admin_binding(s, &user)?;

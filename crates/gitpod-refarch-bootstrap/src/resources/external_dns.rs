@@ -1,6 +1,16 @@
 //! `external-dns`: its namespace, credentials Secret, ServiceAccount, ClusterRole(Binding)
 //! and Deployment with the domain filter and `--txt-owner-id` = installation. A
-//! credentials Secret that is not the DNS identity's current one is drift.
+//! credentials Secret that is not the DNS identity's current one is drift, and so is
+//! a workload identity annotation or label the solver asks for and the cluster lacks.
+//!
+//! On Azure (the solver [`DnsSolver::AzureDns`]) external-dns uses Workload Identity:
+//! its ServiceAccount is annotated `azure.workload.identity/client-id` = the solver's
+//! `external_dns_client_id` (the identity federated with
+//! `system:serviceaccount:external-dns:external-dns`), its pod template is labelled
+//! `azure.workload.identity/use: "true"`, and the mounted `azure.json` holds
+//! `tenantId`, `subscriptionId`, `resourceGroup` and
+//! `useWorkloadIdentityExtension: true`, no credential (see
+//! [`objects::external_dns_objects`]).
 
 use gitpod_refarch::provider::{Inputs, Observed, Operation, Progress};
 use gitpod_refarch::resource::{DnsSolver, ExternalDnsSpec, ResourceId};
@@ -21,7 +31,8 @@ pub(crate) const OPERATION: &str = "external-dns";
 const RBAC: &str = "rbac.authorization.k8s.io/v1";
 
 /// One read: the Deployment's image and flags; drift when the credentials Secret is
-/// not the solver's current one.
+/// not the solver's current one, or the ServiceAccount or pod template lacks the
+/// solver's workload identity annotation or label.
 pub(crate) async fn observe(
     ctx: &Context<'_>,
     s: &ExternalDnsSpec,
@@ -40,7 +51,7 @@ pub(crate) async fn observe(
     };
     let actual = objects::external_dns_actual(&live, s);
     let drift = match solver(inputs) {
-        Ok(solver) => credentials_drift(ctx, s, &solver).await?,
+        Ok(solver) => credentials_drift(ctx, s, &solver, &live).await?,
         Err(_) => Some(NO_SOLVER_DRIFT.into()),
     };
     Ok(Some(
@@ -48,23 +59,67 @@ pub(crate) async fn observe(
     ))
 }
 
-/// Why external-dns's credentials Secret does not hold what the solver gives now
-/// (`None`: it does).
+/// Why external-dns's credentials Secret does not hold what the solver gives now, or
+/// its ServiceAccount or the Deployment `live` lacks the solver's workload identity
+/// annotation or label (`None`: all current).
 async fn credentials_drift(
     ctx: &Context<'_>,
     s: &ExternalDnsSpec,
     solver: &DnsSolver,
+    live: &Value,
 ) -> Result<Option<String>> {
     for o in objects::external_dns_objects(s, solver)? {
-        if o["kind"] == "Secret" {
-            if let Some(why) = secret_drift(ctx, &o).await? {
-                return Ok(Some(format!(
+        let why = match o["kind"].as_str() {
+            Some("Secret") => secret_drift(ctx, &o).await?.map(|why| {
+                format!(
                     "the external-dns credentials are not the DNS identity's current ones: {why}"
-                )));
+                )
+            }),
+            Some("ServiceAccount") if has_identity_metadata(&o) => {
+                let sa = api::get(
+                    ctx.client,
+                    "v1",
+                    "ServiceAccount",
+                    Some(&s.namespace),
+                    EXTERNAL_DNS,
+                )
+                .await?;
+                match sa {
+                    None => Some(format!(
+                        "external-dns is not set up for the DNS identity: ServiceAccount \
+                         {}/{EXTERNAL_DNS} is missing",
+                        s.namespace
+                    )),
+                    Some(sa) => lacks(&sa, &o),
+                }
             }
+            Some("Deployment") => lacks(live, &o),
+            _ => None,
+        };
+        if why.is_some() {
+            return Ok(why);
         }
     }
     Ok(None)
+}
+
+/// Whether the ServiceAccount `o` carries annotations (a workload identity's).
+fn has_identity_metadata(o: &Value) -> bool {
+    o.pointer("/metadata/annotations")
+        .and_then(Value::as_object)
+        .is_some_and(|a| !a.is_empty())
+}
+
+/// What of the annotations and labels of `wanted` the server's `live` lacks.
+fn lacks(live: &Value, wanted: &Value) -> Option<String> {
+    let missing = objects::metadata_differs(live, wanted);
+    (!missing.is_empty()).then(|| {
+        format!(
+            "external-dns is not set up for the DNS identity: {} lacks {}",
+            api::describe(wanted),
+            missing.join(", ")
+        )
+    })
 }
 
 /// Apply every object when one differs, then wait until the Deployment is available.
@@ -89,8 +144,12 @@ pub(crate) async fn ensure(
         .await?;
         in_sync &= match (o["kind"].as_str(), live) {
             (_, None) => false,
-            (Some("Deployment"), Some(l)) => &objects::external_dns_actual(&l, s) == s,
+            (Some("Deployment"), Some(l)) => {
+                &objects::external_dns_actual(&l, s) == s
+                    && objects::metadata_differs(&l, o).is_empty()
+            }
             (Some("Secret"), Some(l)) => objects::secret_data_matches(&l, o),
+            (Some("ServiceAccount"), Some(l)) => objects::metadata_differs(&l, o).is_empty(),
             _ => true,
         };
     }

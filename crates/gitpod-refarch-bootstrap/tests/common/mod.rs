@@ -10,7 +10,7 @@ use std::time::{Duration, SystemTime};
 
 use gitpod_refarch::engine::{Event, RetryPolicy, TokioClock, WaitPolicy};
 use gitpod_refarch::provider::{AccessToken, ClusterCredentials};
-use gitpod_refarch::resource::Output;
+use gitpod_refarch::resource::{CertManagerSpec, Output};
 use gitpod_refarch::sim::{LatencyProfile, SimCloud};
 use gitpod_refarch::spec::ReferenceArchitecture;
 use gitpod_refarch::state::MemoryStateStore;
@@ -117,6 +117,16 @@ pub fn engine_for(
     store: Arc<MemoryStateStore>,
     events: Events,
 ) -> Engine {
+    engine_with(
+        Providers::all(sim).with_in_cluster(Arc::new(bootstrap)),
+        store,
+        events,
+    )
+}
+
+/// An engine on `providers` (with their in-cluster bootstrap) with the tests' fast
+/// retries and waits.
+pub fn engine_with(providers: Providers, store: Arc<MemoryStateStore>, events: Events) -> Engine {
     let mut retry = RetryPolicy::default();
     retry.initial_backoff = Duration::from_millis(5);
     retry.max_backoff = Duration::from_millis(50);
@@ -127,7 +137,7 @@ pub fn engine_for(
     wait.min_delay = Duration::from_millis(5);
     wait.max_delay = Duration::from_millis(20);
     wait.timeout = Duration::from_secs(10);
-    Engine::builder(Providers::all(sim).with_in_cluster(Arc::new(bootstrap)))
+    Engine::builder(providers)
         .clock(Arc::new(TokioClock::new()))
         .state(store)
         .retry(retry)
@@ -174,4 +184,73 @@ pub fn bootstrap(creds: Arc<TestCredentials>, source: CertManagerSource) -> Kube
             .delegation(None)
             .poll_interval(Duration::from_millis(10)),
     )
+}
+
+/// The test manifest's objects as the bootstrap applies them for `spec`.
+pub fn manifest_objects(spec: &CertManagerSpec) -> Vec<serde_json::Value> {
+    let text = std::fs::read_to_string(manifest_path()).unwrap();
+    gitpod_refarch_bootstrap::objects::cert_manager_objects(&text, spec).unwrap()
+}
+
+/// `patch` merged over `base` as two server-side apply managers' fields combine:
+/// objects recursively, anything else replaced.
+pub fn merged(base: &serde_json::Value, patch: &serde_json::Value) -> serde_json::Value {
+    match (base, patch) {
+        (serde_json::Value::Object(b), serde_json::Value::Object(p)) => {
+            let mut out = b.clone();
+            for (k, v) in p {
+                let m = match b.get(k) {
+                    Some(bv) => merged(bv, v),
+                    None => v.clone(),
+                };
+                out.insert(k.clone(), m);
+            }
+            serde_json::Value::Object(out)
+        }
+        _ => patch.clone(),
+    }
+}
+
+/// A partial object (a workload identity patch) as the server holds it once applied
+/// over the release manifest's object of the same kind, namespace and name (the
+/// patch itself when the manifest has no such object).
+pub fn over_manifest(spec: &CertManagerSpec, patch: &serde_json::Value) -> serde_json::Value {
+    let same = |o: &&serde_json::Value| {
+        ["/kind", "/metadata/namespace", "/metadata/name"]
+            .iter()
+            .all(|p| o.pointer(p) == patch.pointer(p))
+    };
+    match manifest_objects(spec).iter().find(same) {
+        Some(base) => merged(base, patch),
+        None => patch.clone(),
+    }
+}
+
+/// The repository root.
+pub fn repo_root() -> std::path::PathBuf {
+    std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
+}
+
+/// Run the schema validator (`scripts/validate-k8s.mjs`, the npm packages
+/// `kubernetes-models` and `@kubernetes-models/cert-manager`) on `objects`; (exit
+/// code, stdout).
+pub fn validate(objects: &[serde_json::Value], name: &str) -> (i32, String) {
+    let dir = std::env::temp_dir().join(format!("gitpod-refarch-schemas-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let file = dir.join(format!("{name}.json"));
+    std::fs::write(&file, serde_json::to_vec_pretty(objects).unwrap()).unwrap();
+    let out = std::process::Command::new("node")
+        .arg(repo_root().join("scripts/validate-k8s.mjs"))
+        .arg(&file)
+        .output()
+        .expect("node is needed: the test command installs it with the npm packages");
+    let stdout = String::from_utf8_lossy(&out.stdout).to_string();
+    let stderr = String::from_utf8_lossy(&out.stderr).to_string();
+    let code = out.status.code().unwrap_or(-1);
+    assert_ne!(
+        code, 2,
+        "the schema packages are missing: run scripts/install-k8s-models.sh ({stderr})"
+    );
+    assert_ne!(code, 3, "validator usage error: {stderr}");
+    (code, stdout)
 }

@@ -439,9 +439,22 @@ impl Engine {
             }
         }
         let start = self.clock.now();
-        let state = self.load_state(plan.installation())?;
-        let mut outputs = state.outputs.clone();
-        outputs.extend(plan.known_outputs().clone());
+        let mut state = self.load_state(plan.installation())?;
+        // Outputs the plan read from resources that need nothing (an operation that
+        // finished while no process watched it) go to the state now, so that the
+        // installer bundle has them even if no step of this run touches them.
+        let unsaved: Vec<(&ResourceId, &Output)> = plan
+            .known_outputs()
+            .iter()
+            .filter(|(id, o)| state.outputs.get(*id) != Some(*o))
+            .collect();
+        if !unsaved.is_empty() {
+            for (id, o) in unsaved {
+                state.outputs.insert(id.clone(), o.clone());
+            }
+            self.state.save(&state)?;
+        }
+        let outputs = state.outputs.clone();
         let run = Run {
             engine: self,
             state: Mutex::new(state),

@@ -693,6 +693,14 @@ pub enum StorageOutput {
         /// The storage service account's key JSON.
         service_account_json: Secret,
     },
+    /// Gitpod's in-cluster object storage (`objectStorage.inCluster: true`, MinIO on a
+    /// persistent volume): what the Azure provider reports, since the current Gitpod
+    /// installer has no Azure Blob support.
+    #[serde(rename_all = "camelCase")]
+    InCluster {
+        /// Region (the installer's `metadata.region`).
+        region: String,
+    },
     /// Azure Blob (the installer's legacy `objectStorage.azure`, secret `storage-azure`).
     #[serde(rename_all = "camelCase")]
     AzureBlob {
@@ -768,7 +776,8 @@ pub enum DnsSolver {
         /// Its secret key.
         secret_access_key: Secret,
     },
-    /// Azure DNS with a managed identity (the kubelet identity).
+    /// Azure DNS with Workload Identity: one user-assigned identity per controller,
+    /// each federated with its Kubernetes service account, no secret in the cluster.
     #[serde(rename_all = "camelCase")]
     AzureDns {
         /// Entra ID tenant.
@@ -779,8 +788,10 @@ pub enum DnsSolver {
         resource_group: String,
         /// The zone.
         zone_name: String,
-        /// The managed identity's client id.
-        managed_identity_client_id: String,
+        /// The client id of cert-manager's identity (the DNS-01 solver).
+        cert_manager_client_id: String,
+        /// The client id of external-dns's identity.
+        external_dns_client_id: String,
     },
     /// RFC 2136 dynamic updates with TSIG (self-managed DNS).
     #[serde(rename_all = "camelCase")]
@@ -928,8 +939,11 @@ impl Output {
             } | Output::DnsIdentity {
                 solver: Some(_),
                 ..
-            } | Output::ObjectStorage(_)
-                | Output::Registry(_)
+            } | Output::ObjectStorage(
+                StorageOutput::S3 { .. }
+                    | StorageOutput::Gcs { .. }
+                    | StorageOutput::AzureBlob { .. }
+            ) | Output::Registry(_)
                 | Output::Database { .. }
         )
     }

@@ -109,6 +109,8 @@ impl Builder {
         let azure = self.spec.azure.get_or_insert_with(|| AzureSettings {
             subscription_id: String::new(),
             resource_group: None,
+            registry_name: None,
+            database_server_name: None,
         });
         azure.subscription_id = subscription_id.into();
         self

@@ -171,6 +171,8 @@ pub(super) fn for_cloud(cloud: Cloud) -> ReferenceArchitecture {
             Cloud::Azure => Some(AzureSettings {
                 subscription_id: String::new(),
                 resource_group: None,
+                registry_name: None,
+                database_server_name: None,
             }),
             _ => None,
         },

@@ -480,9 +480,19 @@ pub struct AwsSettings {
 pub struct AzureSettings {
     /// Subscription id (a UUID).
     pub subscription_id: String,
-    /// Resource group; defaults to the installation name.
+    /// Resource group; defaults to the installation name. An existing group is used
+    /// only when it is tagged for this installation.
     #[serde(default)]
     pub resource_group: Option<String>,
+    /// The container registry's name (globally unique, 5-50 letters and digits);
+    /// defaults to the installation name's letters and digits plus a suffix derived
+    /// from the subscription and resource group.
+    #[serde(default)]
+    pub registry_name: Option<String>,
+    /// The MySQL flexible server's name (globally unique, 3-63 lower-case letters,
+    /// digits and '-'); defaults to `mysql-<name>-` plus the same suffix.
+    #[serde(default)]
+    pub database_server_name: Option<String>,
 }
 
 use load::Format;
