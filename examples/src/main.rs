@@ -53,7 +53,7 @@ struct Cli {
     /// Where resources are made.
     #[arg(long, global = true, value_enum, default_value_t = CloudArg::Sim)]
     cloud: CloudArg,
-    /// API endpoint override for emulators and fakes (moto, the GCP fake).
+    /// API endpoint override for emulators and fakes (moto, the GCP and Azure fakes).
     #[arg(long, global = true)]
     endpoint: Option<String>,
     /// State directory (state.json, and sim-cloud.json for the simulated cloud).
