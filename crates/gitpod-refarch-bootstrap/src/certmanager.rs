@@ -319,6 +319,28 @@ pub fn condition(obj: &Value, type_: &str) -> bool {
         .any(|c| c["type"] == type_ && c["status"] == "True")
 }
 
+/// Whether `obj` has the condition `type` with status `True` **for its current
+/// generation**: a condition whose `observedGeneration` is below
+/// `metadata.generation` was set before the last change of the spec (cert-manager has
+/// not reconciled it yet) and does not count. A condition without
+/// `observedGeneration`, or an object without `metadata.generation`, is taken as it is.
+pub fn current_condition(obj: &Value, type_: &str) -> bool {
+    let generation = obj.pointer("/metadata/generation").and_then(Value::as_i64);
+    obj.pointer("/status/conditions")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+        .any(|c| {
+            let observed = c.get("observedGeneration").and_then(Value::as_i64);
+            c["type"] == type_
+                && c["status"] == "True"
+                && match (observed, generation) {
+                    (Some(o), Some(g)) => o >= g,
+                    _ => true,
+                }
+        })
+}
+
 #[cfg(test)]
 mod tests {
     #![allow(clippy::unwrap_used)]
@@ -338,6 +360,30 @@ mod tests {
             _ => None,
         })
         .unwrap()
+    }
+
+    #[test]
+    fn a_ready_condition_counts_only_at_the_current_generation() {
+        let obj = |generation: Value, observed: Value| {
+            serde_json::json!({
+                "metadata": {"generation": generation},
+                "status": {"conditions": [
+                    {"type": "Ready", "status": "True", "observedGeneration": observed},
+                ]},
+            })
+        };
+        let stale = obj(2.into(), 1.into());
+        assert!(condition(&stale, "Ready"));
+        assert!(!current_condition(&stale, "Ready"));
+        assert!(current_condition(&obj(2.into(), 2.into()), "Ready"));
+        // Not recorded on either side: taken as it is.
+        assert!(current_condition(&obj(Value::Null, 1.into()), "Ready"));
+        assert!(current_condition(&obj(2.into(), Value::Null), "Ready"));
+        let not_ready = serde_json::json!({
+            "metadata": {"generation": 1},
+            "status": {"conditions": [{"type": "Ready", "status": "False", "observedGeneration": 1}]},
+        });
+        assert!(!current_condition(&not_ready, "Ready"));
     }
 
     #[test]

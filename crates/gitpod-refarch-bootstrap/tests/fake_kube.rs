@@ -407,3 +407,61 @@ async fn changed_credentials_in_the_cluster_are_planned_and_repaired() {
     assert!(!s.engine.plan(&spec).await.unwrap().has_changes());
     s.fake.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_ready_condition_of_an_older_generation_is_not_accepted() {
+    let s = Setup::start(fake_config(), manifest()).await;
+    let spec = spec();
+    let report = s.engine.apply_spec(&spec).await.unwrap();
+    assert!(report.failed.is_empty(), "{:?}", report.failed);
+
+    // Someone edits the ClusterIssuer; cert-manager (the fake) takes its time to
+    // reconcile a change, keeping the Ready condition of the older generation.
+    let delay = Duration::from_millis(700);
+    s.fake.set_issuer_ready_delay(delay);
+    let client = kube_client(&s.fake.url()).await;
+    let ar = kube::api::ApiResource::from_gvk(&kube::core::GroupVersionKind::gvk(
+        "cert-manager.io",
+        "v1",
+        "ClusterIssuer",
+    ));
+    let issuers: kube::Api<kube::api::DynamicObject> = kube::Api::all_with(client, &ar);
+    issuers
+        .patch(
+            "gitpod-issuer",
+            &kube::api::PatchParams::default(),
+            &kube::api::Patch::Merge(&json!({"spec": {"acme": {"email": "someone@example.com"}}})),
+        )
+        .await
+        .unwrap();
+    let plan = s.engine.plan(&spec).await.unwrap();
+    assert!(
+        plan.steps()
+            .iter()
+            .any(|st| st.id.kind == ResourceKind::Issuer && st.action.is_mutating()),
+        "{plan}"
+    );
+    // The repair re-applies the issuer and waits until cert-manager has reconciled
+    // that generation, not only until some Ready=True is there.
+    let started = std::time::Instant::now();
+    let fixed = s.engine.apply(&plan).await.unwrap();
+    assert!(fixed.failed.is_empty(), "{:?}", fixed.failed);
+    assert!(started.elapsed() >= delay / 2, "{:?}", started.elapsed());
+    let live = s
+        .fake
+        .object("clusterissuers", None, "gitpod-issuer")
+        .unwrap();
+    let ready = live["status"]["conditions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["type"] == "Ready")
+        .unwrap()
+        .clone();
+    assert_eq!(ready["status"], "True", "{live}");
+    assert_eq!(
+        ready["observedGeneration"], live["metadata"]["generation"],
+        "{live}"
+    );
+    s.fake.shutdown().await;
+}

@@ -181,6 +181,79 @@ pub(crate) fn handle(st: &mut State, method: &str, req: &Req) -> ApiResult {
     }
 }
 
+/// The release channel a `releaseChannel` message enrolls in (`None`: no channel).
+/// The channel is a name or (from the official Rust clients) its enum number;
+/// `UNSPECIFIED`, 0 or a missing channel is no channel.
+fn enrolled_channel(rc: &Value) -> Option<String> {
+    match rc.get("channel") {
+        Some(Value::String(c)) if c != "UNSPECIFIED" && !c.is_empty() => Some(c.clone()),
+        Some(Value::Number(n)) => match n.as_i64() {
+            Some(1) => Some("RAPID".into()),
+            Some(2) => Some("REGULAR".into()),
+            Some(3) => Some("STABLE".into()),
+            Some(4) => Some("EXTENDED".into()),
+            _ => None,
+        },
+        _ => None,
+    }
+}
+
+/// The channel of a stored cluster.
+fn cluster_channel(cluster: &Value) -> Option<String> {
+    cluster.get("releaseChannel").and_then(enrolled_channel)
+}
+
+/// GKE's rule: node pools of a cluster enrolled in a release channel must have
+/// auto-upgrade and auto-repair on. A `management` message that is present but
+/// leaves a field out has it false (proto3).
+fn check_management(channel: Option<&str>, management: Option<&Value>) -> Result<(), ApiError> {
+    let (Some(channel), Some(m)) = (channel, management) else {
+        return Ok(());
+    };
+    for (field, what) in [
+        ("autoUpgrade", "auto_upgrade"),
+        ("autoRepair", "auto_repair"),
+    ] {
+        if m.get(field).and_then(Value::as_bool) != Some(true) {
+            return Err(ApiError::invalid(format!(
+                "Node pool {what} must be enabled for clusters enrolled in a release channel ({channel}); unenroll the cluster from the release channel (releaseChannel UNSPECIFIED) to turn it off."
+            )));
+        }
+    }
+    Ok(())
+}
+
+/// Whether Compute offers machine type `mt`: the shared-core types and
+/// `FAMILY-{standard,highmem,highcpu}-N` of the general-purpose and compute-optimized
+/// families with the vCPU counts they come in (not per zone: every zone is assumed
+/// to have every family). Anything else is a 400, as GKE answers.
+fn check_machine_type(mt: &str, location: &str) -> Result<(), ApiError> {
+    const SHARED: &[&str] = &["e2-micro", "e2-small", "e2-medium", "f1-micro", "g1-small"];
+    const FAMILIES: &[&str] = &[
+        "e2", "n1", "n2", "n2d", "n4", "c2", "c2d", "c3", "c3d", "c4", "t2d",
+    ];
+    const CPUS: &[u32] = &[
+        1, 2, 4, 8, 16, 22, 30, 32, 44, 48, 60, 64, 80, 88, 96, 128, 176, 192, 224, 360,
+    ];
+    let known = SHARED.contains(&mt)
+        || mt
+            .split_once('-')
+            .and_then(|(family, rest)| rest.split_once('-').map(|(kind, n)| (family, kind, n)))
+            .is_some_and(|(family, kind, n)| {
+                FAMILIES.contains(&family)
+                    && matches!(kind, "standard" | "highmem" | "highcpu")
+                    && n.parse::<u32>().is_ok_and(|n| CPUS.contains(&n))
+                    && (n != "1" || family == "n1" || family == "t2d")
+            });
+    if known {
+        Ok(())
+    } else {
+        Err(ApiError::invalid(format!(
+            "Invalid machine type \"{mt}\" in location \"{location}\": no such machine type."
+        )))
+    }
+}
+
 fn default_locations(location: &str) -> Vec<Value> {
     let is_zone = location
         .rsplit('-')
@@ -246,6 +319,14 @@ fn create_cluster(st: &mut State, loc: &Loc, req: &Req) -> ApiResult {
         return Err(ApiError::invalid(
             "Cluster.initial_node_count must be greater than zero, or node_pools must be set.",
         ));
+    }
+    // An absent releaseChannel enrolls the cluster in REGULAR, as GKE does today.
+    let channel = match spec.get("releaseChannel") {
+        Some(rc) => enrolled_channel(rc),
+        None => Some("REGULAR".to_string()),
+    };
+    for p in &pools {
+        check_management(channel.as_deref(), p.get("management"))?;
     }
     let version = resolve_version(
         spec.get("initialClusterVersion")
@@ -359,6 +440,13 @@ fn new_pool(
             "Invalid value for field \"node_pool.name\": \"{name}\". Must match regex [a-z]([-a-z0-9]*[a-z0-9])?."
         )));
     }
+    if let Some(mt) = p
+        .get("config")
+        .and_then(|c| c.get("machineType"))
+        .and_then(Value::as_str)
+    {
+        check_machine_type(mt, &loc.location)?;
+    }
     let number = st.project_number(&loc.project);
     let cfg = p.entry("config".to_string()).or_insert_with(|| json!({}));
     if let Value::Object(cfg) = cfg {
@@ -418,6 +506,21 @@ fn update_cluster(st: &mut State, loc: &Loc, cluster: &str, req: &Req) -> ApiRes
         return Err(ApiError::invalid("Update must set at least one field."));
     }
     check_idle(st, &key, cluster)?;
+    if let Some(channel) = update
+        .get("desiredReleaseChannel")
+        .and_then(enrolled_channel)
+    {
+        let prefix = format!("{key}/nodePools/");
+        for (pk, pool) in st.res.range(prefix.clone()..) {
+            if !pk.starts_with(&prefix) {
+                break;
+            }
+            check_management(
+                Some(&channel),
+                Some(pool.get("management").unwrap_or(&json!({}))),
+            )?;
+        }
+    }
     let previous = c.get("status").cloned().unwrap_or(json!("RUNNING"));
     let pool_id = update
         .get("desiredNodePoolId")
@@ -511,6 +614,7 @@ fn create_pool(st: &mut State, loc: &Loc, cluster: &str, req: &Req) -> ApiResult
         return Err(ApiError::already_exists(format!("Already exists: {pk}.")));
     }
     check_idle(st, &key, cluster)?;
+    check_management(cluster_channel(&c).as_deref(), spec.get("management"))?;
     let version = s(&c, "currentNodeVersion").to_string();
     let locations = c
         .get("locations")
@@ -567,14 +671,21 @@ fn pool_mutation(
                 json!({"autoscaling": body.get("autoscaling").cloned().unwrap_or(json!({}))}),
             )],
         ),
-        "container.projects.locations.clusters.nodePools.setManagement" => (
-            "SET_NODE_POOL_MANAGEMENT",
-            "RECONCILING",
-            vec![Effect::Merge(
-                pk.clone(),
-                json!({"management": body.get("management").cloned().unwrap_or(json!({}))}),
-            )],
-        ),
+        "container.projects.locations.clusters.nodePools.setManagement" => {
+            let channel = st.res.get(&key).and_then(cluster_channel);
+            check_management(
+                channel.as_deref(),
+                Some(body.get("management").unwrap_or(&json!({}))),
+            )?;
+            (
+                "SET_NODE_POOL_MANAGEMENT",
+                "RECONCILING",
+                vec![Effect::Merge(
+                    pk.clone(),
+                    json!({"management": body.get("management").cloned().unwrap_or(json!({}))}),
+                )],
+            )
+        }
         "container.projects.locations.clusters.nodePools.setSize" => {
             let n = body.get("nodeCount").and_then(Value::as_i64).unwrap_or(-1);
             if n < 0 {
@@ -587,6 +698,9 @@ fn pool_mutation(
             )
         }
         "container.projects.locations.clusters.nodePools.update" => {
+            if let Some(mt) = body.get("machineType").and_then(Value::as_str) {
+                check_machine_type(mt, &loc.location)?;
+            }
             let (t, patch) = pool_update(&p, body);
             (t, "RECONCILING", vec![Effect::Merge(pk.clone(), patch)])
         }

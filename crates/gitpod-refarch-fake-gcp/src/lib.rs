@@ -55,13 +55,28 @@
 //!   sent.
 //! - An operation finishes only when polled (or, with `op_delay`, when its time has
 //!   come at any request); reading the target resource does not advance it.
-//! - Field validation is shallow: names, required fields and the conflicts listed
-//!   below; most nested settings are stored and echoed without checks, and output-only
-//!   fields are invented (IP addresses, certificates, ids, versions).
+//! - Field validation is shallow: names, required fields, the conflicts listed below
+//!   and these catalogue checks (400 `INVALID_ARGUMENT`): node machine types
+//!   (shared-core types and `FAMILY-{standard,highmem,highcpu}-N` of the usual
+//!   families, the same in every zone), Cloud SQL tiers (`db-f1-micro`, `db-g1-small`,
+//!   `db-n1-*`, `db-perf-optimized-N-*`, `db-custom-CPUS-MB` within Cloud SQL's
+//!   limits) and, on MySQL 5.x, `utf8mb4_0900_*` collations. Not checked yet:
+//!   Kubernetes versions (no `serverConfig`), Cloud SQL database flags and their
+//!   values, networks and subnetworks a cluster or instance names. Most other nested
+//!   settings are stored and echoed without checks, and output-only fields are
+//!   invented (IP addresses, certificates, ids, versions).
+//! - GKE release channels: a cluster created without `releaseChannel` is enrolled in
+//!   `REGULAR` (GKE's default); `{"channel": "UNSPECIFIED"}` (or `{}`) is no channel.
+//!   With a channel, node pools must have auto-upgrade and auto-repair on (cluster and
+//!   pool create, `setManagement`, enrolling by `update`): 400 otherwise.
+//! - Cloud SQL databases report the engine's defaults: MySQL 5.7 `utf8`/`utf8_general_ci`
+//!   (a charset alone gets `CHARSET_general_ci`), 8.0 `utf8mb4`/`utf8mb4_0900_ai_ci`,
+//!   PostgreSQL `UTF8`/`en_US.UTF8`.
 //! - Conflicts modelled: GKE's one operation per cluster (400 `FAILED_PRECONDITION`),
 //!   Cloud SQL's one operation per instance (409) and no reuse of a deleted instance
 //!   name (409), Resource Manager, Artifact Registry and service account policy etags
-//!   (409 `ABORTED`),
+//!   (409 `ABORTED`; etags are compared as decoded bytes, so standard and URL-safe
+//!   base64, padded or not, are the same etag),
 //!   duplicates (409), Compute networks in use by subnetworks (400
 //!   `resourceInUseByAnotherResource`), non-empty DNS zones (400 `containerNotEmpty`).
 //! - Service Usage knows no service catalogue: any name with a dot can be enabled; a

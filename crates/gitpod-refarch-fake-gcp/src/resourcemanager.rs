@@ -189,6 +189,35 @@ pub(crate) fn check_members(st: &State, policy: &Value) -> Result<(), ApiError> 
     Ok(())
 }
 
+/// Whether two policy etags name the same version: etags are bytes in base64, and
+/// clients re-encode them (gcloud answers with the URL-safe alphabet), so they are
+/// compared decoded, accepting both alphabets with or without padding. Etags that
+/// are not base64 at all are compared as strings.
+pub(crate) fn etag_eq(a: &str, b: &str) -> bool {
+    fn decode(s: &str) -> Option<Vec<u8>> {
+        use base64::Engine as _;
+        let unpadded: String = s
+            .trim_end_matches('=')
+            .chars()
+            .map(|c| match c {
+                '-' => '+',
+                '_' => '/',
+                c => c,
+            })
+            .collect();
+        base64::engine::general_purpose::STANDARD_NO_PAD
+            .decode(unpadded)
+            .ok()
+    }
+    if a == b {
+        return true;
+    }
+    match (decode(a), decode(b)) {
+        (Some(x), Some(y)) => x == y,
+        _ => false,
+    }
+}
+
 /// Replace the policy at `key`, checking the etag like GCP: a stale etag is a 409
 /// `ABORTED`; a missing etag overwrites. Bindings without members are dropped.
 pub(crate) fn set_policy(st: &mut State, key: &str, policy: &Value) -> ApiResult {
@@ -198,7 +227,8 @@ pub(crate) fn set_policy(st: &mut State, key: &str, policy: &Value) -> ApiResult
         .cloned()
         .unwrap_or_else(|| json!({"etag": "ACAB"}));
     if let Some(etag) = policy.get("etag").and_then(Value::as_str) {
-        if !etag.is_empty() && Some(etag) != current.get("etag").and_then(Value::as_str) {
+        let current_etag = current.get("etag").and_then(Value::as_str).unwrap_or("");
+        if !etag.is_empty() && !etag_eq(etag, current_etag) {
             return Err(ApiError::aborted(
                 "aborted",
                 "There were concurrent policy changes. Please retry the whole read-modify-write with exponential backoff.",

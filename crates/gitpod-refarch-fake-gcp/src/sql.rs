@@ -112,6 +112,13 @@ pub(crate) fn handle(st: &mut State, method: &str, req: &Req) -> ApiResult {
                     m.remove(field);
                 }
             }
+            if let Some(tier) = patch
+                .get("settings")
+                .and_then(|x| x.get("tier"))
+                .and_then(Value::as_str)
+            {
+                check_tier(tier)?;
+            }
             normalize_settings(&mut patch);
             let mut next = inst.clone();
             deep_merge(&mut next, &patch);
@@ -194,7 +201,7 @@ pub(crate) fn handle(st: &mut State, method: &str, req: &Req) -> ApiResult {
                     "Database \"{name}\" already exists."
                 )));
             }
-            let db = database(st, &project, &instance, &name, req.body());
+            let db = database(st, &project, &instance, &name, req.body())?;
             let op = operation(st, &project, &instance, "CREATE_DATABASE")
                 .on_done(vec![Effect::Insert(key, db)]);
             Ok(ops::register(st, method, op))
@@ -316,9 +323,11 @@ fn list(kind: &str, items: Vec<Value>) -> Value {
 fn is_mysql(st: &State, ikey: &str) -> bool {
     st.res
         .get(ikey)
-        .map(|i| match i.get("databaseVersion") {
-            Some(Value::String(v)) => v.starts_with("MYSQL"),
-            _ => true,
+        .map(|i| {
+            matches!(
+                engine(i.get("databaseVersion")),
+                Engine::Mysql5 | Engine::Mysql8
+            )
         })
         .unwrap_or(true)
 }
@@ -357,17 +366,134 @@ fn new_user(
     u
 }
 
-fn database(st: &mut State, project: &str, instance: &str, name: &str, body: &Value) -> Value {
-    json!({
+/// Whether Cloud SQL offers `tier` (the `tiers.list` catalogue): the shared-core
+/// tiers, `db-n1-standard-N`/`db-n1-highmem-N`, `db-perf-optimized-N-V`, and
+/// `db-custom-CPUS-MB` (1 or an even number of vCPUs up to 96, memory a multiple of
+/// 256 MB, at least 3840 MB and 0.9 to 6.5 GB per vCPU). Anything else is a 400.
+fn check_tier(tier: &str) -> Result<(), ApiError> {
+    let num = |s: &str| s.parse::<u32>().ok();
+    let known = match tier {
+        "db-f1-micro" | "db-g1-small" => true,
+        _ => {
+            if let Some(n) = tier.strip_prefix("db-n1-standard-") {
+                matches!(num(n), Some(1 | 2 | 4 | 8 | 16 | 32 | 64 | 96))
+            } else if let Some(n) = tier.strip_prefix("db-n1-highmem-") {
+                matches!(num(n), Some(2 | 4 | 8 | 16 | 32 | 64 | 96))
+            } else if let Some(n) = tier.strip_prefix("db-perf-optimized-N-") {
+                matches!(num(n), Some(2 | 4 | 8 | 16 | 32 | 48 | 64 | 80 | 96 | 128))
+            } else if let Some(rest) = tier.strip_prefix("db-custom-") {
+                match rest.split_once('-').map(|(c, m)| (num(c), num(m))) {
+                    Some((Some(cpus), Some(mb))) => {
+                        (cpus == 1 || (cpus % 2 == 0 && cpus <= 96))
+                            && mb % 256 == 0
+                            && mb >= 3840
+                            && u64::from(mb) * 10 >= u64::from(cpus) * 9216
+                            && u64::from(mb) * 10 <= u64::from(cpus) * 66560
+                    }
+                    _ => false,
+                }
+            } else {
+                false
+            }
+        }
+    };
+    if known {
+        Ok(())
+    } else {
+        Err(ApiError::invalid(format!(
+            "Invalid request: Invalid Tier ({tier}) for (ENTERPRISE) Edition. Use the Cloud SQL Admin API tiers.list method to check the list of available tiers."
+        )))
+    }
+}
+
+/// The engine family of a `databaseVersion`, sent as a name or (by the official Rust
+/// clients) as its enum number.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Engine {
+    /// MySQL 5.x: no `utf8mb4_0900_*` collations.
+    Mysql5,
+    /// MySQL 8 and later.
+    Mysql8,
+    Postgres,
+    SqlServer,
+}
+
+fn engine(version: Option<&Value>) -> Engine {
+    match version {
+        Some(Value::String(v)) if v.starts_with("MYSQL_5") => Engine::Mysql5,
+        Some(Value::String(v)) if v.starts_with("POSTGRES") => Engine::Postgres,
+        Some(Value::String(v)) if v.starts_with("SQLSERVER") => Engine::SqlServer,
+        Some(Value::Number(n)) => match n.as_i64() {
+            Some(2 | 3 | 5 | 6) => Engine::Mysql5,
+            Some(9 | 10 | 18 | 19 | 23 | 110 | 172 | 272 | 408 | 557 | 684 | 781) => {
+                Engine::Postgres
+            }
+            Some(11 | 14 | 15 | 16 | 26..=29 | 199..=202 | 549..=551) => Engine::SqlServer,
+            _ => Engine::Mysql8,
+        },
+        _ => Engine::Mysql8,
+    }
+}
+
+/// A database as Cloud SQL reports it: the charset and collation default per engine
+/// and version (MySQL 5.7: `utf8`/`utf8_general_ci`, 8.0: `utf8mb4`/`utf8mb4_0900_ai_ci`,
+/// PostgreSQL: `UTF8`/`en_US.UTF8`), and a charset without a collation gets that
+/// charset's default collation. A collation the version does not have is a 400.
+fn database(
+    st: &mut State,
+    project: &str,
+    instance: &str,
+    name: &str,
+    body: &Value,
+) -> Result<Value, ApiError> {
+    let ikey = format!("projects/{project}/instances/{instance}");
+    let engine = engine(st.res.get(&ikey).and_then(|i| i.get("databaseVersion")));
+    let given = |field: &str| {
+        body.get(field)
+            .and_then(Value::as_str)
+            .filter(|c| !c.is_empty())
+            .map(str::to_string)
+    };
+    let charset = given("charset").unwrap_or_else(|| {
+        match engine {
+            Engine::Mysql5 => "utf8",
+            Engine::Mysql8 => "utf8mb4",
+            Engine::Postgres => "UTF8",
+            Engine::SqlServer => "",
+        }
+        .to_string()
+    });
+    let collation = match given("collation") {
+        Some(c) => c,
+        None => match (engine, charset.as_str()) {
+            (Engine::Mysql8, "utf8mb4") => "utf8mb4_0900_ai_ci".to_string(),
+            (Engine::Mysql5 | Engine::Mysql8, "latin1") => "latin1_swedish_ci".to_string(),
+            (Engine::Mysql5 | Engine::Mysql8, cs) => format!("{cs}_general_ci"),
+            (Engine::Postgres, _) => "en_US.UTF8".to_string(),
+            (Engine::SqlServer, _) => "SQL_Latin1_General_CP1_CI_AS".to_string(),
+        },
+    };
+    if engine == Engine::Mysql5 && collation.contains("_0900_") {
+        return Err(ApiError::invalid(format!(
+            "Invalid request: Unknown collation: '{collation}'."
+        )));
+    }
+    let mut db = json!({
         "kind": "sql#database",
         "name": name,
         "instance": instance,
         "project": project,
-        "charset": body.get("charset").and_then(Value::as_str).filter(|c| !c.is_empty()).unwrap_or("utf8mb4"),
-        "collation": body.get("collation").and_then(Value::as_str).filter(|c| !c.is_empty()).unwrap_or("utf8mb4_0900_ai_ci"),
+        "charset": charset,
+        "collation": collation,
         "selfLink": format!("{BASE}projects/{project}/instances/{instance}/databases/{name}"),
         "etag": st.hex(32),
-    })
+    });
+    if engine == Engine::SqlServer {
+        if let Some(o) = db.as_object_mut() {
+            o.remove("charset");
+        }
+    }
+    Ok(db)
 }
 
 /// `dataDiskSizeGb` and the like are int64: answered as strings whatever was sent.
@@ -410,6 +536,7 @@ fn insert_instance(st: &mut State, project: &str, req: &Req) -> ApiResult {
             "Invalid request: Missing required field settings.tier.",
         ));
     }
+    check_tier(tier)?;
     let ikey = format!("projects/{project}/instances/{name}");
     if st.res.contains_key(&ikey) {
         return Err(
@@ -514,10 +641,10 @@ fn insert_instance(st: &mut State, project: &str, req: &Req) -> ApiResult {
 
     // What a new instance has: its system databases and default user.
     let mut done = vec![Effect::Merge(ikey.clone(), json!({"state": "RUNNABLE"}))];
-    let mysql = inst
-        .get("databaseVersion")
-        .and_then(Value::as_str)
-        .is_none_or(|v| v.starts_with("MYSQL"));
+    let mysql = matches!(
+        engine(inst.get("databaseVersion")),
+        Engine::Mysql5 | Engine::Mysql8
+    );
     let (dbs, user, host): (&[&str], &str, &str) = if mysql {
         (
             &["information_schema", "mysql", "performance_schema", "sys"],
@@ -528,7 +655,7 @@ fn insert_instance(st: &mut State, project: &str, req: &Req) -> ApiResult {
         (&["postgres"], "postgres", "")
     };
     for db in dbs {
-        let v = database(st, project, &name, db, &json!({}));
+        let v = database(st, project, &name, db, &json!({}))?;
         done.push(Effect::Insert(format!("{ikey}/databases/{db}"), v));
     }
     let u = new_user(st, project, &name, user, host, &json!({"type": "BUILT_IN"}));

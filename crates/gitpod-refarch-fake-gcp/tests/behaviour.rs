@@ -178,6 +178,49 @@ async fn a_stale_policy_etag_is_aborted_and_a_missing_one_overwrites() {
 }
 
 #[tokio::test]
+async fn policy_etags_are_compared_as_bytes_whatever_the_base64_alphabet() {
+    use base64::Engine as _;
+    let (fake, c) = start(FakeConfig::default()).await;
+    let b64 = base64::engine::general_purpose::STANDARD;
+    let url_safe = base64::engine::general_purpose::URL_SAFE_NO_PAD;
+    // Try several policy versions so that some etag has `+` or `/` in it.
+    let mut alphabet_seen = false;
+    for i in 0..24 {
+        let policy = c
+            .ok("POST", "/v3/projects/p:getIamPolicy", Some(json!({})))
+            .await;
+        let etag = policy["etag"].as_str().unwrap();
+        alphabet_seen |= etag.contains(['+', '/']);
+        // gcloud re-encodes the etag URL-safe and unpadded: the same bytes.
+        let reencoded = url_safe.encode(b64.decode(etag).unwrap());
+        assert_ne!(reencoded, etag);
+        let mut next = policy.clone();
+        next["etag"] = json!(reencoded);
+        next["bindings"] =
+            json!([{"role": format!("roles/r{i}"), "members": ["user:x@example.com"]}]);
+        let (status, body) = c
+            .call(
+                "POST",
+                "/v3/projects/p:setIamPolicy",
+                Some(json!({"policy": next})),
+            )
+            .await;
+        assert_eq!(status, 200, "etag {etag} as {reencoded}: {body}");
+        // The old etag, in either alphabet, is now stale.
+        let (status, _) = c
+            .call(
+                "POST",
+                "/v3/projects/p:setIamPolicy",
+                Some(json!({"policy": next})),
+            )
+            .await;
+        assert_eq!(status, 409);
+    }
+    assert!(alphabet_seen, "no etag exercised the alphabet difference");
+    fake.shutdown().await;
+}
+
+#[tokio::test]
 async fn service_account_policies_check_etags_and_go_with_the_account() {
     let (fake, c) = start(FakeConfig::default()).await;
     let email = "gitpod-dns@p.iam.gserviceaccount.com";
@@ -521,6 +564,247 @@ async fn cloud_sql_serialises_operations_and_never_reuses_a_name() {
         .as_str()
         .unwrap()
         .contains("reuse the name"));
+    fake.shutdown().await;
+}
+
+#[tokio::test]
+async fn mysql_5_7_databases_have_5_7_collations() {
+    let (fake, c) = start(FakeConfig::default().with_polls_to_finish(0)).await;
+    // 6 is MYSQL_5_7 as the official Rust clients send it.
+    for (instance, version) in [("old", json!("MYSQL_5_7")), ("old-int", json!(6))] {
+        c.ok(
+            "POST",
+            "/v1/projects/p/instances",
+            Some(
+                json!({"name": instance, "region": "europe-west1", "databaseVersion": version,
+                "settings": {"tier": "db-n1-standard-2"}}),
+            ),
+        )
+        .await;
+        let ikey = format!("projects/p/instances/{instance}");
+        let system = fake.resource(&format!("{ikey}/databases/mysql")).unwrap();
+        assert_eq!(
+            (&system["charset"], &system["collation"]),
+            (&json!("utf8"), &json!("utf8_general_ci"))
+        );
+        let path = format!("/v1/projects/p/instances/{instance}/databases");
+        c.ok(
+            "POST",
+            &path,
+            Some(json!({"name": "gitpod", "charset": "utf8mb4"})),
+        )
+        .await;
+        let db = fake.resource(&format!("{ikey}/databases/gitpod")).unwrap();
+        assert_eq!(db["collation"], "utf8mb4_general_ci");
+        let (status, err) = c
+            .call(
+                "POST",
+                &path,
+                Some(
+                    json!({"name": "new", "charset": "utf8mb4", "collation": "utf8mb4_0900_ai_ci"}),
+                ),
+            )
+            .await;
+        assert_eq!(status, 400, "{err}");
+        assert!(fake.resource(&format!("{ikey}/databases/new")).is_none());
+    }
+    // MySQL 8.0 keeps its own default.
+    c.ok(
+        "POST",
+        "/v1/projects/p/instances",
+        Some(
+            json!({"name": "new", "region": "europe-west1", "databaseVersion": "MYSQL_8_0",
+            "settings": {"tier": "db-n1-standard-2"}}),
+        ),
+    )
+    .await;
+    c.ok(
+        "POST",
+        "/v1/projects/p/instances/new/databases",
+        Some(json!({"name": "gitpod"})),
+    )
+    .await;
+    let db = fake
+        .resource("projects/p/instances/new/databases/gitpod")
+        .unwrap();
+    assert_eq!(
+        (&db["charset"], &db["collation"]),
+        (&json!("utf8mb4"), &json!("utf8mb4_0900_ai_ci"))
+    );
+    fake.shutdown().await;
+}
+
+#[tokio::test]
+async fn node_auto_upgrade_can_be_off_only_without_a_release_channel() {
+    let (fake, c) = start(FakeConfig::default().with_polls_to_finish(0)).await;
+    let base = "/v1/projects/p/locations/europe-west1/clusters";
+    let manual = json!({"autoUpgrade": false, "autoRepair": true});
+    let pool = |name: &str, management: &Value| json!({"name": name, "initialNodeCount": 1, "management": management});
+    // No releaseChannel means REGULAR (GKE's default), and so does an explicit channel,
+    // by name or by number: auto-upgrade off is a 400 and nothing is stored.
+    for rc in [
+        None,
+        Some(json!({"channel": "STABLE"})),
+        Some(json!({"channel": 2})),
+    ] {
+        let mut cluster = json!({"name": "chan", "nodePools": [pool("np", &manual)]});
+        if let Some(rc) = rc {
+            cluster["releaseChannel"] = rc;
+        }
+        let (status, err) = c
+            .call("POST", base, Some(json!({"cluster": cluster})))
+            .await;
+        assert_eq!(status, 400, "{err}");
+        assert_eq!(err["error"]["status"], "INVALID_ARGUMENT");
+        assert!(fake
+            .resource("projects/p/locations/europe-west1/clusters/chan")
+            .is_none());
+    }
+    // Auto-repair off is refused on a channel too.
+    let no_repair = json!({"autoUpgrade": true});
+    let (status, _) = c
+        .call(
+            "POST",
+            base,
+            Some(json!({"cluster": {"name": "chan", "nodePools": [pool("np", &no_repair)]}})),
+        )
+        .await;
+    assert_eq!(status, 400);
+    // Without a channel, auto-upgrade off is accepted ({} is UNSPECIFIED, as the
+    // official Rust client sends it).
+    for (name, rc) in [
+        ("none", json!({"channel": "UNSPECIFIED"})),
+        ("empty", json!({})),
+    ] {
+        c.ok(
+            "POST",
+            base,
+            Some(json!({"cluster": {"name": name, "releaseChannel": rc,
+                "nodePools": [pool("np", &manual)]}})),
+        )
+        .await;
+        let np = fake
+            .resource(&format!(
+                "projects/p/locations/europe-west1/clusters/{name}/nodePools/np"
+            ))
+            .unwrap();
+        assert_eq!(np["management"]["autoUpgrade"], false);
+    }
+    // A channel cluster refuses manual pools later, by create and by setManagement.
+    c.ok(
+        "POST",
+        base,
+        Some(json!({"cluster": {"name": "chan", "nodePools": [pool("np", &json!({"autoUpgrade": true, "autoRepair": true}))]}})),
+    )
+    .await;
+    let (status, _) = c
+        .call(
+            "POST",
+            &format!("{base}/chan/nodePools"),
+            Some(json!({"nodePool": pool("manual", &manual)})),
+        )
+        .await;
+    assert_eq!(status, 400);
+    let (status, _) = c
+        .call(
+            "POST",
+            &format!("{base}/chan/nodePools/np:setManagement"),
+            Some(json!({"management": manual})),
+        )
+        .await;
+    assert_eq!(status, 400);
+    // Enrolling a cluster that has a manual pool is refused.
+    let (status, _) = c
+        .call(
+            "PUT",
+            &format!("{base}/none"),
+            Some(json!({"update": {"desiredReleaseChannel": {"channel": "REGULAR"}}})),
+        )
+        .await;
+    assert_eq!(status, 400);
+    fake.shutdown().await;
+}
+
+#[tokio::test]
+async fn unknown_machine_types_and_sql_tiers_are_400() {
+    let (fake, c) = start(FakeConfig::default().with_polls_to_finish(0)).await;
+    let base = "/v1/projects/p/locations/europe-west1/clusters";
+    let cluster = |mt: &str| {
+        json!({"cluster": {"name": "mt", "nodePools": [{"name": "np", "initialNodeCount": 1,
+            "config": {"machineType": mt}}]}})
+    };
+    for bad in [
+        "n2d-standard-5",
+        "n9-standard-4",
+        "e2-huge",
+        "n2d-standard-1",
+    ] {
+        let (status, err) = c.call("POST", base, Some(cluster(bad))).await;
+        assert_eq!(status, 400, "{bad}: {err}");
+    }
+    assert!(fake
+        .resource("projects/p/locations/europe-west1/clusters/mt")
+        .is_none());
+    c.ok("POST", base, Some(cluster("n2d-standard-4"))).await;
+    for (verb, path, body) in [
+        (
+            "POST",
+            format!("{base}/mt/nodePools"),
+            json!({"nodePool": {"name": "big", "initialNodeCount": 1, "config": {"machineType": "n2d-standard-17"}}}),
+        ),
+        (
+            "PUT",
+            format!("{base}/mt/nodePools/np"),
+            json!({"machineType": "n2d-giant-16"}),
+        ),
+    ] {
+        let (status, err) = c.call(verb, &path, Some(body)).await;
+        assert_eq!(status, 400, "{verb} {path}: {err}");
+    }
+    c.ok(
+        "POST",
+        &format!("{base}/mt/nodePools"),
+        Some(json!({"nodePool": {"name": "big", "initialNodeCount": 1, "config": {"machineType": "n2d-standard-16"}}})),
+    )
+    .await;
+
+    let instance = |name: &str, tier: &str| json!({"name": name, "region": "europe-west1", "settings": {"tier": tier}});
+    for bad in [
+        "db-n1-standard-3",
+        "db-nope",
+        "db-custom-2-100",
+        "db-custom-3-8192",
+    ] {
+        let (status, err) = c
+            .call(
+                "POST",
+                "/v1/projects/p/instances",
+                Some(instance("sql-bad", bad)),
+            )
+            .await;
+        assert_eq!(status, 400, "{bad}: {err}");
+        assert!(err["error"]["message"].as_str().unwrap().contains("Tier"));
+    }
+    assert!(fake.resource("projects/p/instances/sql-bad").is_none());
+    for (i, good) in ["db-n1-standard-2", "db-custom-2-4096", "db-f1-micro"]
+        .iter()
+        .enumerate()
+    {
+        c.ok(
+            "POST",
+            "/v1/projects/p/instances",
+            Some(instance(&format!("sql-{i}"), good)),
+        )
+        .await;
+    }
+    let (status, _) = c
+        .call(
+            "PATCH",
+            "/v1/projects/p/instances/sql-0",
+            Some(json!({"settings": {"tier": "db-n1-standard-5"}})),
+        )
+        .await;
+    assert_eq!(status, 400);
     fake.shutdown().await;
 }
 

@@ -338,7 +338,7 @@ async fn every_method_matches_its_discovery_document() {
         .ok(
             "POST",
             &format!("{pool}:setManagement"),
-            Some(json!({"management": {"autoRepair": true, "autoUpgrade": false}})),
+            Some(json!({"management": {"autoRepair": true, "autoUpgrade": true}})),
         )
         .await;
     c.wait(&wait_gke(op)).await;

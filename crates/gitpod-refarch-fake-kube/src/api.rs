@@ -101,6 +101,7 @@ const APPLY: &str = "application/apply-patch+yaml";
 const MERGE: &str = "application/merge-patch+json";
 const STRATEGIC: &str = "application/strategic-merge-patch+json";
 const JSON_PATCH: &str = "application/json-patch+json";
+const YAML: &str = "application/yaml";
 
 fn media_type(ct: &str) -> &str {
     ct.split(';').next().unwrap_or("").trim()
@@ -185,6 +186,7 @@ fn resource(
     if t.namespaced && target.name.is_some() && target.namespace.is_none() {
         return Err(ApiError::no_resource());
     }
+    check_body_type(req)?;
     let ns = target.namespace.clone().unwrap_or_default();
     match (&target.name, &target.sub) {
         (None, _) => match req.method {
@@ -196,7 +198,7 @@ fn resource(
                 "the server does not allow this method on the requested resource",
             )),
             "POST" => {
-                let body = parse_json(req.body)?;
+                let body = parse_body(req)?;
                 let obj = create(st, &t, &ns, body, req.dry_run(), req.q("fieldManager"), "Update", now)?;
                 Ok((201, obj))
             }
@@ -231,6 +233,38 @@ fn resource(
                 )),
             }
         }
+    }
+}
+
+/// The body types a create or update decodes (`""`: no `Content-Type`, taken as
+/// JSON, as the API server does).
+const OBJECT_TYPES: &[&str] = &["", "application/json", YAML];
+
+/// 415 `UnsupportedMediaType` for a body the fake cannot decode (a protobuf body, say),
+/// as a real API server answers for one it cannot, so that clients fall back to JSON.
+fn check_body_type(req: &Request<'_>) -> ApiResult<()> {
+    let ct = media_type(req.content_type);
+    let accepted: &[&str] = match req.method {
+        "POST" | "PUT" => OBJECT_TYPES,
+        "PATCH" => &[JSON_PATCH, MERGE, STRATEGIC, APPLY],
+        // DeleteOptions: JSON, or no body at all.
+        "DELETE" if !req.body.iter().all(u8::is_ascii_whitespace) => OBJECT_TYPES,
+        _ => return Ok(()),
+    };
+    if accepted.contains(&ct) {
+        Ok(())
+    } else {
+        let listed: Vec<&str> = accepted.iter().copied().filter(|a| !a.is_empty()).collect();
+        Err(ApiError::unsupported_media_type(ct, &listed))
+    }
+}
+
+/// A create or update body: YAML when sent as `application/yaml`, else JSON.
+fn parse_body(req: &Request<'_>) -> ApiResult<Value> {
+    if media_type(req.content_type) == YAML {
+        parse_yaml(req.body)
+    } else {
+        parse_json(req.body)
     }
 }
 
@@ -523,10 +557,12 @@ fn create(
         let meta = meta_mut(&mut obj);
         meta.insert("uid".into(), json!(uid));
         meta.insert("creationTimestamp".into(), json!(now_rfc3339()));
-        meta.insert("generation".into(), json!(1));
+        if catalog::has_generation(t) {
+            meta.insert("generation".into(), json!(1));
+        }
         return Ok(present(t, &obj));
     }
-    st.stamp_new(&mut obj);
+    st.stamp_new(&mut obj, catalog::has_generation(t));
     record_manager(&mut obj, manager, operation, &t.api_version(), None);
     st.objects.insert(key.clone(), obj.clone());
     controllers::after_write(st, &key, now);
@@ -629,7 +665,7 @@ fn update(
     // Stored objects keep the apiVersion they were created with.
     result["apiVersion"] = old.get("apiVersion").cloned().unwrap_or(Value::Null);
     controllers::on_write(st, t, Some(&old), &mut result)?;
-    if spec_part(&result) != spec_part(&old) {
+    if catalog::has_generation(t) && spec_part(&result) != spec_part(&old) {
         let g = old
             .pointer("/metadata/generation")
             .and_then(Value::as_i64)
@@ -659,7 +695,7 @@ fn replace(
     sub: Option<&str>,
     now: Instant,
 ) -> ApiResult<Value> {
-    let body = parse_json(req.body)?;
+    let body = parse_body(req)?;
     update(
         st,
         t,
@@ -778,7 +814,10 @@ fn patch(
             }
             update(st, t, key, live, sub, req.dry_run(), manager, "Update", now).map(|v| (200, v))
         }
-        other => Err(ApiError::unsupported_media_type(other)),
+        other => Err(ApiError::unsupported_media_type(
+            other,
+            &[JSON_PATCH, MERGE, APPLY, STRATEGIC],
+        )),
     }
 }
 

@@ -39,6 +39,20 @@ impl ResType {
     }
 }
 
+/// Whether objects of type `t` carry `metadata.generation`, as in Kubernetes: the
+/// kinds whose registry strategy sets it (Deployments, CRDs, webhook
+/// configurations) and every custom resource. Namespaces, Services, Secrets,
+/// ConfigMaps, ServiceAccounts and the RBAC kinds have none.
+pub(crate) fn has_generation(t: &ResType) -> bool {
+    t.custom
+        || matches!(
+            (t.group.as_str(), t.plural.as_str()),
+            ("apps", "deployments")
+                | ("apiextensions.k8s.io", "customresourcedefinitions")
+                | ("admissionregistration.k8s.io", _)
+        )
+}
+
 /// (group, version, plural, singular, kind, namespaced, short names, status subresource)
 type BuiltIn = (
     &'static str,

@@ -784,15 +784,31 @@ fn settle_issuers(st: &mut Store, now: Instant) {
     let mut keys = st.keys_of("cert-manager.io", "clusterissuers");
     keys.extend(st.keys_of("cert-manager.io", "issuers"));
     for key in keys {
-        controller_write(st, &key, now, |i| {
-            let ready = i
-                .pointer("/status/conditions")
-                .and_then(Value::as_array)
-                .is_some_and(|c| c.iter().any(|c| c.get("type") == Some(&json!("Ready"))));
-            if ready {
-                return;
+        let Some(issuer) = st.objects.get(&key) else {
+            continue;
+        };
+        let uid = str_at(issuer, "/metadata/uid").to_string();
+        let generation = i64_at(issuer, "/metadata/generation").unwrap_or(1);
+        // Reconciled: its Ready condition is at the current generation.
+        let current = cond_status(issuer, "Ready")
+            .is_some_and(|c| c.get("observedGeneration") == Some(&json!(generation)));
+        if current {
+            st.issuers.remove(&uid);
+            continue;
+        }
+        let due = match st.issuers.get(&uid) {
+            Some((g, at)) if *g == generation => *at <= now,
+            _ => {
+                let at = now + st.config.issuer_ready_delay;
+                st.issuers.insert(uid.clone(), (generation, at));
+                at <= now
             }
-            let generation = i64_at(i, "/metadata/generation").unwrap_or(1);
+        };
+        if !due {
+            continue;
+        }
+        st.issuers.remove(&uid);
+        controller_write(st, &key, now, |i| {
             let (reason, message) = if i.pointer("/spec/acme").is_some() {
                 (
                     "ACMEAccountRegistered",
@@ -987,7 +1003,8 @@ fn present_failing_challenge(
             "state": "pending",
         },
     });
-    st.stamp_new(&mut obj);
+    // A Challenge is a custom resource: it has a generation.
+    st.stamp_new(&mut obj, true);
     st.objects.insert(ckey.clone(), obj);
     after_write(st, &ckey, now);
 }
@@ -1046,7 +1063,7 @@ fn issue(
             "type": "kubernetes.io/tls",
             "data": data,
         });
-        st.stamp_new(&mut secret);
+        st.stamp_new(&mut secret, false);
         st.objects.insert(secret_key.clone(), secret);
     }
     let generation = i64_at(cert, "/metadata/generation").unwrap_or(1);

@@ -52,10 +52,18 @@
 //!   `metadata.name` and `metadata.namespace` everywhere, Secrets' `type`,
 //!   Namespaces' `status.phase`, Services' `spec.clusterIP` and `spec.type`, a CRD's
 //!   `selectableFields`; any other field is 400 `field label not supported`).
+//! - Request bodies: JSON (also without a `Content-Type`) and YAML
+//!   (`application/yaml`) for create and update, the four patch types above for a
+//!   patch; any other body (`application/vnd.kubernetes.protobuf`, which kubectl sends
+//!   for built-in kinds, included) is 415 `UnsupportedMediaType`, as a server answers
+//!   for a body it cannot decode, so that clients fall back to JSON.
 //! - Server-set metadata: `uid`, `resourceVersion` (one increasing counter; a write
-//!   that changes nothing keeps it), `creationTimestamp`, `generation` (bumped when
-//!   anything but metadata and status changes), `managedFields` (one entry per manager
-//!   and operation, without `fieldsV1`), `deletionTimestamp`.
+//!   that changes nothing keeps it), `creationTimestamp`, `generation` (only on the
+//!   kinds that have one in Kubernetes: Deployments, CRDs, webhook configurations and
+//!   custom resources, not Namespaces, Services, Secrets, ConfigMaps,
+//!   ServiceAccounts or RBAC objects; bumped when anything but metadata and status
+//!   changes), `managedFields` (one entry per manager and operation, without
+//!   `fieldsV1`), `deletionTimestamp`.
 //! - Errors are `kind: Status` objects with `reason` and `code`: `NotFound`,
 //!   `AlreadyExists`, `Conflict`, `Invalid` (with `details.causes`), `BadRequest`,
 //!   `Forbidden`, `MethodNotAllowed`, `UnsupportedMediaType`, `InternalError`,
@@ -84,7 +92,12 @@
 //!   [`FakeConfig::webhook_deployment`] in [`FakeConfig::webhook_namespace`]
 //!   (`cert-manager/cert-manager-webhook`) is ready, which happens
 //!   `webhook_ready_delay` after it was created (instead of `deployment_ready_delay`).
-//! - **cert-manager**: Issuers and ClusterIssuers get `Ready=True` at once. A
+//! - **cert-manager**: Issuers and ClusterIssuers get `Ready=True` with
+//!   `observedGeneration` set, `issuer_ready_delay` (default 0: at once) after their
+//!   creation and after every change of `generation`; until then a changed issuer
+//!   keeps the Ready condition of its previous generation, as cert-manager's does
+//!   before it reconciles. A Certificate is reissued on every change of `generation`
+//!   (its conditions carry `observedGeneration`). A
 //!   Certificate whose issuer exists becomes `Ready=True` after
 //!   `certificate_ready_delay`, with a `kubernetes.io/tls` Secret named by
 //!   `spec.secretName` (`tls.crt`, `tls.key`: dummy PEM); without its issuer it stays
@@ -113,7 +126,10 @@
 //!   list merging by key, and `managedFields` carries no `fieldsV1`. Strategic merge
 //!   patch is a JSON merge patch (`$patch` directives dropped).
 //! - No paging (`limit`/`continue` ignored: everything at once), no `Table` output,
-//!   no protobuf, no OpenAPI documents, no `resourceVersion` semantics on reads.
+//!   no protobuf (a protobuf body is 415; answers are JSON whatever the `Accept`), no
+//!   OpenAPI documents, no `resourceVersion` semantics on reads.
+//! - The cert-manager stand-in registers no ACME account and never fails an issuer:
+//!   every issuer becomes `Ready=True` (a bad ACME server or solver is not noticed).
 //! - Validation is shallow: names, type metadata, the Secret keys its `type` requires,
 //!   immutable Secret `type`, Deployment `selector` and binding `roleRef`, and the
 //!   checks named above; no
@@ -177,6 +193,10 @@ pub struct FakeConfig {
     pub lb_delete_delay: Duration,
     /// From a Certificate's issuer being found to `Ready=True` (default 200 ms).
     pub certificate_ready_delay: Duration,
+    /// From an Issuer's or ClusterIssuer's creation or change of `generation` to
+    /// `Ready=True` at that generation (default 0: at once). Until then a changed
+    /// issuer keeps the Ready condition of its previous generation.
+    pub issuer_ready_delay: Duration,
     /// When set, certificates of ACME issuers never become ready: a Challenge shows
     /// this reason instead.
     pub acme_challenges_fail: Option<String>,
@@ -199,6 +219,7 @@ impl Default for FakeConfig {
             lb_provision_delay: Duration::from_millis(100),
             lb_delete_delay: Duration::from_millis(300),
             certificate_ready_delay: Duration::from_millis(200),
+            issuer_ready_delay: Duration::ZERO,
             acme_challenges_fail: None,
             webhook_namespace: "cert-manager".into(),
             webhook_deployment: "cert-manager-webhook".into(),
@@ -255,6 +276,11 @@ impl FakeConfig {
     /// Set [`FakeConfig::certificate_ready_delay`].
     pub fn with_certificate_ready_delay(mut self, d: Duration) -> Self {
         self.certificate_ready_delay = d;
+        self
+    }
+    /// Set [`FakeConfig::issuer_ready_delay`].
+    pub fn with_issuer_ready_delay(mut self, d: Duration) -> Self {
+        self.issuer_ready_delay = d;
         self
     }
     /// Set [`FakeConfig::acme_challenges_fail`] to `reason`.
@@ -471,6 +497,11 @@ impl FakeKube {
     /// on).
     pub fn set_acme_challenges_fail(&self, reason: Option<String>) {
         self.shared.lock().config.acme_challenges_fail = reason;
+    }
+
+    /// Change [`FakeConfig::issuer_ready_delay`] (for issuer changes from now on).
+    pub fn set_issuer_ready_delay(&self, delay: Duration) {
+        self.shared.lock().config.issuer_ready_delay = delay;
     }
 
     /// After `n` more successful mutating calls (0: now), every further request hangs

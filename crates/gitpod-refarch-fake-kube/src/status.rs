@@ -148,12 +148,16 @@ impl ApiError {
         ApiError::new(403, "Forbidden", message)
     }
 
-    /// 415 UnsupportedMediaType.
-    pub(crate) fn unsupported_media_type(content_type: &str) -> ApiError {
+    /// 415 UnsupportedMediaType for a body sent as `content_type`; `accepted` are the
+    /// media types the call decodes.
+    pub(crate) fn unsupported_media_type(content_type: &str, accepted: &[&str]) -> ApiError {
         ApiError::new(
             415,
             "UnsupportedMediaType",
-            format!("the body of the request was in an unknown format - accepted media types include: application/json-patch+json, application/merge-patch+json, application/apply-patch+yaml, application/strategic-merge-patch+json (got {content_type:?})"),
+            format!(
+                "the body of the request was in an unknown format - accepted media types include: {} (got {content_type:?})",
+                accepted.join(", ")
+            ),
         )
     }
 

@@ -53,6 +53,8 @@ pub(crate) struct Store {
     pub(crate) load_balancers: HashMap<String, CloudLb>,
     /// Certificate uid -> issuance in progress.
     pub(crate) certificates: HashMap<String, CertProgress>,
+    /// Issuer or ClusterIssuer uid -> (generation being reconciled, when it is).
+    pub(crate) issuers: HashMap<String, (i64, Instant)>,
     /// (object uid, field manager) -> the configuration it last applied.
     pub(crate) applied: HashMap<(String, String), Value>,
     pub(crate) next_lb_ip: u32,
@@ -76,6 +78,7 @@ impl Store {
             namespace_finalize_at: HashMap::new(),
             load_balancers: HashMap::new(),
             certificates: HashMap::new(),
+            issuers: HashMap::new(),
             applied: HashMap::new(),
             next_lb_ip: 1,
             next_cluster_ip: 10,
@@ -92,7 +95,7 @@ impl Store {
                 "spec": {"finalizers": ["kubernetes"]},
                 "status": {"phase": "Active"},
             });
-            st.stamp_new(&mut obj);
+            st.stamp_new(&mut obj, false);
             st.objects.insert(
                 Key {
                     group: String::new(),
@@ -126,15 +129,18 @@ impl Store {
         )
     }
 
-    /// Set the server-owned metadata of a new object.
-    pub(crate) fn stamp_new(&mut self, obj: &mut Value) {
+    /// Set the server-owned metadata of a new object (`generation`: whether its kind
+    /// has a `metadata.generation`, see [`crate::catalog::has_generation`]).
+    pub(crate) fn stamp_new(&mut self, obj: &mut Value, generation: bool) {
         let uid = self.uid();
         let rv = self.next_rv();
         let meta = meta_mut(obj);
         meta.insert("uid".into(), json!(uid));
         meta.insert("resourceVersion".into(), json!(rv));
         meta.insert("creationTimestamp".into(), json!(now_rfc3339()));
-        meta.insert("generation".into(), json!(1));
+        if generation {
+            meta.insert("generation".into(), json!(1));
+        }
     }
 
     /// Objects of one group/plural, in key order.
@@ -175,6 +181,7 @@ impl Store {
         self.deployment_ready_at.remove(&uid);
         self.load_balancers.remove(&uid);
         self.certificates.remove(&uid);
+        self.issuers.remove(&uid);
         self.applied.retain(|(u, _), _| *u != uid);
     }
 

@@ -73,7 +73,7 @@ pub(crate) async fn observe(
         return Ok(None);
     };
     let a = actual(s, &live);
-    if certmanager::condition(&live, "Ready") {
+    if certmanager::current_condition(&live, "Ready") {
         return Ok(Some(Observed::ready(a, output(vec![api::describe(&live)]))));
     }
     let op = watch(ctx, s, inputs);
@@ -107,7 +107,7 @@ pub(crate) async fn ensure(
     }
     if live
         .as_ref()
-        .is_some_and(|l| current && certmanager::condition(l, "Ready"))
+        .is_some_and(|l| current && certmanager::current_condition(l, "Ready"))
     {
         return Ok(done(vec![api::describe(&obj)]));
     }
@@ -149,7 +149,7 @@ pub(crate) async fn poll(ctx: &Context<'_>, op: &Operation, rest: &str) -> Resul
             format!("Certificate {rest} disappeared"),
         ));
     };
-    if certmanager::condition(&cert, "Ready") {
+    if certmanager::current_condition(&cert, "Ready") {
         return Ok(Progress::Done(None));
     }
     let challenges = api::list(c, "acme.cert-manager.io/v1", "Challenge", Some(ns), None)

@@ -207,7 +207,7 @@ pub(crate) async fn ensure(
     api::apply(c, &issuer).await?;
     wanted.push(issuer);
     let live = api::get(c, "cert-manager.io/v1", "ClusterIssuer", None, &s.name).await?;
-    if live.is_some_and(|l| certmanager::condition(&l, "Ready")) {
+    if live.is_some_and(|l| certmanager::current_condition(&l, "Ready")) {
         return Ok(done(wanted.iter().map(api::describe).collect()));
     }
     Ok(Progress::Pending(pending(
@@ -243,7 +243,7 @@ pub(crate) async fn poll(ctx: &Context<'_>, op: &Operation, name: &str) -> Resul
     )
     .await?;
     match i {
-        Some(i) if certmanager::condition(&i, "Ready") => Ok(Progress::Done(None)),
+        Some(i) if certmanager::current_condition(&i, "Ready") => Ok(Progress::Done(None)),
         Some(i) => Ok(still_pending(
             ctx,
             op,

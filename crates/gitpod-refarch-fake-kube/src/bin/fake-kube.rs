@@ -43,6 +43,10 @@ struct Args {
     /// Milliseconds from a Certificate's issuer being found to Ready.
     #[arg(long, default_value_t = 200)]
     certificate_ready_delay_ms: u64,
+    /// Milliseconds from an Issuer's or ClusterIssuer's change to Ready at its
+    /// new generation.
+    #[arg(long, default_value_t = 0)]
+    issuer_ready_delay_ms: u64,
     /// ACME challenges never succeed; a Challenge shows REASON (or a default one).
     #[arg(long, value_name = "REASON", num_args = 0..=1, default_missing_value = DEFAULT_ACME_FAILURE)]
     acme_challenges_fail: Option<String>,
@@ -66,7 +70,8 @@ async fn main() -> std::io::Result<()> {
         .with_webhook_ready_delay(ms(args.webhook_ready_delay_ms))
         .with_lb_provision_delay(ms(args.lb_provision_delay_ms))
         .with_lb_delete_delay(ms(args.lb_delete_delay_ms))
-        .with_certificate_ready_delay(ms(args.certificate_ready_delay_ms));
+        .with_certificate_ready_delay(ms(args.certificate_ready_delay_ms))
+        .with_issuer_ready_delay(ms(args.issuer_ready_delay_ms));
     if let Some(reason) = args.acme_challenges_fail {
         config = config.with_acme_challenges_fail(reason);
     }

@@ -297,3 +297,92 @@ async fn failing_acme_challenges_are_visible() {
         .is_none());
     fake.shutdown().await;
 }
+
+/// The Ready condition of `obj` and `metadata.generation`.
+fn ready_at(obj: &Value) -> (Value, Value) {
+    let ready = obj
+        .pointer("/status/conditions")
+        .and_then(Value::as_array)
+        .and_then(|cs| cs.iter().find(|c| c["type"] == "Ready"))
+        .cloned()
+        .unwrap_or(Value::Null);
+    (ready, obj["metadata"]["generation"].clone())
+}
+
+#[tokio::test]
+async fn a_changed_cluster_issuer_is_reconciled_at_its_new_generation() {
+    let fake = FakeKube::start(config()).await.unwrap();
+    let client = client(&fake);
+    install_cert_manager(&fake, &client).await;
+    let issuers = dynamic(&client, "cert-manager.io", "ClusterIssuer", None);
+    apply_dynamic(&issuers, cluster_issuer()).await.unwrap();
+    let live = fake
+        .object("clusterissuers", None, "gitpod-issuer")
+        .unwrap();
+    let (ready, generation) = ready_at(&live);
+    assert_eq!(ready["status"], "True", "{live}");
+    assert_eq!(ready["observedGeneration"], generation, "{live}");
+
+    // A change of its spec: until cert-manager reconciles it, Ready is the old
+    // generation's; then Ready at the new one, with the new account's email.
+    fake.set_issuer_ready_delay(Duration::from_millis(300));
+    let mut changed = cluster_issuer();
+    changed["spec"]["acme"]["email"] = json!("new@example.com");
+    let after = apply_dynamic(&issuers, changed).await.unwrap();
+    let after = serde_json::to_value(after).unwrap();
+    let (stale, new_generation) = ready_at(&after);
+    assert_eq!(new_generation, json!(generation.as_i64().unwrap() + 1));
+    assert_eq!(stale["observedGeneration"], generation, "{after}");
+    let started = Instant::now();
+    let live = eventually("the issuer reconciled", || async {
+        let i = fake
+            .object("clusterissuers", None, "gitpod-issuer")
+            .unwrap();
+        (ready_at(&i).0["observedGeneration"] == new_generation).then_some(i)
+    })
+    .await;
+    assert!(started.elapsed() >= Duration::from_millis(200));
+    let (ready, _) = ready_at(&live);
+    assert_eq!(ready["status"], "True", "{live}");
+    assert_eq!(
+        live["status"]["acme"]["lastRegisteredEmail"], "new@example.com",
+        "{live}"
+    );
+    fake.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_changed_certificate_is_reissued_at_its_new_generation() {
+    let fake = FakeKube::start(config()).await.unwrap();
+    let client = client(&fake);
+    install_cert_manager(&fake, &client).await;
+    let certs = dynamic(&client, "cert-manager.io", "Certificate", Some("gitpod"));
+    apply_dynamic(&certs, certificate()).await.unwrap();
+    eventually("certificate ready", || async {
+        let c = fake
+            .object("certificates", Some("gitpod"), "https-certificates")
+            .unwrap();
+        is_true(&c, "Ready").then_some(())
+    })
+    .await;
+    let mut changed = certificate();
+    changed["spec"]["dnsNames"] = json!(["gitpod.example.com"]);
+    apply_dynamic(&certs, changed).await.unwrap();
+    let live = eventually("certificate reissued", || async {
+        let c = fake
+            .object("certificates", Some("gitpod"), "https-certificates")
+            .unwrap();
+        let (ready, generation) = ready_at(&c);
+        (ready["status"] == "True" && ready["observedGeneration"] == generation).then_some(c)
+    })
+    .await;
+    assert_eq!(live["metadata"]["generation"], 2, "{live}");
+    let tls = fake
+        .object("secrets", Some("gitpod"), "https-certificates")
+        .unwrap();
+    assert_eq!(
+        tls["metadata"]["annotations"]["cert-manager.io/alt-names"],
+        "gitpod.example.com"
+    );
+    fake.shutdown().await;
+}

@@ -5,6 +5,7 @@
 mod cert_manager;
 mod crud;
 mod faults;
+mod fidelity;
 mod load_balancer;
 mod standalone;
 
