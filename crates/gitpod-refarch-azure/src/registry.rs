@@ -275,8 +275,9 @@ struct GeneratedCredentials {
 struct GeneratedPassword {
     #[serde(default)]
     name: Option<String>,
+    /// The password: a `Secret` from the moment it is parsed, so no `Debug` shows it.
     #[serde(default)]
-    value: Option<String>,
+    value: Option<Secret>,
 }
 
 impl GeneratedCredentials {
@@ -287,8 +288,8 @@ impl GeneratedCredentials {
             .into_iter()
             .find(|p| p.name.as_deref() == Some(PASSWORD_NAME))
             .and_then(|p| p.value)
-            .filter(|v| !v.is_empty())
-            .map(|v| (username, Secret::new(v)))
+            .filter(|v| !v.expose().is_empty())
+            .map(|v| (username, v))
     }
 }
 
@@ -667,6 +668,7 @@ mod tests {
             "passwords": [{"name": "password2", "value": "two"}, {"name": "password1", "value": "one"}]
         }))
         .unwrap();
+        assert!(!format!("{g:?}").contains("\"two\""), "{g:?}");
         let (user, pw) = g.password1().unwrap();
         assert_eq!(user.as_deref(), Some("gitpod-push"));
         assert_eq!(pw.expose(), "one");
