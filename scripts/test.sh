@@ -45,8 +45,41 @@ if ! command -v named >/dev/null 2>&1; then
     || { $sudo apt-get update -q >/dev/null && $sudo apt-get install -y -q --no-install-recommends bind9 bind9-utils >/dev/null; }
 fi
 
+# Debian's kubectl (kubernetes-client) runs the guide's kubectl steps against fake-kube
+# (scripts/kubectl-suite.sh, from the fake-kube tests, which use $GITPOD_REFARCH_KUBECTL).
+if [ -z "${GITPOD_REFARCH_KUBECTL:-}" ]; then
+  kubectl_dir="$HOME/.cache/gitpod-refarch/kubernetes-client"
+  kubectl_owner="$(dpkg -S /usr/bin/kubectl 2>/dev/null | cut -d: -f1 || true)"
+  if [ "$kubectl_owner" = "kubernetes-client" ]; then
+    export GITPOD_REFARCH_KUBECTL=/usr/bin/kubectl
+  elif [ -x "$kubectl_dir/usr/bin/kubectl" ]; then
+    export GITPOD_REFARCH_KUBECTL="$kubectl_dir/usr/bin/kubectl"
+  elif [ -z "$kubectl_owner" ]; then
+    echo "== installing kubernetes-client (Debian)"
+    sudo=""; [ "$(id -u)" -ne 0 ] && sudo="sudo"
+    $sudo apt-get install -y -q --no-install-recommends kubernetes-client >/dev/null 2>&1 \
+      || { $sudo apt-get update -q >/dev/null && $sudo apt-get install -y -q --no-install-recommends kubernetes-client >/dev/null; }
+    export GITPOD_REFARCH_KUBECTL=/usr/bin/kubectl
+  else
+    # Another package owns /usr/bin/kubectl (the Google Cloud SDK's, say): unpack
+    # Debian's package next to it instead of replacing it.
+    echo "== unpacking kubernetes-client (Debian) into $kubectl_dir (/usr/bin/kubectl is $kubectl_owner's)"
+    deb_dir="$(mktemp -d)"
+    (cd "$deb_dir" && { apt-get download -q kubernetes-client >/dev/null 2>&1 \
+      || { sudo=""; [ "$(id -u)" -ne 0 ] && sudo="sudo"; $sudo apt-get update -q >/dev/null && apt-get download -q kubernetes-client >/dev/null; }; })
+    mkdir -p "$kubectl_dir"
+    dpkg-deb -x "$deb_dir"/kubernetes-client_*.deb "$kubectl_dir"
+    rm -rf "$deb_dir"
+    export GITPOD_REFARCH_KUBECTL="$kubectl_dir/usr/bin/kubectl"
+  fi
+fi
+"$GITPOD_REFARCH_KUBECTL" version --client >/dev/null
+
 # Google's API discovery documents: what the GCP fake is built from and checked against.
 scripts/fetch-discovery.sh
+# Google's official discovery-based Python client drives the GCP fake through the
+# guide's sequence (crates/gitpod-refarch-fake-gcp/tests/python_clients.rs).
+scripts/install-google-clients.sh
 
 # The official azure-mgmt-* Python packages: their models check every call the Azure
 # fake answers, and their clients drive it as an independent client.

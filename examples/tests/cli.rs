@@ -236,6 +236,8 @@ fn the_aws_path_against_moto_applies_reapplies_and_destroys() {
 struct FakeProcess {
     child: std::process::Child,
     url: String,
+    /// fake-kube's `--ca-file`: the PEM of the CA its certificate chains to.
+    ca_file: Option<tempfile::TempPath>,
 }
 
 #[cfg(any(feature = "gcp", feature = "azure"))]
@@ -268,11 +270,34 @@ impl FakeProcess {
             .read_line(&mut line)
             .unwrap();
         let url = line.trim().to_string();
+        // The Kubernetes fake serves HTTPS only, the cloud fakes plain HTTP.
+        let scheme = if name == "fake-kube" { "https" } else { "http" };
         assert!(
-            url.starts_with("http://127.0.0.1:"),
+            url.starts_with(&format!("{scheme}://127.0.0.1:")),
             "{name} first line: {url:?}"
         );
-        FakeProcess { child, url }
+        FakeProcess {
+            child,
+            url,
+            ca_file: None,
+        }
+    }
+
+    /// `fake-kube`, its CA written to a temporary file.
+    fn start_kube() -> FakeProcess {
+        let ca = tempfile::NamedTempFile::new().unwrap().into_temp_path();
+        let mut kube = Self::start(
+            "fake-kube",
+            "gitpod-refarch-fake-kube",
+            &["--ca-file", ca.to_str().unwrap()],
+        );
+        kube.ca_file = Some(ca);
+        kube
+    }
+
+    /// The `--ca-file` of `fake-kube`.
+    fn ca_file(&self) -> &str {
+        self.ca_file.as_ref().unwrap().to_str().unwrap()
     }
 
     fn stop(mut self) -> std::process::ExitStatus {
@@ -294,12 +319,32 @@ impl Drop for FakeProcess {
     }
 }
 
-/// `GET path` on a fake over plain HTTP/1.1: (status, body).
+/// `GET path` on the Kubernetes fake over HTTPS/1.1, trusting its CA: (status, body).
 #[cfg(any(feature = "gcp", feature = "azure"))]
-fn http_get(base: &str, path: &str) -> (u16, String) {
+fn kube_get(kube: &FakeProcess, path: &str) -> (u16, String) {
+    use rustls::pki_types::pem::PemObject as _;
+    use rustls::pki_types::{CertificateDer, ServerName};
     use std::io::{Read as _, Write as _};
-    let addr = base.trim_start_matches("http://");
-    let mut s = std::net::TcpStream::connect(addr).unwrap();
+    let addr = kube.url.trim_start_matches("https://").to_string();
+    let mut roots = rustls::RootCertStore::empty();
+    for cert in CertificateDer::pem_file_iter(kube.ca_file()).unwrap() {
+        roots.add(cert.unwrap()).unwrap();
+    }
+    let config = rustls::ClientConfig::builder_with_provider(std::sync::Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .unwrap()
+    .with_root_certificates(roots)
+    .with_no_client_auth();
+    let ip: std::net::SocketAddr = addr.parse().unwrap();
+    let conn = rustls::ClientConnection::new(
+        std::sync::Arc::new(config),
+        ServerName::IpAddress(ip.ip().into()),
+    )
+    .unwrap();
+    let tcp = std::net::TcpStream::connect(ip).unwrap();
+    let mut s = rustls::StreamOwned::new(conn, tcp);
     write!(
         s,
         "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
@@ -323,8 +368,8 @@ fn http_get(base: &str, path: &str) -> (u16, String) {
 #[test]
 fn the_gcp_path_against_the_standalone_fake_applies_reapplies_and_destroys() {
     // The Kubernetes fake stands in for the cluster's API server: the GCP fake reports
-    // its URL as every GKE cluster's endpoint.
-    let kube = FakeProcess::start("fake-kube", "gitpod-refarch-fake-kube", &[]);
+    // its address (bare, as GKE does) and its CA for every GKE cluster.
+    let kube = FakeProcess::start_kube();
     let fake = FakeProcess::start(
         "fake-gcp",
         "gitpod-refarch-fake-gcp",
@@ -335,6 +380,8 @@ fn the_gcp_path_against_the_standalone_fake_applies_reapplies_and_destroys() {
             "20",
             "--kube-endpoint",
             &kube.url,
+            "--kube-ca-file",
+            kube.ca_file(),
         ],
     );
     let dir = tempfile::tempdir().unwrap();
@@ -365,14 +412,14 @@ fn the_gcp_path_against_the_standalone_fake_applies_reapplies_and_destroys() {
     assert!(o.status.success(), "{}", text(&o));
     assert!(text(&o).contains("applied: 19 changed"), "{}", text(&o));
     // Inside the cluster: the certificate is issued, external-dns runs for Cloud DNS.
-    let (status, cert) = http_get(
-        &kube.url,
+    let (status, cert) = kube_get(
+        &kube,
         "/apis/cert-manager.io/v1/namespaces/gitpod/certificates/https-certificates",
     );
     assert_eq!(status, 200, "{cert}");
     assert!(cert.contains("\"Ready\""), "{cert}");
-    let (status, edns) = http_get(
-        &kube.url,
+    let (status, edns) = kube_get(
+        &kube,
         "/apis/apps/v1/namespaces/external-dns/deployments/external-dns",
     );
     assert_eq!(status, 200, "{edns}");
@@ -395,7 +442,7 @@ fn the_gcp_path_against_the_standalone_fake_applies_reapplies_and_destroys() {
     let o = gcp(&["destroy"]);
     assert!(o.status.success(), "{}", text(&o));
     for ns in ["gitpod", "cert-manager", "external-dns"] {
-        let (status, _) = http_get(&kube.url, &format!("/api/v1/namespaces/{ns}"));
+        let (status, _) = kube_get(&kube, &format!("/api/v1/namespaces/{ns}"));
         assert_eq!(status, 404, "namespace {ns} is left");
     }
     // Nothing left: every resource but the project preparation is to be created again.
@@ -613,11 +660,18 @@ fn the_azure_path_against_the_standalone_fake_applies_reapplies_and_destroys() {
         DEFAULT_CLIENT_ID, DEFAULT_CLIENT_SECRET, DEFAULT_SUBSCRIPTION, DEFAULT_TENANT,
     };
     // The Kubernetes fake stands in for the AKS cluster's API server.
-    let kube = FakeProcess::start("fake-kube", "gitpod-refarch-fake-kube", &[]);
+    let kube = FakeProcess::start_kube();
     let fake = FakeProcess::start(
         "fake-azure",
         "gitpod-refarch-fake-azure",
-        &["--polls", "1", "--kube-endpoint", &kube.url],
+        &[
+            "--polls",
+            "1",
+            "--kube-endpoint",
+            &kube.url,
+            "--kube-ca-file",
+            kube.ca_file(),
+        ],
     );
     let dir = tempfile::tempdir().unwrap();
     // The shipped Azure spec (the fake's default subscription).
@@ -656,21 +710,21 @@ fn the_azure_path_against_the_standalone_fake_applies_reapplies_and_destroys() {
     assert!(text(&o).contains("applied:"), "{}", text(&o));
     // Inside the cluster: the certificate is issued; external-dns and cert-manager run
     // on workload identity, with no credential in the cluster.
-    let (status, cert) = http_get(
-        &kube.url,
+    let (status, cert) = kube_get(
+        &kube,
         "/apis/cert-manager.io/v1/namespaces/gitpod/certificates/https-certificates",
     );
     assert_eq!(status, 200, "{cert}");
     assert!(cert.contains("\"Ready\""), "{cert}");
-    let (status, edns) = http_get(
-        &kube.url,
+    let (status, edns) = kube_get(
+        &kube,
         "/apis/apps/v1/namespaces/external-dns/deployments/external-dns",
     );
     assert_eq!(status, 200, "{edns}");
     assert!(edns.contains("--provider=azure"), "{edns}");
     assert!(edns.contains("azure.workload.identity/use"), "{edns}");
-    let (status, sa) = http_get(
-        &kube.url,
+    let (status, sa) = kube_get(
+        &kube,
         "/api/v1/namespaces/cert-manager/serviceaccounts/cert-manager",
     );
     assert_eq!(status, 200, "{sa}");
@@ -693,7 +747,7 @@ fn the_azure_path_against_the_standalone_fake_applies_reapplies_and_destroys() {
     let o = azure(&["destroy"]);
     assert!(o.status.success(), "{}", text(&o));
     for ns in ["gitpod", "cert-manager", "external-dns"] {
-        let (status, _) = http_get(&kube.url, &format!("/api/v1/namespaces/{ns}"));
+        let (status, _) = kube_get(&kube, &format!("/api/v1/namespaces/{ns}"));
         assert_eq!(status, 404, "namespace {ns} is left");
     }
     // Nothing left: the plan creates every cloud resource again (the in-cluster object

@@ -21,10 +21,10 @@
 //! Once the cluster runs, the deployer (the identity this runs as, its object id from
 //! the ARM token unless configured) gets *Azure Kubernetes Service RBAC Cluster Admin*
 //! on it, so the in-cluster bootstrap can use its Entra ID token
-//! ([`crate::access`]). The output's endpoint is `https://<fqdn>` (an `fqdn` that
-//! already has a scheme, as the fake's, is used as it is), its CA is the
-//! `certificate-authority-data` of `listClusterUserCredential`'s kubeconfig (empty if it
-//! has none). Reading it is a `POST`, so [`observe`] reports no output: the engine uses
+//! ([`crate::access`]). The output's endpoint and CA come from
+//! `listClusterUserCredential`'s kubeconfig, as `az aks get-credentials` takes them:
+//! its `server` (`https://<fqdn>:443` when it names none) and its
+//! `certificate-authority-data` (empty if it has none). Reading it is a `POST`, so [`observe`] reports no output: the engine uses
 //! the recorded one, and a re-apply sends no POST.
 //!
 //! [`observe`] compares the cluster-level settings and reports what differs as drift;
@@ -537,16 +537,22 @@ pub fn ca_of_kubeconfig(kubeconfig: &str) -> String {
         .unwrap_or_default()
 }
 
-/// The API server URL of an `fqdn` (one with a scheme is used as it is).
-pub fn endpoint_of(fqdn: &str) -> String {
-    if fqdn.contains("://") {
-        fqdn.to_string()
-    } else {
-        format!("https://{fqdn}")
-    }
+/// The `server` of a kubeconfig's (first) cluster, if it names one.
+pub fn server_of_kubeconfig(kubeconfig: &str) -> Option<String> {
+    kubeconfig
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("server:"))
+        .map(|v| v.trim().trim_matches('"').trim_matches('\'').to_string())
+        .filter(|v| !v.is_empty())
 }
 
-/// The output: endpoint from the fqdn, CA from the user kubeconfig.
+/// The API server URL of an AKS `fqdn`, as AKS's kubeconfigs name it.
+pub fn endpoint_of(fqdn: &str) -> String {
+    format!("https://{fqdn}:443")
+}
+
+/// The output: endpoint and CA from the user kubeconfig (the endpoint from the fqdn
+/// when the kubeconfig names no server).
 async fn output(c: &Context, installation: &str, mc: &ManagedCluster) -> Result<Output> {
     let path = format!("{}/listClusterUserCredential", c.cluster_path(installation));
     let creds = c
@@ -556,23 +562,29 @@ async fn output(c: &Context, installation: &str, mc: &ManagedCluster) -> Result<
         .body::<Credentials>()?
         .unwrap_or_default();
     let b64 = base64::engine::general_purpose::STANDARD;
-    let ca = creds
+    let kubeconfig = creds
         .kubeconfigs
         .first()
         .and_then(|k| b64.decode(k.value.trim()).ok())
         .and_then(|k| String::from_utf8(k).ok())
-        .map(|k| ca_of_kubeconfig(&k))
         .unwrap_or_default();
-    let fqdn = mc.properties.fqdn.clone().unwrap_or_default();
-    if fqdn.is_empty() {
-        return Err(Error::new(
-            ErrorKind::PropagationDelay,
-            format!("AKS cluster {} has no fqdn yet", cluster_name(installation)),
-        ));
-    }
+    let ca = ca_of_kubeconfig(&kubeconfig);
+    let endpoint = match server_of_kubeconfig(&kubeconfig) {
+        Some(server) => server,
+        None => {
+            let fqdn = mc.properties.fqdn.clone().unwrap_or_default();
+            if fqdn.is_empty() {
+                return Err(Error::new(
+                    ErrorKind::PropagationDelay,
+                    format!("AKS cluster {} has no fqdn yet", cluster_name(installation)),
+                ));
+            }
+            endpoint_of(&fqdn)
+        }
+    };
     Ok(Output::Cluster {
         name: cluster_name(installation),
-        endpoint: endpoint_of(&fqdn),
+        endpoint,
         ca_certificate_pem: ca,
     })
 }
@@ -793,11 +805,7 @@ mod tests {
     fn the_output_comes_from_the_fqdn_and_the_user_kubeconfig() {
         assert_eq!(
             endpoint_of("gp-1.hcp.northeurope.azmk8s.io"),
-            "https://gp-1.hcp.northeurope.azmk8s.io"
-        );
-        assert_eq!(
-            endpoint_of("http://127.0.0.1:6443"),
-            "http://127.0.0.1:6443"
+            "https://gp-1.hcp.northeurope.azmk8s.io:443"
         );
         let pem = "-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n";
         let b64 = base64::engine::general_purpose::STANDARD;
@@ -807,6 +815,17 @@ mod tests {
         );
         assert_eq!(ca_of_kubeconfig(&kubeconfig), pem);
         assert_eq!(ca_of_kubeconfig("apiVersion: v1\n"), "");
+        // The server comes from the kubeconfig, as `az aks get-credentials` takes it.
+        assert_eq!(
+            server_of_kubeconfig(&kubeconfig).as_deref(),
+            Some("https://x:443")
+        );
+        assert_eq!(
+            server_of_kubeconfig("clusters:\n- cluster:\n    server: \"https://127.0.0.1:6443\"\n")
+                .as_deref(),
+            Some("https://127.0.0.1:6443")
+        );
+        assert_eq!(server_of_kubeconfig("apiVersion: v1\n"), None);
         assert_eq!(dns_service_ip("10.0.0.0/16").unwrap(), "10.0.0.10");
         assert_eq!(dns_service_ip("172.20.0.0/16").unwrap(), "172.20.0.10");
         assert!(dns_service_ip("10.0.0.0/30").is_err());

@@ -35,9 +35,13 @@ use gitpod_refarch_fake_azure::{
 use gitpod_refarch_fake_kube::FakeKube;
 use serde_json::{json, Value};
 
-/// A Kubernetes object read over the fake's HTTP API, `None` on 404.
+/// A Kubernetes object read over the fake's HTTPS API (trusting its CA), `None` on 404.
 async fn kget(k: &FakeKube, path: &str) -> Option<Value> {
-    let r = reqwest::get(format!("{}{path}", k.url())).await.unwrap();
+    let http = reqwest::Client::builder()
+        .tls_certs_only(reqwest::Certificate::from_pem_bundle(k.ca_pem().as_bytes()).unwrap())
+        .build()
+        .unwrap();
+    let r = http.get(format!("{}{path}", k.url())).send().await.unwrap();
     if r.status() == reqwest::StatusCode::NOT_FOUND {
         return None;
     }
@@ -467,7 +471,7 @@ async fn check_cluster(k: &FakeKube, f: &FakeAzure) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn the_whole_azure_column_applies_reads_back_reapplies_without_writes_and_destroys() {
     let k = kube().await;
-    let f = FakeAzure::start(FakeConfig::default().with_kube_endpoint(Some(k.url())))
+    let f = FakeAzure::start(FakeConfig::default().with_kube(k.url(), k.ca_pem()))
         .await
         .unwrap();
     let s = spec();
@@ -547,7 +551,7 @@ async fn every_arm_call_of_apply_reapply_and_destroy_matches_the_official_models
         return;
     };
     let k = kube().await;
-    let f = FakeAzure::start(FakeConfig::default().with_kube_endpoint(Some(k.url())))
+    let f = FakeAzure::start(FakeConfig::default().with_kube(k.url(), k.ca_pem()))
         .await
         .unwrap();
     let s = spec();
@@ -599,7 +603,7 @@ async fn with_realistic_operation_times_the_apply_takes_about_its_critical_path(
     let k = kube().await;
     let f = FakeAzure::start(
         FakeConfig::default()
-            .with_kube_endpoint(Some(k.url()))
+            .with_kube(k.url(), k.ca_pem())
             .with_time_scale(Some(0.002)),
     )
     .await
@@ -634,6 +638,100 @@ async fn with_realistic_operation_times_the_apply_takes_about_its_critical_path(
     assert!(
         wall.as_secs_f64() < cp.as_secs_f64() * 1.6 + 2.0,
         "wall {wall:?} vs critical path {cp:?}"
+    );
+    f.shutdown().await;
+    k.shutdown().await;
+}
+
+/// The agent pools' nodes, as the Kubernetes fake serves them once the Azure fake has
+/// published them, carry the Gitpod labels of their pool: checked as `gitpod-installer
+/// validate cluster` checks them, a label selector per required label with at least
+/// one node each, plus AKS's pool labels and the pool's `nodeTaints`. The inline
+/// system pool publishes its nodes like the agentPools API's, and every node goes
+/// with the cluster.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn every_agent_pool_has_nodes_with_the_gitpod_labels_the_installer_checks() {
+    use gitpod_refarch::spec::PoolRole;
+
+    let k = kube().await;
+    let f = FakeAzure::start(FakeConfig::default().with_kube(k.url(), k.ca_pem()))
+        .await
+        .unwrap();
+    let s = spec();
+    let e = engine(
+        provider(&s, &f.url()).await,
+        Arc::new(MemoryStateStore::new()),
+    );
+    let report = e.apply_spec(&s).await.unwrap();
+    assert!(report.is_success(), "{:#?}", report.failed);
+
+    let http = reqwest::Client::builder()
+        .tls_certs_only(reqwest::Certificate::from_pem_bundle(k.ca_pem().as_bytes()).unwrap())
+        .build()
+        .unwrap();
+    let nodes = |selector: String| {
+        let selector = selector.replace('/', "%2F").replace('=', "%3D");
+        let req = http.get(format!("{}/api/v1/nodes?labelSelector={selector}", k.url()));
+        async move {
+            let resp = req.send().await.unwrap();
+            assert_eq!(resp.status(), 200);
+            let list: Value = resp.json().await.unwrap();
+            assert_eq!(list["kind"], "NodeList");
+            list["items"].as_array().cloned().unwrap()
+        }
+    };
+    let mut total = 0;
+    for (role, pool, mode, taint) in [
+        (PoolRole::Services, "services", "system", None),
+        (
+            PoolRole::RegularWorkspaces,
+            "regularws",
+            "user",
+            Some(json!({"key": "gitpod.io/workload", "value": "regular", "effect": "NoSchedule"})),
+        ),
+        (
+            PoolRole::HeadlessWorkspaces,
+            "headlessws",
+            "user",
+            Some(json!({"key": "gitpod.io/workload", "value": "headless", "effect": "NoSchedule"})),
+        ),
+    ] {
+        let of_pool = nodes(format!("kubernetes.azure.com/agentpool={pool}")).await;
+        assert!(!of_pool.is_empty(), "{pool} has no nodes");
+        total += of_pool.len();
+        for label in role.required_labels() {
+            let with_label = nodes(format!("{label}=true")).await;
+            assert!(!with_label.is_empty(), "no node has {label}=true");
+            for n in &with_label {
+                assert_eq!(n["metadata"]["labels"]["agentpool"], pool, "{label}");
+            }
+        }
+        for n in &of_pool {
+            let name = n["metadata"]["name"].as_str().unwrap();
+            assert!(name.starts_with(&format!("aks-{pool}-")), "{name}");
+            assert!(name[name.len() - 10..].starts_with("vmss"), "{name}");
+            let labels = &n["metadata"]["labels"];
+            assert_eq!(labels["kubernetes.azure.com/mode"], mode, "{pool}");
+            assert_eq!(labels["kubernetes.io/os"], "linux");
+            let taints = n["spec"]["taints"].as_array().cloned().unwrap_or_default();
+            assert_eq!(
+                taints,
+                taint.clone().into_iter().collect::<Vec<_>>(),
+                "{pool}"
+            );
+        }
+    }
+    assert_eq!(
+        nodes(String::new()).await.len(),
+        total,
+        "only the pools' nodes"
+    );
+
+    let gone = e.destroy(&s).await.unwrap();
+    assert!(gone.is_success(), "{:#?}", gone.failed);
+    assert!(
+        nodes(String::new()).await.is_empty(),
+        "the nodes go with the cluster"
     );
     f.shutdown().await;
     k.shutdown().await;

@@ -85,7 +85,7 @@ async fn injected_throttling_and_server_errors_converge_without_duplicates() {
     let k = kube().await;
     let f = FakeAzure::start(
         FakeConfig::default()
-            .with_kube_endpoint(Some(k.url()))
+            .with_kube(k.url(), k.ca_pem())
             .with_seed(11)
             .with_throttle_retry_after_secs(0),
     )

@@ -31,33 +31,65 @@ pub const REFRESH_BEFORE: Duration = Duration::from_secs(60);
 pub struct ClusterEndpoint {
     /// The cluster's provider name.
     pub name: String,
-    /// `https://...` (or `http://` for a local fake).
+    /// `https://...`: the API server is only ever reached over TLS.
     pub url: String,
-    /// The CA bundle (PEM); empty to use the system roots.
+    /// The CA bundle (PEM) the server's certificate must chain to; empty to use the
+    /// system roots.
     pub ca_certificate_pem: String,
 }
 
+/// Why a cluster's reported endpoint cannot be used. It is the source of the
+/// [`ErrorKind::InvalidInput`] error [`ClusterEndpoint::from_output`] returns.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum EndpointError {
+    /// The endpoint is empty.
+    Empty,
+    /// The endpoint is a plain `http://` URL: the API server is reached over TLS only,
+    /// with the cluster's CA, never in the clear.
+    PlainHttp(String),
+    /// The endpoint has a scheme other than `https`.
+    UnsupportedScheme(String),
+}
+
+impl std::fmt::Display for EndpointError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        const ACCEPTED: &str = "only https:// (or a bare address, as GKE reports it) is accepted";
+        match self {
+            EndpointError::Empty => f.write_str("the cluster reports no API server endpoint"),
+            EndpointError::PlainHttp(url) => write!(
+                f,
+                "the cluster's API server endpoint {url} is plain HTTP: {ACCEPTED}"
+            ),
+            EndpointError::UnsupportedScheme(url) => write!(
+                f,
+                "the cluster's API server endpoint {url} has an unsupported scheme: {ACCEPTED}"
+            ),
+        }
+    }
+}
+
+impl std::error::Error for EndpointError {}
+
 impl ClusterEndpoint {
-    /// From the cluster's output.
+    /// From the cluster's output. The endpoint is an `https://` URL (EKS, AKS from its
+    /// kubeconfig) or a bare address (GKE: `https://` is put in front); anything else,
+    /// `http://` in particular, is refused with an [`ErrorKind::InvalidInput`] error
+    /// whose source is an [`EndpointError`].
     pub fn from_output(cluster: &Output) -> Result<Self> {
         match cluster {
             Output::Cluster {
                 name,
                 endpoint,
                 ca_certificate_pem,
-            } => {
-                let url = if endpoint.contains("://") {
-                    endpoint.clone()
-                } else {
-                    // GKE reports a bare address.
-                    format!("https://{endpoint}")
-                };
-                Ok(ClusterEndpoint {
-                    name: name.clone(),
-                    url,
-                    ca_certificate_pem: ca_certificate_pem.clone(),
-                })
-            }
+            } => Ok(ClusterEndpoint {
+                name: name.clone(),
+                url: https_url(endpoint).map_err(|e| {
+                    Error::invalid_input("the cluster's API server endpoint is unusable")
+                        .with_source(e)
+                })?,
+                ca_certificate_pem: ca_certificate_pem.clone(),
+            }),
             _ => Err(Error::internal("cluster access needs the cluster's output")),
         }
     }
@@ -94,6 +126,22 @@ impl ClusterEndpoint {
             current_context: Some(self.name.clone()),
             ..Kubeconfig::default()
         }
+    }
+}
+
+/// The `https://` URL of a reported endpoint.
+fn https_url(endpoint: &str) -> std::result::Result<String, EndpointError> {
+    let endpoint = endpoint.trim();
+    if endpoint.is_empty() {
+        return Err(EndpointError::Empty);
+    }
+    match endpoint.split_once("://") {
+        None => Ok(format!("https://{endpoint}")),
+        Some((scheme, _)) if scheme.eq_ignore_ascii_case("https") => Ok(endpoint.to_string()),
+        Some((scheme, _)) if scheme.eq_ignore_ascii_case("http") => {
+            Err(EndpointError::PlainHttp(endpoint.to_string()))
+        }
+        Some(_) => Err(EndpointError::UnsupportedScheme(endpoint.to_string())),
     }
 }
 
@@ -224,10 +272,23 @@ pub(crate) fn crypto() -> Arc<rustls::crypto::CryptoProvider> {
     Arc::new(rustls::crypto::ring::default_provider())
 }
 
-/// An HTTPS (or plain HTTP) connector trusting `roots` (DER), or the system's roots.
-pub(crate) fn https_connector(
+type Connector = hyper_rustls::HttpsConnector<hyper_util::client::legacy::connect::HttpConnector>;
+
+/// An HTTPS (or plain HTTP) connector trusting `roots` (DER), or the system's roots:
+/// for downloads, never for a cluster's API server.
+pub(crate) fn https_connector(roots: Option<&[Vec<u8>]>) -> Result<Connector> {
+    Ok(tls_builder(roots)?.https_or_http().enable_http1().build())
+}
+
+/// The connector to a cluster's API server: HTTPS only, trusting `roots` (DER, the
+/// cluster's CA) or the system's roots.
+fn cluster_connector(roots: Option<&[Vec<u8>]>) -> Result<Connector> {
+    Ok(tls_builder(roots)?.https_only().enable_http1().build())
+}
+
+fn tls_builder(
     roots: Option<&[Vec<u8>]>,
-) -> Result<hyper_rustls::HttpsConnector<hyper_util::client::legacy::connect::HttpConnector>> {
+) -> Result<hyper_rustls::HttpsConnectorBuilder<hyper_rustls::builderstates::WantsSchemes>> {
     let builder = hyper_rustls::HttpsConnectorBuilder::new();
     let builder = match roots {
         Some(roots) => {
@@ -254,7 +315,7 @@ pub(crate) fn https_connector(
                 .with_source(e)
             })?,
     };
-    Ok(builder.https_or_http().enable_http1().build())
+    Ok(builder)
 }
 
 /// A client for the cluster of `cluster` (an [`Output::Cluster`]), authenticated with
@@ -270,7 +331,7 @@ pub async fn connect(
     )
     .await
     .map_err(config_error)?;
-    let https = https_connector(config.root_cert.as_deref())?;
+    let https = cluster_connector(config.root_cert.as_deref())?;
     let http = hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
         .build(https);
     let cache = Arc::new(TokenCache::new(cluster.clone(), credentials));
@@ -415,6 +476,83 @@ mod tests {
             Arc::new(TokenCache::new(cluster(), Arc::new(Anonymous))),
         );
         assert_eq!(header_of_next(&mut svc, &mut handle).await, None);
+    }
+
+    fn endpoint(endpoint: &str) -> Result<ClusterEndpoint> {
+        ClusterEndpoint::from_output(&Output::Cluster {
+            name: "c".into(),
+            endpoint: endpoint.into(),
+            ca_certificate_pem: "-----BEGIN CERTIFICATE-----\nQ0E=\n-----END CERTIFICATE-----\n"
+                .into(),
+        })
+    }
+
+    #[test]
+    fn an_endpoint_is_https_a_bare_address_gets_https_and_plain_http_is_refused() {
+        // GKE: a bare address.
+        let gke = endpoint("34.1.2.3").unwrap();
+        assert_eq!(gke.url, "https://34.1.2.3");
+        assert!(gke.ca_certificate_pem.contains("BEGIN CERTIFICATE"));
+        assert_eq!(
+            endpoint("127.0.0.1:6443").unwrap().url,
+            "https://127.0.0.1:6443"
+        );
+        // EKS, AKS: an https URL, kept as it is.
+        assert_eq!(
+            endpoint("https://ABC.gr7.eu-west-1.eks.amazonaws.com")
+                .unwrap()
+                .url,
+            "https://ABC.gr7.eu-west-1.eks.amazonaws.com"
+        );
+        // Plain HTTP is never a way to the API server.
+        for (bad, want) in [
+            (
+                "http://127.0.0.1:6443",
+                EndpointError::PlainHttp("http://127.0.0.1:6443".into()),
+            ),
+            (
+                "HTTP://10.0.0.1",
+                EndpointError::PlainHttp("HTTP://10.0.0.1".into()),
+            ),
+            (
+                "ftp://10.0.0.1",
+                EndpointError::UnsupportedScheme("ftp://10.0.0.1".into()),
+            ),
+            ("  ", EndpointError::Empty),
+        ] {
+            let e = endpoint(bad).unwrap_err();
+            assert_eq!(e.kind(), ErrorKind::InvalidInput, "{bad}");
+            let source = std::error::Error::source(&e)
+                .and_then(|s| s.downcast_ref::<EndpointError>())
+                .expect("the source is an EndpointError");
+            assert_eq!(source, &want);
+            if matches!(want, EndpointError::PlainHttp(_)) {
+                assert!(e.chain().contains("plain HTTP"), "{}", e.chain());
+            }
+        }
+    }
+
+    #[tokio::test]
+    async fn connect_refuses_a_plain_http_endpoint() {
+        let creds = Arc::new(Counting {
+            calls: AtomicU64::new(0),
+            lifetime: None,
+        });
+        let plain = Output::Cluster {
+            name: "c".into(),
+            endpoint: "http://127.0.0.1:1".into(),
+            ca_certificate_pem: String::new(),
+        };
+        let e = connect(&plain, creds.clone())
+            .await
+            .err()
+            .expect("plain HTTP is refused");
+        assert_eq!(e.kind(), ErrorKind::InvalidInput);
+        assert_eq!(
+            creds.calls.load(Ordering::SeqCst),
+            0,
+            "no token was asked for"
+        );
     }
 
     #[tokio::test]

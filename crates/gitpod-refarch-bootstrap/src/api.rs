@@ -320,6 +320,31 @@ pub async fn delete(
         .await
 }
 
+/// Whether TLS refused the server's certificate somewhere in `e`'s chain (rustls's
+/// error travels inside `io::Error`s).
+fn certificate_refused(e: &(dyn std::error::Error + 'static)) -> bool {
+    let mut next = Some(e);
+    while let Some(err) = next {
+        if err.downcast_ref::<rustls::Error>().is_some_and(|r| {
+            matches!(
+                r,
+                rustls::Error::InvalidCertificate(_) | rustls::Error::NoCertificatesPresented
+            )
+        }) {
+            return true;
+        }
+        // An `io::Error` hides what it wraps from `source()` (hyper-rustls wraps
+        // tokio-rustls's, which wraps rustls's): look inside.
+        next = match err.downcast_ref::<std::io::Error>() {
+            Some(io) => io
+                .get_ref()
+                .map(|inner| inner as &(dyn std::error::Error + 'static)),
+            None => err.source(),
+        };
+    }
+    false
+}
+
 /// Map a kube-rs error to the core's error kinds.
 pub fn kube_error(e: kube::Error, what: &str) -> Error {
     let (kind, message) = match &e {
@@ -354,6 +379,14 @@ pub fn kube_error(e: kube::Error, what: &str) -> Error {
                 ),
             )
         }
+        // The server's certificate does not chain to the cluster's CA (or names
+        // another host): trying again changes nothing.
+        kube::Error::HyperError(_) | kube::Error::Service(_) if certificate_refused(&e) => (
+            ErrorKind::InvalidInput,
+            format!(
+                "{what}: the Kubernetes API server's certificate is not valid for the cluster's CA"
+            ),
+        ),
         kube::Error::HyperError(_) | kube::Error::Service(_) => (
             ErrorKind::Transient,
             format!("{what}: cannot reach the Kubernetes API server"),

@@ -172,7 +172,7 @@ async fn start() -> Azure {
     let fake = FakeKube::start(fake_config()).await.unwrap();
     let sim = Arc::new(
         SimCloud::new(Arc::new(TokioClock::new()), LatencyProfile::instant())
-            .with_cluster_endpoint(fake.url()),
+            .with_cluster_endpoint(fake.url(), fake.ca_pem()),
     );
     let bootstrap = gitpod_refarch_bootstrap::KubeBootstrap::new(
         gitpod_refarch_bootstrap::BootstrapConfig::new(Arc::new(AksCredentials::default()))
@@ -230,9 +230,7 @@ impl Azure {
 
     /// A JSON merge patch of one object, as someone editing the cluster would.
     async fn edit(&self, api_version: &str, kind: &str, ns: &str, name: &str, patch: Value) {
-        let _ = rustls::crypto::ring::default_provider().install_default();
-        let client =
-            kube::Client::try_from(kube::Config::new(self.fake.url().parse().unwrap())).unwrap();
+        let client = kube_client(&self.fake);
         let (ar, _) = gitpod_refarch_bootstrap::api::resource_for(api_version, kind).unwrap();
         kube::Api::<kube::api::DynamicObject>::namespaced_with(client, ns, &ar)
             .patch(
@@ -394,9 +392,20 @@ async fn azure_dns_runs_cert_manager_and_external_dns_on_workload_identity() {
         labels_at(&cm_sa, "/metadata/annotations"),
         BTreeMap::from([(AZURE_CLIENT_ID_ANNOTATION.into(), CM_CLIENT_ID.into())])
     );
+    // The identity's manager owns the annotation. (The test manifest's ServiceAccount
+    // sets no field but its name, so `gitpod-refarch` owns nothing there and, as on
+    // a real API server, has no managedFields entry; the real manifest's labels
+    // would give it one.)
     assert_eq!(
         managers(&cm_sa),
-        BTreeSet::from(["gitpod-refarch".into(), IDENTITY_FIELD_MANAGER.into()])
+        BTreeSet::from([IDENTITY_FIELD_MANAGER.into()])
+    );
+    let owned = cm_sa["metadata"]["managedFields"][0]["fieldsV1"].clone();
+    assert!(
+        owned["f:metadata"]["f:annotations"]
+            .get(format!("f:{AZURE_CLIENT_ID_ANNOTATION}"))
+            .is_some(),
+        "{owned}"
     );
     let controller = a.object("deployments", Some("cert-manager"), "cert-manager");
     assert_eq!(
@@ -557,8 +566,7 @@ async fn a_lost_workload_identity_annotation_or_label_is_drift_and_is_repaired()
     // cert-manager installed again from its manifest (a Deployment lost): the manifest's
     // apply does not take the identity patches away.
     a.fake.reset_calls();
-    let _ = rustls::crypto::ring::default_provider().install_default();
-    let client = kube::Client::try_from(kube::Config::new(a.fake.url().parse().unwrap())).unwrap();
+    let client = kube_client(&a.fake);
     kube::Api::<k8s_openapi::api::apps::v1::Deployment>::namespaced(client, "cert-manager")
         .delete("cert-manager-cainjector", &Default::default())
         .await

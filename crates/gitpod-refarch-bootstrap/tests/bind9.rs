@@ -465,7 +465,7 @@ async fn an_undelegated_zone_stops_the_certificate_step_with_the_records_to_add(
     let fake = FakeKube::start(common::fake_config()).await.unwrap();
     let sim = Arc::new(
         SimCloud::new(Arc::new(TokioClock::new()), LatencyProfile::instant())
-            .with_cluster_endpoint(fake.url()),
+            .with_cluster_endpoint(fake.url(), fake.ca_pem()),
     );
     let bootstrap = KubeBootstrap::new(
         BootstrapConfig::new(common::TestCredentials::new(None))

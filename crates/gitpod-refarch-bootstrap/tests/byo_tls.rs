@@ -45,7 +45,7 @@ async fn byo_certificate_is_written_as_a_tls_secret_and_kept_in_sync() {
     let fake = FakeKube::start(fake_config()).await.unwrap();
     let sim = Arc::new(
         SimCloud::new(Arc::new(TokioClock::new()), LatencyProfile::instant())
-            .with_cluster_endpoint(fake.url()),
+            .with_cluster_endpoint(fake.url(), fake.ca_pem()),
     );
     let creds = TestCredentials::new(Some(Duration::from_secs(3600)));
     let tls_cert = TlsCertificate::from_spec(&spec)
@@ -109,8 +109,7 @@ async fn byo_certificate_is_written_as_a_tls_secret_and_kept_in_sync() {
     assert_eq!(fake.counts().mutating, 0, "{:?}", fake.counts());
 
     // The Secret removed by hand: planned as an update of the namespace's secrets, repaired.
-    let _ = rustls::crypto::ring::default_provider().install_default();
-    let client = kube::Client::try_from(kube::Config::new(fake.url().parse().unwrap())).unwrap();
+    let client = kube_client(&fake);
     kube::Api::<k8s_openapi::api::core::v1::Secret>::namespaced(client, "gitpod")
         .delete("https-certificates", &Default::default())
         .await

@@ -1,6 +1,6 @@
 //! The in-cluster bootstrap through the engine, against the Kubernetes **fake**
-//! (`gitpod-refarch-fake-kube`, in process, real HTTP on 127.0.0.1): the cloud part
-//! is the simulated cloud, whose cluster endpoint is the fake's URL.
+//! (`gitpod-refarch-fake-kube`, in process, real HTTPS on 127.0.0.1): the cloud part
+//! is the simulated cloud, whose cluster endpoint is the fake's address and CA.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 mod common;
@@ -29,13 +29,6 @@ fn args(deployment: &Value) -> Vec<String> {
         .iter()
         .map(|a| a.as_str().unwrap().to_string())
         .collect()
-}
-
-async fn kube_client(url: &str) -> kube::Client {
-    // A plain kube-rs client needs a process-wide rustls provider when the workspace
-    // enables both ring and aws-lc-rs (the bootstrap itself names ring explicitly).
-    let _ = rustls::crypto::ring::default_provider().install_default();
-    kube::Client::try_from(kube::Config::new(url.parse().unwrap())).unwrap()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -165,7 +158,7 @@ async fn apply_reapply_and_destroy_with_load_balancers() {
     );
 
     // Gitpod's proxy would make a LoadBalancer Service; destroy must release it first.
-    let client = kube_client(&s.fake.url()).await;
+    let client = kube_client(&s.fake);
     let svc: k8s_openapi::api::core::v1::Service = serde_json::from_value(json!({
         "metadata": {"name": "proxy", "namespace": "gitpod"},
         "spec": {"type": "LoadBalancer", "ports": [{"port": 443}]},
@@ -350,7 +343,7 @@ async fn changed_credentials_in_the_cluster_are_planned_and_repaired() {
     assert!(report.failed.is_empty(), "{:?}", report.failed);
 
     // Someone edits the solver's secret, external-dns's secret and a Gitpod secret.
-    let client = kube_client(&s.fake.url()).await;
+    let client = kube_client(&s.fake);
     for (ns, name, key) in [
         ("cert-manager", "rfc2136-tsig", "tsig-secret-key"),
         ("external-dns", "external-dns", "tsig-secret"),
@@ -419,7 +412,7 @@ async fn a_ready_condition_of_an_older_generation_is_not_accepted() {
     // reconcile a change, keeping the Ready condition of the older generation.
     let delay = Duration::from_millis(700);
     s.fake.set_issuer_ready_delay(delay);
-    let client = kube_client(&s.fake.url()).await;
+    let client = kube_client(&s.fake);
     let ar = kube::api::ApiResource::from_gvk(&kube::core::GroupVersionKind::gvk(
         "cert-manager.io",
         "v1",
@@ -464,4 +457,62 @@ async fn a_ready_condition_of_an_older_generation_is_not_accepted() {
         "{live}"
     );
     s.fake.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_clusters_ca_is_checked_and_plain_http_is_refused_at_once() {
+    use gitpod_refarch::engine::TokioClock;
+    use gitpod_refarch::sim::{LatencyProfile, SimCloud};
+    use gitpod_refarch::state::MemoryStateStore;
+    use gitpod_refarch_fake_kube::FakeKube;
+    use std::sync::Arc;
+
+    let fake = FakeKube::start(fake_config()).await.unwrap();
+    let other = FakeKube::start(fake_config()).await.unwrap();
+    for (endpoint, ca, says) in [
+        // Another cluster's CA: the server's certificate does not chain to it.
+        (fake.url(), other.ca_pem(), "certificate"),
+        // A bare address (GKE's shape) with the wrong CA: the same.
+        (fake.address(), other.ca_pem(), "certificate"),
+        // Plain HTTP is never a way to the API server, whatever the CA.
+        (
+            format!("http://{}", fake.address()),
+            fake.ca_pem(),
+            "plain HTTP",
+        ),
+    ] {
+        let sim = Arc::new(
+            SimCloud::new(Arc::new(TokioClock::new()), LatencyProfile::instant())
+                .with_cluster_endpoint(endpoint.clone(), ca),
+        );
+        let engine = engine_for(
+            sim,
+            bootstrap(TestCredentials::new(None), manifest()),
+            Arc::new(MemoryStateStore::default()),
+            Events::default(),
+        );
+        let started = std::time::Instant::now();
+        let report = engine.apply_spec(&spec()).await.unwrap();
+        assert!(!report.failed.is_empty(), "{endpoint}: nothing failed");
+        for (id, err) in &report.failed {
+            assert!(in_cluster(id.kind), "{endpoint}: {id} failed: {err}");
+            assert_eq!(
+                err.kind(),
+                ErrorKind::InvalidInput,
+                "{endpoint}: {}",
+                err.chain()
+            );
+            assert!(err.chain().contains(says), "{endpoint}: {}", err.chain());
+        }
+        // Not retried for the engine's budget: a wrong CA or scheme never heals.
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "{endpoint}: took {:?}",
+            started.elapsed()
+        );
+    }
+    // No request got through to the API server.
+    assert_eq!(fake.counts().reads + fake.counts().mutating, 0);
+    fake.shutdown().await;
+    other.shutdown().await;
 }

@@ -40,7 +40,7 @@ fn inputs(solver: Option<DnsSolver>) -> Inputs {
         ResourceId::new(ResourceKind::Cluster, NAME),
         Output::Cluster {
             name: NAME.into(),
-            endpoint: "http://127.0.0.1:1".into(),
+            endpoint: "https://127.0.0.1:1".into(),
             ca_certificate_pem: String::new(),
         },
     )]);

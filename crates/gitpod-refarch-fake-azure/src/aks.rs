@@ -427,10 +427,11 @@ fn put_cluster(
         "" => keep("dnsPrefix").unwrap_or_else(|| json!(format!("{name}-dns"))),
         d => json!(d),
     };
-    let fqdn = match (&st.config.kube_endpoint, keep("fqdn")) {
-        (Some(url), _) => json!(url),
-        (None, Some(f)) => f,
-        (None, None) => json!(format!(
+    // AKS's shape whether or not a Kubernetes fake answers for the cluster: its
+    // address reaches clients through the credentials' kubeconfig.
+    let fqdn = match keep("fqdn") {
+        Some(f) => f,
+        None => json!(format!(
             "{}-{}.hcp.{loc}.azmk8s.io",
             dns_prefix.as_str().unwrap_or(name),
             st.hex(8)
@@ -592,12 +593,29 @@ fn credentials(st: &mut State, a: &Addr, action: &str) -> ArmResult {
             "Getting static credential is not allowed because this cluster is set to disable local accounts.",
         ));
     }
-    let fqdn = s(p, "fqdn");
-    let server = if fqdn.contains("://") {
-        fqdn.to_string()
-    } else {
-        format!("https://{fqdn}:443")
+    // The API server and its CA: the Kubernetes fake's when one stands in for the
+    // cluster, else the fqdn on 443 (as AKS) with a CA that is only PEM-shaped.
+    let (server, ca) = match &st.config.kube_endpoint {
+        Some(url) => (
+            if url.contains("://") {
+                url.trim_end_matches('/').to_string()
+            } else {
+                format!("https://{url}")
+            },
+            st.config.kube_ca_pem.clone().unwrap_or_default(),
+        ),
+        None => {
+            let body = base64::engine::general_purpose::STANDARD.encode(format!(
+                "fake-azure cluster CA {}",
+                det_uuid(&id.to_ascii_lowercase())
+            ));
+            (
+                format!("https://{}:443", s(p, "fqdn")),
+                format!("-----BEGIN CERTIFICATE-----\n{body}\n-----END CERTIFICATE-----\n"),
+            )
+        }
     };
+    let ca = base64::engine::general_purpose::STANDARD.encode(ca);
     let name = s(&c, "name");
     let user = if admin || p.pointer("/aadProfile/managed") != Some(&json!(true)) {
         format!(
@@ -610,7 +628,7 @@ fn credentials(st: &mut State, a: &Addr, action: &str) -> ArmResult {
     };
     let who = if admin { "clusterAdmin" } else { "clusterUser" };
     let kubeconfig = format!(
-        "apiVersion: v1\nkind: Config\nclusters:\n- name: {name}\n  cluster:\n    server: {server}\n    certificate-authority-data: \"\"\ncontexts:\n- name: {name}\n  context:\n    cluster: {name}\n    user: {who}_{rg}_{name}\ncurrent-context: {name}\nusers:\n- name: {who}_{rg}_{name}\n  user:\n{user}",
+        "apiVersion: v1\nkind: Config\nclusters:\n- name: {name}\n  cluster:\n    server: {server}\n    certificate-authority-data: {ca}\ncontexts:\n- name: {name}\n  context:\n    cluster: {name}\n    user: {who}_{rg}_{name}\ncurrent-context: {name}\nusers:\n- name: {who}_{rg}_{name}\n  user:\n{user}",
         rg = a.rg
     );
     let value = base64::engine::general_purpose::STANDARD.encode(kubeconfig);

@@ -43,8 +43,14 @@ pub struct FakeConfig {
     pub seed: u64,
     /// Port on 127.0.0.1 (default 0: any free port).
     pub port: u16,
-    /// If set, every AKS cluster's `fqdn` is this URL (a Kubernetes fake).
+    /// If set, a Kubernetes fake at this URL (`https://127.0.0.1:PORT`) stands in for
+    /// every AKS cluster's API server: the kubeconfigs of `listClusterUserCredential`
+    /// and `listClusterAdminCredential` name it as `server` (the cluster's `fqdn`
+    /// keeps AKS's shape), as `az aks get-credentials` would write them.
     pub kube_endpoint: Option<String>,
+    /// The PEM of the CA the Kubernetes fake's certificate chains to: the kubeconfigs'
+    /// `certificate-authority-data`.
+    pub kube_ca_pem: Option<String>,
     /// Role assignments naming a newly created principal fail with 400
     /// `PrincipalNotFound` this many times first (default 0).
     pub principal_not_found_attempts: u32,
@@ -85,6 +91,7 @@ impl std::fmt::Debug for FakeConfig {
             .field("seed", &self.seed)
             .field("port", &self.port)
             .field("kube_endpoint", &self.kube_endpoint)
+            .field("kube_ca_pem", &self.kube_ca_pem.as_ref().map(|_| "<PEM>"))
             .finish_non_exhaustive()
     }
 }
@@ -109,6 +116,7 @@ impl Default for FakeConfig {
             seed: 0,
             port: 0,
             kube_endpoint: None,
+            kube_ca_pem: None,
             principal_not_found_attempts: 0,
             registration_reads: 1,
             providers_registered: false,
@@ -169,6 +177,16 @@ impl FakeConfig {
     setter!(
         /// Set [`FakeConfig::kube_endpoint`].
         with_kube_endpoint, kube_endpoint, Option<String>);
+    setter!(
+        /// Set [`FakeConfig::kube_ca_pem`].
+        with_kube_ca_pem, kube_ca_pem, Option<String>);
+    /// Set [`FakeConfig::kube_endpoint`] and [`FakeConfig::kube_ca_pem`]: a Kubernetes
+    /// fake at `url` whose certificate chains to `ca_pem` answers for every cluster.
+    pub fn with_kube(mut self, url: impl Into<String>, ca_pem: impl Into<String>) -> Self {
+        self.kube_endpoint = Some(url.into());
+        self.kube_ca_pem = Some(ca_pem.into());
+        self
+    }
     setter!(
         /// Set [`FakeConfig::principal_not_found_attempts`].
         with_principal_not_found_attempts, principal_not_found_attempts, u32);

@@ -28,7 +28,13 @@
 //!   `Location` LRO that deletes everything inside), list; providers GET, list, register.
 //! - Microsoft.Network \[2025-05-01\]: virtualNetworks with inline subnets, subnets.
 //! - Microsoft.ContainerService \[2026-08-01\]: managedClusters, agentPools,
-//!   listClusterUserCredential / listClusterAdminCredential.
+//!   listClusterUserCredential / listClusterAdminCredential. A cluster's `fqdn` has
+//!   AKS's shape (`{dnsPrefix}-{hex}.hcp.{region}.azmk8s.io`); the credentials'
+//!   kubeconfig names the API server as `server` with its
+//!   `certificate-authority-data`: with [`FakeConfig::kube_endpoint`] and
+//!   [`FakeConfig::kube_ca_pem`], the Kubernetes fake's `https://` URL and CA (as
+//!   `az aks get-credentials` would write them), else `https://{fqdn}:443` and a
+//!   PEM-shaped CA that is not a certificate.
 //! - Microsoft.Network \[2018-05-01\]: dnsZones and record sets; \[2024-06-01\]:
 //!   privateDnsZones and virtualNetworkLinks.
 //! - Microsoft.ManagedIdentity \[2024-11-30\]: userAssignedIdentities,
@@ -51,8 +57,31 @@
 //! federated credential limits and concurrent writes; global registry and server
 //! names; MySQL's delegated subnet and private DNS zone rules; secrets never in GET.
 //!
+//! # Nodes
+//!
+//! With a Kubernetes fake configured ([`FakeConfig::kube_endpoint`], trusted through
+//! [`FakeConfig::kube_ca_pem`]), the nodes of every AKS agent pool (inline
+//! `agentPoolProfiles` of the cluster PUT and the agentPools API alike) are published
+//! to it through its fake-only admin endpoint (`PUT`/`DELETE
+//! {endpoint}/fake-kube/nodepools/aks.SUB.RG.CLUSTER.POOL`) before the call that
+//! changed them is answered: once the pool's create operation succeeded, again after
+//! a scale or label change, and gone when the pool or its cluster is deleted. There
+//! are `count` nodes (clamped to `minCount`..`maxCount` with autoscaling), named as a
+//! scale set names its instances (`aks-POOL-NNNNNNNN-vmss000000`, then `...000001`),
+//! spread over `availabilityZones` (`LOCATION-1`; zone `0` without zones), labelled as
+//! AKS labels them (`kubernetes.azure.com/agentpool`, `agentpool`,
+//! `kubernetes.azure.com/mode: system|user`, `kubernetes.azure.com/cluster`,
+//! `kubernetes.azure.com/os-sku`, ...) plus `nodeLabels`, with `nodeTaints`
+//! (`key=value:Effect`) as taints and the pool's version as kubelet version. A publish
+//! that fails never fails the ARM call: it is logged to stderr and retried after the
+//! next request.
+//!
 //! # How it differs from Azure (known gaps)
 //!
+//! - Nodes (see above): no cluster autoscaler, no surge upgrades (the kubelet version
+//!   of existing nodes changes at once), no `providerID`, every cluster's nodes go to
+//!   the one Kubernetes fake, and a node deleted in Kubernetes is not recreated until
+//!   the pool changes.
 //! - Only the paths above exist; others are 404/400 in ARM's shape. No paging, no
 //!   PATCH except MySQL configurations, no `If-Match` except on DNS.
 //! - Validation is shallow beyond the rules listed: most nested settings are stored
@@ -86,6 +115,7 @@ mod authorization;
 mod config;
 mod dns;
 mod error;
+mod kube_nodes;
 mod lro;
 mod msi;
 mod mysql;
@@ -233,6 +263,8 @@ impl Reply {
 struct Shared {
     state: Mutex<State>,
     frozen: watch::Sender<bool>,
+    /// Publishes agent pools' nodes to the kube fake (see `kube_nodes.rs`).
+    nodes: kube_nodes::Publisher,
 }
 
 impl Shared {
@@ -267,6 +299,7 @@ impl FakeAzure {
         let shared = Arc::new(Shared {
             state: Mutex::new(State::new(config, format!("http://{addr}"))),
             frozen,
+            nodes: kube_nodes::Publisher::default(),
         });
         let app = Router::new().fallback(handle).with_state(shared.clone());
         let (stop, stopped) = oneshot::channel::<()>();
@@ -476,6 +509,9 @@ async fn handle(
         }
         reply
     };
+    // Agent pools that gained, changed or lost nodes: publish them to the kube fake
+    // before answering (a failure is logged, never answered).
+    shared.nodes.sync(&shared.state).await;
     if let Some((wait, identity)) = &reply.hold {
         tokio::time::sleep(*wait).await;
         shared.lock().fic_writing.remove(identity);

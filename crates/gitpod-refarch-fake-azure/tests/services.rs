@@ -27,13 +27,16 @@ fn cluster_body() -> Value {
     }})
 }
 
+/// The CA of the Kubernetes fake that stands in for the clusters (PEM-shaped).
+const KUBE_CA: &str = "-----BEGIN CERTIFICATE-----\nZmFrZS1rdWJlIENB\n-----END CERTIFICATE-----\n";
+
 #[tokio::test]
 async fn aks_clusters_lock_validate_and_serve_the_kube_endpoint() {
     let config = FakeConfig::default()
         .with_providers_registered(true)
         .with_polls_to_finish(2)
         .with_retry_after_secs(5)
-        .with_kube_endpoint(Some("http://127.0.0.1:6443".into()));
+        .with_kube("https://127.0.0.1:6443", KUBE_CA);
     let (fake, c) = start(config).await;
     c.rg("rg-a").await;
     let cluster = q(&aks_path("rg-a", "aks-a"), AKS);
@@ -92,7 +95,13 @@ async fn aks_clusters_lock_validate_and_serve_the_kube_endpoint() {
     let p = &got["properties"];
     assert_eq!(got["type"], "Microsoft.ContainerService/ManagedClusters");
     assert_eq!(p["provisioningState"], "Succeeded");
-    assert_eq!(p["fqdn"], "http://127.0.0.1:6443");
+    // AKS's shape, even with a Kubernetes fake behind it (its address is in the
+    // credentials' kubeconfig).
+    let fqdn = p["fqdn"].as_str().unwrap();
+    assert!(
+        !fqdn.contains("://") && fqdn.contains(".hcp.") && fqdn.ends_with(".azmk8s.io"),
+        "{fqdn}"
+    );
     assert_eq!(p["currentKubernetesVersion"], "1.33.2");
     assert_eq!(p["powerState"]["code"], "Running");
     assert!(p["oidcIssuerProfile"]["issuerURL"]
@@ -178,9 +187,18 @@ async fn aks_clusters_lock_validate_and_serve_the_kube_endpoint() {
     let kubeconfig = base64::engine::general_purpose::STANDARD
         .decode(creds.body["kubeconfigs"][0]["value"].as_str().unwrap())
         .unwrap();
-    assert!(String::from_utf8(kubeconfig)
-        .unwrap()
-        .contains("server: http://127.0.0.1:6443"));
+    let kubeconfig = String::from_utf8(kubeconfig).unwrap();
+    assert!(
+        kubeconfig.contains("server: https://127.0.0.1:6443\n"),
+        "{kubeconfig}"
+    );
+    assert!(
+        kubeconfig.contains(&format!(
+            "certificate-authority-data: {}\n",
+            base64::engine::general_purpose::STANDARD.encode(KUBE_CA)
+        )),
+        "{kubeconfig}"
+    );
     let mut aad = cluster_body();
     aad["properties"]["disableLocalAccounts"] = json!(true);
     aad["properties"]["aadProfile"] = json!({"managed": true, "enableAzureRBAC": true});

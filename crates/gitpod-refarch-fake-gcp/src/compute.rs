@@ -14,7 +14,7 @@ fn link(path: &str) -> String {
 }
 
 /// `projects/p/global/networks/n` from a full URL, a partial path or `global/networks/n`.
-fn network_key(project: &str, reference: &str) -> String {
+pub(crate) fn network_key(project: &str, reference: &str) -> String {
     let r = reference.strip_prefix(BASE).unwrap_or(reference);
     let r = r
         .split_once("/compute/v1/")
@@ -26,6 +26,23 @@ fn network_key(project: &str, reference: &str) -> String {
         format!("projects/{project}/{r}")
     } else {
         format!("projects/{project}/global/networks/{r}")
+    }
+}
+
+/// `projects/p/regions/r/subnetworks/s` from a full URL, a partial path,
+/// `regions/r/subnetworks/s` or a bare name (in `region`).
+pub(crate) fn subnetwork_key(project: &str, region: &str, reference: &str) -> String {
+    let r = reference.strip_prefix(BASE).unwrap_or(reference);
+    let r = r
+        .split_once("/compute/v1/")
+        .map(|(_, rest)| rest)
+        .unwrap_or(r);
+    if r.starts_with("projects/") {
+        r.to_string()
+    } else if r.starts_with("regions/") {
+        format!("projects/{project}/{r}")
+    } else {
+        format!("projects/{project}/regions/{region}/subnetworks/{r}")
     }
 }
 
@@ -113,6 +130,69 @@ pub(crate) fn handle(st: &mut State, method: &str, req: &Req) -> ApiResult {
             ];
             let op = operation(st, &project, Some(&region), "delete", &key, &sub).on_done(effects);
             Ok(ops::register(st, method, op))
+        }
+        "compute.subnetworks.aggregatedList" => {
+            // Every region, as GCP answers: the subnetworks of those that have some,
+            // a NO_RESULTS_ON_PAGE warning for the others.
+            let mut items = serde_json::Map::new();
+            let mut regions: Vec<String> = crate::catalog::regions().map(str::to_string).collect();
+            let prefix = format!("projects/{project}/regions/");
+            for key in st.res.keys() {
+                if let Some(r) = key
+                    .strip_prefix(&prefix)
+                    .and_then(|rest| rest.split_once("/subnetworks/"))
+                    .map(|(r, _)| r.to_string())
+                {
+                    if !regions.contains(&r) {
+                        regions.push(r);
+                    }
+                }
+            }
+            regions.sort();
+            for r in regions {
+                let subs: Vec<Value> = st
+                    .children(&format!("{prefix}{r}/subnetworks/"))
+                    .into_iter()
+                    .map(|(_, v)| v)
+                    .collect();
+                let scoped = if subs.is_empty() {
+                    json!({"warning": {
+                        "code": "NO_RESULTS_ON_PAGE",
+                        "message": "There are no results for scope 'regions/{r}' on this page.",
+                        "data": [{"key": "scope", "value": format!("regions/{r}")}],
+                    }})
+                } else {
+                    json!({ "subnetworks": subs })
+                };
+                items.insert(format!("regions/{r}"), scoped);
+            }
+            let path = format!("projects/{project}/aggregated/subnetworks");
+            Ok(json!({
+                "kind": "compute#subnetworkAggregatedList",
+                "id": path,
+                "selfLink": link(&path),
+                "items": items,
+            }))
+        }
+        "compute.machineTypes.get" => {
+            let zone = req.p("zone");
+            let name = req.p("machineType");
+            crate::catalog::machine_type(&project, zone, name).ok_or_else(|| {
+                not_found(&format!(
+                    "projects/{project}/zones/{zone}/machineTypes/{name}"
+                ))
+            })
+        }
+        "compute.machineTypes.list" => {
+            let zone = req.p("zone");
+            if !crate::catalog::is_zone(zone) {
+                return Err(not_found(&format!("projects/{project}/zones/{zone}")));
+            }
+            Ok(list(
+                "compute#machineTypeList",
+                &format!("projects/{project}/zones/{zone}/machineTypes"),
+                crate::catalog::machine_types_in(&project, zone),
+            ))
         }
         "compute.globalOperations.get" | "compute.globalOperations.wait" => {
             let name = format!(

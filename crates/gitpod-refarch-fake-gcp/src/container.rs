@@ -3,13 +3,12 @@
 
 use serde_json::{json, Map, Value};
 
+use crate::catalog::{self, VersionUse};
 use crate::error::{ApiError, ApiResult};
 use crate::ops::{self, Api, Op};
 use crate::state::{b64, is_rfc1035, now_millis, now_rfc3339, s, Effect, State};
 use crate::{unserved, Req};
 
-/// The version a cluster gets for `latest`, `-` or no version.
-const DEFAULT_VERSION: &str = "1.32.4-gke.1415000";
 const BASE: &str = "https://container.googleapis.com/v1/";
 
 struct Loc {
@@ -26,14 +25,123 @@ impl Loc {
     }
 }
 
-fn resolve_version(v: &str) -> String {
-    if v.is_empty() || v == "latest" || v == "-" {
-        DEFAULT_VERSION.to_string()
-    } else if v.contains("-gke.") {
-        v.to_string()
+/// A control-plane version as GKE resolves it from `serverConfig` (the catalogue):
+/// `-`/none is the default (of the channel), `latest` the newest, `1.33` or `1.33.5`
+/// the newest patch, a full version as offered; anything else is a 400.
+fn master_version(v: &str, channel: Option<&str>) -> Result<String, ApiError> {
+    catalog::resolve_gke_version(v, VersionUse::Master, channel)
+}
+
+/// A node version: `-`, `latest` or none is the control plane's version; otherwise
+/// one of `validNodeVersions`, and never newer than the control plane.
+fn node_version(v: &str, master: &str) -> Result<String, ApiError> {
+    let resolved = if v.is_empty() || v == "-" || v == "latest" {
+        master.to_string()
     } else {
-        format!("{v}.0-gke.1000000").replacen(".0.0-gke", ".0-gke", 1)
+        catalog::resolve_gke_version(v, VersionUse::Node, None)?
+    };
+    if !master.is_empty() && catalog::newer(&resolved, master) {
+        return Err(ApiError::invalid(format!(
+            "Node version \"{resolved}\" must not be newer than the cluster's master version \"{master}\"."
+        )));
     }
+    Ok(resolved)
+}
+
+/// The region of a GKE location (a region or a zone).
+fn region_of(location: &str) -> &str {
+    match location.rsplit_once('-') {
+        Some((region, zone)) if zone.len() == 1 => region,
+        _ => location,
+    }
+}
+
+/// The last path segment of a reference (`projects/p/global/networks/n` → `n`).
+fn short_name(reference: &str) -> &str {
+    reference.rsplit('/').next().unwrap_or(reference)
+}
+
+/// GKE's checks across APIs: the network and subnetwork a cluster names must exist in
+/// Compute (the subnetwork in the cluster's region, on that network), and the
+/// secondary ranges it names must be ranges of that subnetwork. The network named
+/// `default` (explicit or implied) is taken to exist, as in a project whose Compute
+/// API created it.
+fn check_network(st: &State, loc: &Loc, spec: &Map<String, Value>) -> Result<(), ApiError> {
+    let field = |name: &str| -> Option<String> {
+        spec.get(name)
+            .and_then(Value::as_str)
+            .or_else(|| {
+                spec.get("networkConfig")
+                    .and_then(|n| n.get(name))
+                    .and_then(Value::as_str)
+            })
+            .filter(|v| !v.is_empty())
+            .map(str::to_string)
+    };
+    let network = field("network");
+    let mut network_link = None;
+    if let Some(n) = &network {
+        let key = crate::compute::network_key(&loc.project, n);
+        match st.res.get(&key) {
+            Some(net) => network_link = Some(s(net, "selfLink").to_string()),
+            None if short_name(n) == "default" => {}
+            None => {
+                return Err(ApiError::invalid(format!(
+                    "Network \"{}\" does not exist.",
+                    short_name(n)
+                )))
+            }
+        }
+    }
+    let Some(sub) = field("subnetwork") else {
+        return Ok(());
+    };
+    if short_name(&sub) == "default" && network_link.is_none() {
+        return Ok(());
+    }
+    let region = region_of(&loc.location);
+    let key = crate::compute::subnetwork_key(&loc.project, region, &sub);
+    let Some(subnet) = st.res.get(&key) else {
+        return Err(ApiError::invalid(format!(
+            "Subnetwork \"{key}\" does not exist."
+        )));
+    };
+    if let Some(link) = network_link {
+        if s(subnet, "network") != link {
+            return Err(ApiError::invalid(format!(
+                "Subnetwork \"{key}\" does not belong to network \"{}\".",
+                short_name(network.as_deref().unwrap_or(""))
+            )));
+        }
+    }
+    let ranges: Vec<&str> = subnet
+        .get("secondaryIpRanges")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+        .map(|r| s(r, "rangeName"))
+        .collect();
+    let policy = spec.get("ipAllocationPolicy");
+    for (field, what) in [
+        ("clusterSecondaryRangeName", "cluster_secondary_range_name"),
+        (
+            "servicesSecondaryRangeName",
+            "services_secondary_range_name",
+        ),
+    ] {
+        if let Some(range) = policy
+            .and_then(|p| p.get(field))
+            .and_then(Value::as_str)
+            .filter(|r| !r.is_empty())
+        {
+            if !ranges.contains(&range) {
+                return Err(ApiError::invalid(format!(
+                    "Invalid value for field 'cluster.ip_allocation_policy.{what}': \"{range}\". Subnetwork \"{key}\" has no secondary range with that name."
+                )));
+            }
+        }
+    }
+    Ok(())
 }
 
 fn cluster_not_found(loc: &Loc, c: &str) -> ApiError {
@@ -111,6 +219,26 @@ pub(crate) fn handle(st: &mut State, method: &str, req: &Req) -> ApiResult {
             ops::poll(st, &name, &[Api::Container]).ok_or_else(|| {
                 ApiError::not_found(format!("Not found: operation {}.", req.p("operationsId")))
             })
+        }
+        "container.projects.locations.getServerConfig" => Ok(catalog::server_config()),
+        "container.projects.locations.operations.list" => {
+            let prefix = if loc.location == "-" {
+                format!("projects/{}/locations/", loc.project)
+            } else {
+                format!("{}/operations/", loc.parent())
+            };
+            let names: Vec<String> = st
+                .ops
+                .values()
+                .filter(|op| op.api == Api::Container && op.name.starts_with(&prefix))
+                .map(|op| op.name.clone())
+                .collect();
+            let operations: Vec<Value> = names.iter().map(|n| ops::render(st, n)).collect();
+            if operations.is_empty() {
+                Ok(json!({}))
+            } else {
+                Ok(json!({ "operations": operations }))
+            }
         }
         "container.projects.locations.clusters.get" => {
             render_cluster(st, &ckey).ok_or_else(|| cluster_not_found(&loc, &cluster))
@@ -223,29 +351,10 @@ fn check_management(channel: Option<&str>, management: Option<&Value>) -> Result
     Ok(())
 }
 
-/// Whether Compute offers machine type `mt`: the shared-core types and
-/// `FAMILY-{standard,highmem,highcpu}-N` of the general-purpose and compute-optimized
-/// families with the vCPU counts they come in (not per zone: every zone is assumed
-/// to have every family). Anything else is a 400, as GKE answers.
+/// Whether Compute offers machine type `mt` (the catalogue `machineTypes.list`
+/// answers; every known zone has every type). Anything else is a 400, as GKE answers.
 fn check_machine_type(mt: &str, location: &str) -> Result<(), ApiError> {
-    const SHARED: &[&str] = &["e2-micro", "e2-small", "e2-medium", "f1-micro", "g1-small"];
-    const FAMILIES: &[&str] = &[
-        "e2", "n1", "n2", "n2d", "n4", "c2", "c2d", "c3", "c3d", "c4", "t2d",
-    ];
-    const CPUS: &[u32] = &[
-        1, 2, 4, 8, 16, 22, 30, 32, 44, 48, 60, 64, 80, 88, 96, 128, 176, 192, 224, 360,
-    ];
-    let known = SHARED.contains(&mt)
-        || mt
-            .split_once('-')
-            .and_then(|(family, rest)| rest.split_once('-').map(|(kind, n)| (family, kind, n)))
-            .is_some_and(|(family, kind, n)| {
-                FAMILIES.contains(&family)
-                    && matches!(kind, "standard" | "highmem" | "highcpu")
-                    && n.parse::<u32>().is_ok_and(|n| CPUS.contains(&n))
-                    && (n != "1" || family == "n1" || family == "t2d")
-            });
-    if known {
+    if catalog::is_machine_type(mt) {
         Ok(())
     } else {
         Err(ApiError::invalid(format!(
@@ -267,6 +376,12 @@ fn default_locations(location: &str) -> Vec<Value> {
             .map(|z| json!(format!("{location}-{z}")))
             .collect()
     }
+}
+
+/// `127.0.0.1:6443` of `https://127.0.0.1:6443/`: a GKE endpoint has no scheme.
+fn bare_address(url: &str) -> &str {
+    let rest = url.split_once("://").map_or(url, |(_, rest)| rest);
+    rest.trim_end_matches('/')
 }
 
 fn ca_pem(st: &mut State) -> String {
@@ -328,11 +443,13 @@ fn create_cluster(st: &mut State, loc: &Loc, req: &Req) -> ApiResult {
     for p in &pools {
         check_management(channel.as_deref(), p.get("management"))?;
     }
-    let version = resolve_version(
+    let version = master_version(
         spec.get("initialClusterVersion")
             .and_then(Value::as_str)
             .unwrap_or(""),
-    );
+        channel.as_deref(),
+    )?;
+    check_network(st, loc, &spec)?;
     let number = st.project_number(&loc.project);
     let mut c: Map<String, Value> = spec.clone();
     c.remove("nodePools");
@@ -360,8 +477,10 @@ fn create_cluster(st: &mut State, loc: &Loc, req: &Req) -> ApiResult {
     set(&mut c, "locations", Value::Array(locations.clone()));
     match st.config.kube_endpoint.clone() {
         Some(url) => {
-            set(&mut c, "endpoint", json!(url));
-            set(&mut c, "masterAuth", json!({"clusterCaCertificate": ""}));
+            // GKE's shape: a bare address (no scheme) and the base64 of the CA's PEM.
+            let ca = b64(st.config.kube_ca_pem.clone().unwrap_or_default());
+            set(&mut c, "endpoint", json!(bare_address(&url)));
+            set(&mut c, "masterAuth", json!({"clusterCaCertificate": ca}));
         }
         None => {
             set(&mut c, "endpoint", json!(st.ip(34)));
@@ -461,11 +580,10 @@ fn new_pool(
         .or_insert(json!({"autoUpgrade": true, "autoRepair": true}));
     p.entry("locations".to_string())
         .or_insert(Value::Array(locations.to_vec()));
-    let v = p
-        .get("version")
-        .and_then(Value::as_str)
-        .map(resolve_version)
-        .unwrap_or_else(|| version.to_string());
+    let v = node_version(
+        p.get("version").and_then(Value::as_str).unwrap_or(""),
+        version,
+    )?;
     p.insert("version".into(), json!(v));
     p.insert("status".into(), json!("PROVISIONING"));
     p.insert("etag".into(), json!(st.hex(32)));
@@ -528,7 +646,7 @@ fn update_cluster(st: &mut State, loc: &Loc, cluster: &str, req: &Req) -> ApiRes
         .map(str::to_string);
     let (op_type, target, done): (&str, String, Vec<Effect>) =
         if let Some(v) = update.get("desiredMasterVersion").and_then(Value::as_str) {
-            let v = resolve_version(v);
+            let v = master_version(v, cluster_channel(&c).as_deref())?;
             (
                 "UPGRADE_MASTER",
                 format!("clusters/{cluster}"),
@@ -545,7 +663,7 @@ fn update_cluster(st: &mut State, loc: &Loc, cluster: &str, req: &Req) -> ApiRes
             if !st.res.contains_key(&pk) {
                 return Err(ApiError::not_found(format!("Not found: {pk}.")));
             }
-            let v = resolve_version(v);
+            let v = node_version(v, s(&c, "currentMasterVersion"))?;
             (
                 "UPGRADE_NODES",
                 format!("clusters/{cluster}/nodePools/{pool}"),
@@ -615,7 +733,7 @@ fn create_pool(st: &mut State, loc: &Loc, cluster: &str, req: &Req) -> ApiResult
     }
     check_idle(st, &key, cluster)?;
     check_management(cluster_channel(&c).as_deref(), spec.get("management"))?;
-    let version = s(&c, "currentNodeVersion").to_string();
+    let version = s(&c, "currentMasterVersion").to_string();
     let locations = c
         .get("locations")
         .and_then(Value::as_array)
@@ -701,7 +819,16 @@ fn pool_mutation(
             if let Some(mt) = body.get("machineType").and_then(Value::as_str) {
                 check_machine_type(mt, &loc.location)?;
             }
-            let (t, patch) = pool_update(&p, body);
+            let mut body = body.clone();
+            if let Some(v) = body.get("nodeVersion").and_then(Value::as_str) {
+                let master = st
+                    .res
+                    .get(&key)
+                    .map(|c| s(c, "currentMasterVersion").to_string())
+                    .unwrap_or_default();
+                body["nodeVersion"] = json!(node_version(v, &master)?);
+            }
+            let (t, patch) = pool_update(&p, &body);
             (t, "RECONCILING", vec![Effect::Merge(pk.clone(), patch)])
         }
         _ => return Err(unserved(method)),
@@ -732,7 +859,8 @@ fn pool_update(pool: &Value, body: &Value) -> (&'static str, Value) {
     let mut config = pool.get("config").cloned().unwrap_or_else(|| json!({}));
     let mut op_type = "UPDATE_CLUSTER";
     if let Some(v) = body.get("nodeVersion").and_then(Value::as_str) {
-        patch.insert("version".into(), json!(resolve_version(v)));
+        // Resolved by the caller (node_version).
+        patch.insert("version".into(), json!(v));
         op_type = "UPGRADE_NODES";
     }
     for field in ["locations", "upgradeSettings"] {

@@ -1,8 +1,11 @@
 //! Google API discovery documents and a validator of calls against them.
 //!
-//! [`Discovery::load_default`] reads the nine discovery documents the fake is built
-//! from (fetch them with `scripts/fetch-discovery.sh`); [`validate_call`] checks one
-//! recorded [`Call`](struct@crate::Call): its verb and path against the method's `flatPath`,
+//! [`Discovery::load_default`] reads the discovery documents the fake is built from
+//! ([`DOCUMENTS`]; fetch them with `scripts/fetch-discovery.sh`); [`validate_call`]
+//! checks one recorded [`Call`](struct@crate::Call): its verb and path against the
+//! method's `flatPath` (a method id two documents share, as Cloud SQL Admin `v1` and
+//! `v1beta4` or Resource Manager `v1` and `v3` do, is checked against the document
+//! whose path the call used),
 //! its query parameters, its request body against the method's `request` schema and
 //! its response body against the `response` schema (or Google's error shape).
 //!
@@ -26,9 +29,11 @@ use crate::Call;
 pub const DOCUMENTS: &[&str] = &[
     "container.v1",
     "sqladmin.v1",
+    "sqladmin.v1beta4",
     "dns.v1",
     "iam.v1",
     "cloudresourcemanager.v3",
+    "cloudresourcemanager.v1",
     "serviceusage.v1",
     "cloudbilling.v1",
     "artifactregistry.v1",
@@ -51,7 +56,8 @@ const SYSTEM_PARAMS: &[&str] = &[
 #[derive(Debug)]
 pub struct Discovery {
     docs: BTreeMap<String, Value>,
-    methods: BTreeMap<String, (String, Value)>,
+    /// Every document's method of that id, in [`DOCUMENTS`] order.
+    methods: BTreeMap<String, Vec<(String, Value)>>,
     seen: Mutex<BTreeSet<String>>,
 }
 
@@ -118,7 +124,10 @@ impl Discovery {
             walk(&doc, &mut found);
             for m in found {
                 if let Some(id) = m.get("id").and_then(Value::as_str) {
-                    methods.insert(id.to_string(), (name.to_string(), m.clone()));
+                    methods
+                        .entry(id.to_string())
+                        .or_insert_with(Vec::new)
+                        .push((name.to_string(), m.clone()));
                 }
             }
             docs.insert(name.to_string(), doc);
@@ -132,7 +141,7 @@ impl Discovery {
 
     /// How many methods the documents describe.
     pub fn method_count(&self) -> usize {
-        self.methods.len()
+        self.methods.values().map(Vec::len).sum()
     }
 
     /// The schemas (`document#Name`) any validation has checked so far.
@@ -140,9 +149,31 @@ impl Discovery {
         self.seen.lock().map(|s| s.clone()).unwrap_or_default()
     }
 
-    /// A method by discovery id, e.g. `sql.instances.insert`.
+    /// A method by discovery id, e.g. `sql.instances.insert` (of the first document
+    /// in [`DOCUMENTS`] order that has it).
     pub fn method(&self, id: &str) -> Option<MethodInfo> {
-        let (doc_name, m) = self.methods.get(id)?;
+        let (doc_name, m) = self.methods.get(id)?.first()?;
+        self.info(doc_name, m)
+    }
+
+    /// The method `id` of the document whose path template `path` matches (the first
+    /// document's when none does).
+    pub fn method_for_path(&self, id: &str, path: &str) -> Option<MethodInfo> {
+        self.variant(id, path)
+            .and_then(|(doc_name, m)| self.info(doc_name, m))
+    }
+
+    fn variant(&self, id: &str, path: &str) -> Option<&(String, Value)> {
+        let all = self.methods.get(id)?;
+        all.iter()
+            .find(|(doc_name, m)| {
+                self.info(doc_name, m)
+                    .is_some_and(|i| crate::match_path(&i.path_template, path).is_some())
+            })
+            .or_else(|| all.first())
+    }
+
+    fn info(&self, doc_name: &str, m: &Value) -> Option<MethodInfo> {
         let doc = self.docs.get(doc_name)?;
         let service_path = doc.get("servicePath").and_then(Value::as_str).unwrap_or("");
         let flat = m
@@ -157,7 +188,7 @@ impl Discovery {
                 .map(str::to_string)
         };
         Some(MethodInfo {
-            document: doc_name.clone(),
+            document: doc_name.to_string(),
             http_method: m
                 .get("httpMethod")
                 .and_then(Value::as_str)
@@ -184,7 +215,16 @@ impl Discovery {
 
     /// Validate a request body for method `id` (`None`: no body sent).
     pub fn validate_request(&self, id: &str, body: Option<&Value>) -> Vec<String> {
-        let Some(m) = self.method(id) else {
+        self.validate_request_info(id, self.method(id), body)
+    }
+
+    fn validate_request_info(
+        &self,
+        id: &str,
+        m: Option<MethodInfo>,
+        body: Option<&Value>,
+    ) -> Vec<String> {
+        let Some(m) = m else {
             return vec![format!("{id}: no such method in the discovery documents")];
         };
         match (&m.request, body) {
@@ -202,11 +242,22 @@ impl Discovery {
 
     /// Validate a response (status and body) of method `id`.
     pub fn validate_response(&self, id: &str, status: u16, body: &Value) -> Vec<String> {
-        let Some(m) = self.method(id) else {
+        self.validate_response_info(id, self.method(id), status, body)
+    }
+
+    fn validate_response_info(
+        &self,
+        id: &str,
+        m: Option<MethodInfo>,
+        status: u16,
+        body: &Value,
+    ) -> Vec<String> {
+        let Some(m) = m else {
             return vec![format!("{id}: no such method in the discovery documents")];
         };
         if status >= 300 {
-            let legacy = ["compute.v1", "sqladmin.v1", "dns.v1"].contains(&m.document.as_str());
+            let legacy = ["compute.v1", "sqladmin.v1", "sqladmin.v1beta4", "dns.v1"]
+                .contains(&m.document.as_str());
             return validate_error(body, legacy)
                 .into_iter()
                 .map(|e| format!("{id} error: {e}"))
@@ -225,7 +276,8 @@ impl Discovery {
         }
     }
 
-    /// Validate the verb, path and query parameters of a call to method `id`.
+    /// Validate the verb, path and query parameters of a call to method `id` (of the
+    /// document whose path template `path` matches).
     pub fn validate_route(
         &self,
         id: &str,
@@ -233,7 +285,10 @@ impl Discovery {
         path: &str,
         query: &[(String, String)],
     ) -> Vec<String> {
-        let Some(m) = self.method(id) else {
+        let Some((doc_name, raw)) = self.variant(id, path) else {
+            return vec![format!("{id}: no such method in the discovery documents")];
+        };
+        let Some(m) = self.info(doc_name, raw) else {
             return vec![format!("{id}: no such method in the discovery documents")];
         };
         let mut errors = Vec::new();
@@ -249,11 +304,7 @@ impl Discovery {
                 m.path_template
             ));
         }
-        let params = self
-            .methods
-            .get(id)
-            .and_then(|(_, m)| m.get("parameters"))
-            .cloned();
+        let params = raw.get("parameters").cloned();
         let global = self
             .docs
             .get(&m.document)
@@ -511,7 +562,17 @@ pub fn validate_call(discovery: &Discovery, call: &Call) -> Vec<String> {
     }
     let mut errors =
         discovery.validate_route(&call.method, &call.http_method, &call.path, &call.query);
-    errors.extend(discovery.validate_request(&call.method, call.request_body.as_ref()));
-    errors.extend(discovery.validate_response(&call.method, call.status, &call.response_body));
+    let info = discovery.method_for_path(&call.method, &call.path);
+    errors.extend(discovery.validate_request_info(
+        &call.method,
+        info.clone(),
+        call.request_body.as_ref(),
+    ));
+    errors.extend(discovery.validate_response_info(
+        &call.method,
+        info,
+        call.status,
+        &call.response_body,
+    ));
     errors
 }

@@ -21,12 +21,31 @@
 //! ```
 //!
 //! One base URL serves every API (they do not collide: Compute lives under
-//! `/compute/v1/`, Cloud DNS under `/dns/v1/`, Resource Manager under `/v3/`). Long
-//! running operations of every API share one registry keyed by full operation name,
-//! and each is answered in its own API's Operation shape. An operation is `DONE` on
-//! its Nth get ([`FakeConfig::polls_to_finish`]) or after a wall-time delay
+//! `/compute/v1/`, Cloud DNS under `/dns/v1/`, Resource Manager under `/v3/` and
+//! `/v1/projects`, Cloud SQL Admin under `/v1/projects/P/instances` and
+//! `/sql/v1beta4/`). Long running operations of every API share one registry keyed by
+//! full operation name, and each is answered in its own API's Operation shape (paths
+//! two APIs share, `/v1/operations/X` of Service Usage and Resource Manager v1 and
+//! `/v1/projects/P/locations/L/operations/X` of GKE and Artifact Registry, are told
+//! apart by the registry). An operation is `DONE` on its Nth get
+//! ([`FakeConfig::polls_to_finish`]) or after a wall-time delay
 //! ([`FakeConfig::op_delay`]); its effects (a cluster turning `RUNNING`, a deleted
-//! instance disappearing) happen at that moment.
+//! instance disappearing) happen at that moment. Compute's `operations.wait` waits:
+//! it answers once the operation is done (observing it, or waiting out its delay), or
+//! after [`FakeConfig::wait_timeout`] (GCP: 2 minutes) with the operation still running.
+//!
+//! # What it serves
+//!
+//! Besides each resource's life cycle, the guide's `gcloud` surface: Resource Manager
+//! v1 (`projects.create`/`get`, `getIamPolicy`/`setIamPolicy`, on the same projects and
+//! policies as v3, answered in v1's `Project` shape), Cloud SQL Admin `v1beta4` (the
+//! same handlers as v1), Service Usage `services/X:enable` next to `batchEnable`, GKE
+//! and Cloud SQL operation lists, Compute's aggregated subnetwork list. And the
+//! catalogues it validates against, each one data table in `src/catalog.rs`: GKE
+//! `serverConfig` (valid master and node versions, release channels with their default
+//! and valid versions), Compute `machineTypes` per zone (list and get; regions and their
+//! zones), Cloud SQL `tiers.list` and `flags.list` (each flag's type, allowed values or
+//! range and database versions).
 //!
 //! # Resource names
 //!
@@ -43,8 +62,43 @@
 //! `.../managedZones/Z/rrsets/NAME/TYPE`, `projects/p/locations/L/repositories/R` and
 //! `...repositories/R:iamPolicy`. Operations and DNS changes are not resources.
 //!
+//! # Cluster endpoints
+//!
+//! A GKE cluster reports its `endpoint` as GKE does, a bare address without a scheme,
+//! and `masterAuth.clusterCaCertificate` as the base64 of a PEM. With
+//! [`FakeConfig::kube_endpoint`] these are the Kubernetes fake's address
+//! (`127.0.0.1:PORT`) and [`FakeConfig::kube_ca_pem`], so clients reach it over HTTPS
+//! checking its certificate; without, an invented public IP and a PEM-shaped CA that
+//! is not a certificate.
+//!
+//! # Nodes
+//!
+//! With a Kubernetes fake configured ([`FakeConfig::kube_endpoint`], trusted through
+//! [`FakeConfig::kube_ca_pem`]), the nodes of every GKE node pool are published to
+//! it through its fake-only admin endpoint (`PUT`/`DELETE
+//! {endpoint}/fake-kube/nodepools/gke.PROJECT.LOCATION.CLUSTER.POOL`) before the call
+//! that changed them is answered: once the pool's create operation is done (the
+//! cluster's default pool included), again after a resize (`setSize`,
+//! `setAutoscaling`, `update`) or relabel, and gone when the pool or its cluster is
+//! deleted. There are `initialNodeCount` nodes per zone of the pool's `locations`
+//! (clamped to the autoscaling bounds when autoscaling is on), named
+//! `gke-CLUSTER-POOL-HASH-XXXX` (the hash of the pool's instance group URL), labelled
+//! as GKE labels them (`cloud.google.com/gke-nodepool`,
+//! `cloud.google.com/machine-family`, `cloud.google.com/gke-os-distribution`,
+//! `cloud.google.com/gke-boot-disk`, `cloud.google.com/gke-max-pods-per-node`, ...)
+//! plus `config.labels`, with `config.taints` (`NO_SCHEDULE` -> `NoSchedule`,
+//! `PREFER_NO_SCHEDULE` -> `PreferNoSchedule`, `NO_EXECUTE` -> `NoExecute`; names or
+//! enum numbers), `providerID` `gce://PROJECT/ZONE/NAME` and the pool's version as
+//! kubelet version. A publish that fails (the Kubernetes fake is down) never fails the
+//! GCP call: it is logged to stderr and retried after the next request.
+//!
 //! # How it differs from GCP (known gaps)
 //!
+//! - Nodes (see above): no cluster autoscaler (a pool never grows past its initial
+//!   count on its own), no surge or node-by-node upgrades (an upgrade changes the
+//!   kubelet version of the existing nodes at once), every cluster's nodes go to the
+//!   one Kubernetes fake, and a node deleted in Kubernetes is not recreated until the
+//!   pool changes.
 //! - Only the methods in [`METHODS`] exist; anything else is a 404 in Google's shape.
 //! - No authentication: any or no `Authorization` header is accepted.
 //! - No paging: lists answer everything at once, `pageToken`/`maxResults` are ignored;
@@ -55,16 +109,37 @@
 //!   sent.
 //! - An operation finishes only when polled (or, with `op_delay`, when its time has
 //!   come at any request); reading the target resource does not advance it.
-//! - Field validation is shallow: names, required fields, the conflicts listed below
-//!   and these catalogue checks (400 `INVALID_ARGUMENT`): node machine types
-//!   (shared-core types and `FAMILY-{standard,highmem,highcpu}-N` of the usual
-//!   families, the same in every zone), Cloud SQL tiers (`db-f1-micro`, `db-g1-small`,
-//!   `db-n1-*`, `db-perf-optimized-N-*`, `db-custom-CPUS-MB` within Cloud SQL's
-//!   limits) and, on MySQL 5.x, `utf8mb4_0900_*` collations. Not checked yet:
-//!   Kubernetes versions (no `serverConfig`), Cloud SQL database flags and their
-//!   values, networks and subnetworks a cluster or instance names. Most other nested
-//!   settings are stored and echoed without checks, and output-only fields are
-//!   invented (IP addresses, certificates, ids, versions).
+//! - Field validation: names, required fields, the conflicts listed below and these
+//!   catalogue checks (400 `INVALID_ARGUMENT`, worded like GCP's):
+//!   - GKE versions against `serverConfig`: `initialClusterVersion` and
+//!     `desiredMasterVersion` must be valid master versions (`-`/none is the default,
+//!     of the channel when enrolled; `latest` the newest; `1.33` or `1.33.5` the newest
+//!     patch; a full version as listed), and in the cluster's release channel when it
+//!     has one (`Master version "X" is unsupported.`); node pool versions must be
+//!     valid node versions not newer than the control plane (`-`/`latest`/none: the
+//!     control plane's version). The catalogue is fixed (1.30 to 1.35): it looks like
+//!     today's GKE but does not move, and every location offers the same versions.
+//!   - Node machine types against the machine-type catalogue (the same in every zone
+//!     of a known region; GCP's zones differ in the families they have).
+//!   - Cloud SQL tiers (the listed tiers and `db-custom-CPUS-MB` within Cloud SQL's
+//!     limits), database flags on insert and patch (an unknown flag, a value outside
+//!     its type, values or range, a flag of another database version or a flag set
+//!     twice: "Invalid Flag Name or Value: ...", reason `invalidFlagValue`; about a
+//!     dozen MySQL and PostgreSQL flags are known, so real flags outside that list are
+//!     refused too) and, on MySQL 5.x, `utf8mb4_0900_*` collations.
+//!   - References across APIs: the network and subnetwork a cluster names (top level
+//!     or `networkConfig`) must exist in Compute, the subnetwork in the cluster's
+//!     region and on that network, and the secondary ranges named by its
+//!     `ipAllocationPolicy` must be ranges of that subnetwork; the network named
+//!     `default` is taken to exist (the fake does not create it, GCP does with the
+//!     Compute API). A Cloud SQL private IP network must exist (the private services
+//!     access connection GCP also requires is not modelled). `createSubnetwork` is
+//!     stored but creates no subnetwork.
+//!
+//!   Most other nested settings are stored and echoed without checks, and output-only
+//!   fields are invented (IP addresses, certificates, ids, versions). Cluster and pool
+//!   locations are not checked against the zone catalogue; a master downgrade is not
+//!   refused.
 //! - GKE release channels: a cluster created without `releaseChannel` is enrolled in
 //!   `REGULAR` (GKE's default); `{"channel": "UNSPECIFIED"}` (or `{}`) is no channel.
 //!   With a channel, node pools must have auto-upgrade and auto-repair on (cluster and
@@ -81,6 +156,10 @@
 //!   `resourceInUseByAnotherResource`), non-empty DNS zones (400 `containerNotEmpty`).
 //! - Service Usage knows no service catalogue: any name with a dot can be enabled; a
 //!   service is `DISABLED` until enabled, and `list` only shows enabled services.
+//!   `services/X:disable` and Service Usage's `operations.list` are not served.
+//! - Operation lists (GKE, Cloud SQL) answer every operation the fake still knows
+//!   (operations are never forgotten); their filters other than Cloud SQL's `instance`
+//!   are ignored.
 //! - Passwords and keys are not stored (a created key's private key is a fake PEM).
 //! - Cloud DNS changes are `done` at once; DNS has no operations.
 //! - Deleting a service account leaves its IAM bindings in place (as GCP does, minus the
@@ -109,12 +188,14 @@ use tokio::sync::{oneshot, watch};
 
 mod artifactregistry;
 mod billing;
+mod catalog;
 mod compute;
 mod container;
 pub mod discovery;
 mod dns;
 mod error;
 mod iam;
+mod kube_nodes;
 mod ops;
 mod resourcemanager;
 mod routes;
@@ -164,9 +245,16 @@ pub struct FakeConfig {
     pub projects: Vec<String>,
     /// Port on 127.0.0.1 (default 0: any free port).
     pub port: u16,
-    /// If set, every GKE cluster reports this URL as its `endpoint` (with an empty CA),
-    /// so that a Kubernetes fake stands in for its API server.
+    /// If set, a Kubernetes fake stands in for every GKE cluster's API server: its
+    /// URL (`https://127.0.0.1:PORT`, or a bare `127.0.0.1:PORT`). Clusters report it
+    /// in GKE's shape, a bare address without a scheme, as `endpoint`.
     pub kube_endpoint: Option<String>,
+    /// The PEM of the CA the Kubernetes fake's certificate chains to; clusters report
+    /// it base64-encoded as `masterAuth.clusterCaCertificate`, as GKE does.
+    pub kube_ca_pem: Option<String>,
+    /// The longest a Compute `operations.wait` blocks before answering an operation
+    /// that is still running (default 120 s, as GCP).
+    pub wait_timeout: Duration,
 }
 
 impl Default for FakeConfig {
@@ -180,6 +268,8 @@ impl Default for FakeConfig {
             projects: vec!["p".to_string()],
             port: 0,
             kube_endpoint: None,
+            kube_ca_pem: None,
+            wait_timeout: Duration::from_secs(120),
         }
     }
 }
@@ -224,9 +314,26 @@ impl FakeConfig {
         self.port = port;
         self
     }
+    /// Set [`FakeConfig::wait_timeout`].
+    pub fn with_wait_timeout(mut self, timeout: Duration) -> Self {
+        self.wait_timeout = timeout;
+        self
+    }
     /// Set [`FakeConfig::kube_endpoint`].
     pub fn with_kube_endpoint(mut self, url: Option<String>) -> Self {
         self.kube_endpoint = url;
+        self
+    }
+    /// Set [`FakeConfig::kube_ca_pem`].
+    pub fn with_kube_ca_pem(mut self, pem: Option<String>) -> Self {
+        self.kube_ca_pem = pem;
+        self
+    }
+    /// Set [`FakeConfig::kube_endpoint`] and [`FakeConfig::kube_ca_pem`]: a Kubernetes
+    /// fake at `url` whose certificate chains to `ca_pem` answers for every cluster.
+    pub fn with_kube(mut self, url: impl Into<String>, ca_pem: impl Into<String>) -> Self {
+        self.kube_endpoint = Some(url.into());
+        self.kube_ca_pem = Some(ca_pem.into());
         self
     }
 }
@@ -289,6 +396,8 @@ pub struct Counts {
 
 /// A parsed request handed to an API module.
 pub(crate) struct Req {
+    /// The request path as sent.
+    path: String,
     params: Vec<(String, String)>,
     query: Vec<(String, String)>,
     body: Value,
@@ -322,11 +431,17 @@ impl Req {
     pub(crate) fn body(&self) -> &Value {
         &self.body
     }
+    /// The request path as sent (not decoded).
+    pub(crate) fn path(&self) -> &str {
+        &self.path
+    }
 }
 
 struct Shared {
     state: Mutex<State>,
     frozen: watch::Sender<bool>,
+    /// Publishes node pools' nodes to the kube fake (see `kube_nodes.rs`).
+    nodes: kube_nodes::Publisher,
 }
 
 impl Shared {
@@ -361,6 +476,7 @@ impl FakeGcp {
         let shared = Arc::new(Shared {
             state: Mutex::new(State::new(config)),
             frozen,
+            nodes: kube_nodes::Publisher::default(),
         });
         let app = Router::new().fallback(handle).with_state(shared.clone());
         let (stop, stopped) = oneshot::channel::<()>();
@@ -487,25 +603,18 @@ async fn handle(
 ) -> Response {
     let mut frozen = shared.frozen.subscribe();
     if *frozen.borrow_and_update() {
-        // A frozen fake is a killed process: this request never has an effect. When
-        // the fake is unfrozen (or shut down) it is answered 503, unrecorded; its
-        // client has normally given up long before.
-        let _ = frozen.wait_for(|f| !*f).await;
-        return (
-            StatusCode::SERVICE_UNAVAILABLE,
-            [(header::CONTENT_TYPE, "application/json; charset=UTF-8")],
-            ApiError::new(
-                503,
-                "UNAVAILABLE",
-                "backendError",
-                "The fake was frozen while this request waited.",
-            )
-            .body(false)
-            .to_string(),
-        )
-            .into_response();
+        return frozen_answer(frozen).await;
     }
     let path = uri.path().to_string();
+    if method == Method::POST {
+        // Compute's operations.wait blocks until its operation is done (or its time is up).
+        if let Some(op) = ops::compute_wait_target(&path) {
+            wait_for_operation(&shared, &op).await;
+            if *frozen.borrow_and_update() {
+                return frozen_answer(frozen).await;
+            }
+        }
+    }
     let query = routes::parse_query(uri.query().unwrap_or(""));
     let request_body = if body.iter().all(u8::is_ascii_whitespace) {
         None
@@ -523,6 +632,9 @@ async fn handle(
         }
         (status, out)
     };
+    // Node pools that gained, changed or lost nodes: publish them to the kube fake
+    // before answering (a failure is logged, never answered).
+    shared.nodes.sync(&shared.state).await;
     let code = StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
     if out.is_null() {
         return code.into_response();
@@ -533,6 +645,53 @@ async fn handle(
         out.to_string(),
     )
         .into_response()
+}
+
+/// A frozen fake is a killed process: this request never has an effect. When the fake
+/// is unfrozen (or shut down) it is answered 503, unrecorded; its client has normally
+/// given up long before.
+async fn frozen_answer(mut frozen: watch::Receiver<bool>) -> Response {
+    let _ = frozen.wait_for(|f| !*f).await;
+    (
+        StatusCode::SERVICE_UNAVAILABLE,
+        [(header::CONTENT_TYPE, "application/json; charset=UTF-8")],
+        ApiError::new(
+            503,
+            "UNAVAILABLE",
+            "backendError",
+            "The fake was frozen while this request waited.",
+        )
+        .body(false)
+        .to_string(),
+    )
+        .into_response()
+}
+
+/// What Compute's `operations.wait` does before answering: wait until the operation
+/// is done, at most [`FakeConfig::wait_timeout`] (GCP: up to 2 minutes). An operation
+/// that finishes on a number of polls is observed until it is done; one that finishes
+/// after [`FakeConfig::op_delay`] is waited for. The answer itself is then one poll.
+async fn wait_for_operation(shared: &Shared, name: &str) {
+    let deadline = {
+        let st = shared.lock();
+        tokio::time::Instant::now() + st.config.wait_timeout
+    };
+    let frozen = shared.frozen.subscribe();
+    loop {
+        let pause = {
+            let mut st = shared.lock();
+            ops::settle(&mut st);
+            match ops::observe(&mut st, name) {
+                None => return,
+                Some(pause) => pause,
+            }
+        };
+        let now = tokio::time::Instant::now();
+        if now >= deadline || *frozen.borrow() {
+            return;
+        }
+        tokio::time::sleep(pause.min(deadline - now)).await;
+    }
 }
 
 /// Handle one request against the state; returns (status, body, freeze now).
@@ -558,12 +717,26 @@ fn process(
     if method == "container.projects.locations.operations.get" {
         if let Some((_, caps)) = &found {
             let req = Req {
+                path: path.to_string(),
                 params: caps.clone(),
                 query: Vec::new(),
                 body: Value::Null,
             };
             if artifactregistry::owns_operation(st, &req) {
                 method = "artifactregistry.projects.locations.operations.get";
+            }
+        }
+    }
+    if method == "serviceusage.operations.get" {
+        // Resource Manager v1's operations share this path.
+        if let Some((_, caps)) = &found {
+            let id = caps
+                .iter()
+                .find(|(k, _)| k == "operationsId")
+                .map(|(_, v)| v.as_str())
+                .unwrap_or("");
+            if ops::api_of(st, &format!("operations/{id}")) == Some(ops::Api::ResourceManager) {
+                method = "cloudresourcemanager.operations.get";
             }
         }
     }
@@ -599,6 +772,7 @@ fn process(
                 ))),
                 _ => {
                     let req = Req {
+                        path: path.to_string(),
                         params: caps.clone(),
                         query: query.clone(),
                         body: request_body.clone().unwrap_or(Value::Null),

@@ -5,7 +5,7 @@
 //! Artifact Registry), GKE's `Operation`, Cloud SQL's `sql#operation`, Compute's
 //! `compute#operation`.
 
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
 
@@ -31,6 +31,8 @@ pub(crate) enum LroResponse {
     Fixed(Value),
     /// The stored resource at `key` when the operation ends, as an `Any` of `type_url`.
     Resource { key: String, type_url: &'static str },
+    /// The stored project at `key`, as Resource Manager v1 answers it.
+    ProjectV1 { key: String },
 }
 
 /// One long-running operation.
@@ -126,6 +128,55 @@ pub(crate) fn poll(state: &mut State, name: &str, api: &[Api]) -> Option<Value> 
     Some(render(state, name))
 }
 
+/// The full name of the operation a Compute `operations.wait` path names
+/// (`/compute/v1/projects/P/{global,regions/R}/operations/OP/wait`), if it is one.
+pub(crate) fn compute_wait_target(path: &str) -> Option<String> {
+    for template in [
+        "/compute/v1/projects/{project}/regions/{region}/operations/{operation}/wait",
+        "/compute/v1/projects/{project}/global/operations/{operation}/wait",
+    ] {
+        if let Some(caps) = crate::routes::match_path(template, path) {
+            let get = |k: &str| {
+                caps.iter()
+                    .find(|(n, _)| n == k)
+                    .map(|(_, v)| v.clone())
+                    .unwrap_or_default()
+            };
+            let scope = if template.contains("/regions/") {
+                format!("regions/{}", get("region"))
+            } else {
+                "global".to_string()
+            };
+            return Some(format!(
+                "projects/{}/{scope}/operations/{}",
+                get("project"),
+                get("operation")
+            ));
+        }
+    }
+    None
+}
+
+/// One look at a waited-for operation: `None` when there is nothing (more) to wait
+/// for (no such operation, done, or due on the waiter's own answering poll), else
+/// how long to pause before looking again. With polls, each look counts as a poll.
+pub(crate) fn observe(state: &mut State, name: &str) -> Option<Duration> {
+    let polls_to_finish = state.config.polls_to_finish;
+    let delay = state.config.op_delay;
+    let op = state.ops.get_mut(name).filter(|op| !op.done)?;
+    match delay {
+        Some(d) => Some(
+            d.saturating_sub(op.started.elapsed())
+                .max(Duration::from_millis(1)),
+        ),
+        None if op.polls + 1 < polls_to_finish => {
+            op.polls += 1;
+            Some(Duration::from_millis(1))
+        }
+        None => None,
+    }
+}
+
 /// With a wall-time delay, finish every operation that is due.
 pub(crate) fn settle(state: &mut State) {
     let Some(delay) = state.config.op_delay else {
@@ -140,6 +191,11 @@ pub(crate) fn settle(state: &mut State) {
     for name in due {
         complete(state, &name);
     }
+}
+
+/// The API of the operation named `name`, if it exists.
+pub(crate) fn api_of(state: &State, name: &str) -> Option<Api> {
+    state.ops.get(name).map(|op| op.api)
 }
 
 /// The first unfinished operation acting on `target`.
@@ -173,6 +229,12 @@ fn complete(state: &mut State, name: &str) {
             if let Value::Object(m) = &mut v {
                 m.insert("@type".into(), Value::String(type_url.to_string()));
             }
+            Some(v)
+        }
+        LroResponse::ProjectV1 { key } => {
+            let p = state.res.get(&key).cloned().unwrap_or_else(|| json!({}));
+            let mut v = crate::resourcemanager::project_v1(state, &p);
+            v["@type"] = json!("type.googleapis.com/google.cloudresourcemanager.v1.Project");
             Some(v)
         }
     };

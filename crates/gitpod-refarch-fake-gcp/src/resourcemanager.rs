@@ -1,4 +1,6 @@
-//! Cloud Resource Manager v3: projects (get, create, IAM policy) and operations.
+//! Cloud Resource Manager v3 and v1 (gcloud's): projects (get, create, IAM policy) and
+//! operations. Both versions share the projects and policies; v1 answers in its own
+//! `Project` shape (`projectNumber`, `lifecycleState`, `parent: {type, id}`).
 
 use serde_json::{json, Value};
 
@@ -55,19 +57,67 @@ pub(crate) fn project_effects(
     ]
 }
 
+/// A stored (v3-shaped) project as Resource Manager v1 answers it.
+pub(crate) fn project_v1(st: &State, p: &Value) -> Value {
+    let id = s(p, "projectId");
+    let state = match s(p, "state") {
+        "DELETE_REQUESTED" => "DELETE_REQUESTED",
+        _ => "ACTIVE",
+    };
+    let mut v = json!({
+        "projectNumber": st.project_number(id).to_string(),
+        "projectId": id,
+        "lifecycleState": state,
+        "name": s(p, "displayName"),
+        "createTime": s(p, "createTime"),
+    });
+    if let Some(labels) = p.get("labels") {
+        v["labels"] = labels.clone();
+    }
+    if let Some((kind, pid)) = s(p, "parent").split_once('/') {
+        v["parent"] = json!({"type": kind.trim_end_matches('s'), "id": pid});
+    }
+    v
+}
+
+/// The project a path names: `projectsId` (v3) or `projectId`/`resource` (v1).
+fn project_param(req: &Req) -> &str {
+    [req.p("projectsId"), req.p("projectId"), req.p("resource")]
+        .into_iter()
+        .find(|p| !p.is_empty())
+        .unwrap_or("")
+}
+
 pub(crate) fn handle(st: &mut State, method: &str, req: &Req) -> ApiResult {
+    let v1 = req.path().starts_with("/v1/");
     match method {
         "cloudresourcemanager.projects.get" => {
             let id = st
-                .project_id(req.p("projectsId"))
+                .project_id(project_param(req))
                 .ok_or_else(caller_denied)?;
-            Ok(st
+            let p = st
                 .res
                 .get(&format!("projects/{id}"))
                 .cloned()
-                .unwrap_or(Value::Null))
+                .unwrap_or(Value::Null);
+            Ok(if v1 { project_v1(st, &p) } else { p })
         }
-        "cloudresourcemanager.projects.create" => create(st, req),
+        "cloudresourcemanager.projects.create" if v1 => {
+            // v1's Project: `name` is the display name, `parent` a {type, id}.
+            let b = req.body();
+            let mut body = json!({ "projectId": s(b, "projectId") });
+            if let Some(n) = b.get("name").and_then(Value::as_str) {
+                body["displayName"] = json!(n);
+            }
+            if let Some(parent) = b.get("parent") {
+                body["parent"] = json!(format!("{}s/{}", s(parent, "type"), s(parent, "id")));
+            }
+            if let Some(labels) = b.get("labels") {
+                body["labels"] = labels.clone();
+            }
+            create(st, &body, true)
+        }
+        "cloudresourcemanager.projects.create" => create(st, req.body(), false),
         "cloudresourcemanager.operations.get" => {
             let name = format!("operations/{}", req.p("operationsId"));
             ops::poll(st, &name, &[Api::ResourceManager])
@@ -75,7 +125,7 @@ pub(crate) fn handle(st: &mut State, method: &str, req: &Req) -> ApiResult {
         }
         "cloudresourcemanager.projects.getIamPolicy" => {
             let id = st
-                .project_id(req.p("projectsId"))
+                .project_id(project_param(req))
                 .ok_or_else(caller_denied)?;
             Ok(st
                 .res
@@ -85,7 +135,7 @@ pub(crate) fn handle(st: &mut State, method: &str, req: &Req) -> ApiResult {
         }
         "cloudresourcemanager.projects.setIamPolicy" => {
             let id = st
-                .project_id(req.p("projectsId"))
+                .project_id(project_param(req))
                 .ok_or_else(caller_denied)?;
             let key = format!("projects/{id}:iamPolicy");
             let policy = req
@@ -104,8 +154,7 @@ fn caller_denied() -> ApiError {
     ApiError::permission_denied("The caller does not have permission")
 }
 
-fn create(st: &mut State, req: &Req) -> ApiResult {
-    let body = req.body();
+fn create(st: &mut State, body: &Value, v1: bool) -> ApiResult {
     let id = s(body, "projectId").to_string();
     let valid = id.len() >= 6
         && id.len() <= 30
@@ -126,12 +175,23 @@ fn create(st: &mut State, req: &Req) -> ApiResult {
     let project = new_project(st, &id, body);
     let effects = project_effects(st, &id, project, false);
     let name = format!("operations/cp.{}", st.numeric_id(19));
-    let base = json!({
-        "metadata": {
-            "@type": "type.googleapis.com/google.cloud.resourcemanager.v3.CreateProjectMetadata",
-            "createTime": now_rfc3339(),
-        }
-    });
+    let base = if v1 {
+        json!({
+            "metadata": {
+                "@type": "type.googleapis.com/google.cloudresourcemanager.v1.ProjectCreationStatus",
+                "createTime": now_rfc3339(),
+                "gettable": true,
+                "ready": true,
+            }
+        })
+    } else {
+        json!({
+            "metadata": {
+                "@type": "type.googleapis.com/google.cloud.resourcemanager.v3.CreateProjectMetadata",
+                "createTime": now_rfc3339(),
+            }
+        })
+    };
     let op = Op::new(
         name,
         Api::ResourceManager,
@@ -140,9 +200,13 @@ fn create(st: &mut State, req: &Req) -> ApiResult {
         base,
     )
     .on_done(effects)
-    .response(LroResponse::Resource {
-        key,
-        type_url: "type.googleapis.com/google.cloud.resourcemanager.v3.Project",
+    .response(if v1 {
+        LroResponse::ProjectV1 { key }
+    } else {
+        LroResponse::Resource {
+            key,
+            type_url: "type.googleapis.com/google.cloud.resourcemanager.v3.Project",
+        }
     });
     Ok(ops::register(
         st,

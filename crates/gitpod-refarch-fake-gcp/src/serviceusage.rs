@@ -79,6 +79,39 @@ pub(crate) fn handle(st: &mut State, method: &str, req: &Req) -> ApiResult {
                 })));
             Ok(ops::register(st, method, op))
         }
+        "serviceusage.services.enable" => {
+            // One service at a time (gcloud services enable): an operation whose
+            // response is an EnableServiceResponse.
+            let project = parent(st, req)?;
+            let id = req.p("servicesId").to_string();
+            if !id.contains('.') || id.contains('/') {
+                return Err(ApiError::invalid(format!("Invalid service name {id}.")));
+            }
+            let key = format!("projects/{project}/services/{id}");
+            let mut v = service(st, &project, &id);
+            v["state"] = json!("ENABLED");
+            let number = st.project_number(&project);
+            let name = format!("operations/acat.p2-{number}-{}", st.uuid());
+            let base = json!({
+                "metadata": {
+                    "@type": "type.googleapis.com/google.api.serviceusage.v1.OperationMetadata",
+                    "resourceNames": [format!("services/{id}/projectSettings/{number}")],
+                }
+            });
+            let op = Op::new(
+                name,
+                Api::ServiceUsage,
+                "ENABLE",
+                format!("projects/{project}"),
+                base,
+            )
+            .on_done(vec![Effect::Insert(key, v.clone())])
+            .response(LroResponse::Fixed(json!({
+                "@type": "type.googleapis.com/google.api.serviceusage.v1.EnableServiceResponse",
+                "service": v,
+            })));
+            Ok(ops::register(st, method, op))
+        }
         "serviceusage.services.batchGet" => {
             let project = parent(st, req)?;
             let names = req.q_all("names");

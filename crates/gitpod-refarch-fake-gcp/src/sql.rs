@@ -61,6 +61,9 @@ fn operation(st: &mut State, project: &str, instance: &str, op_type: &str) -> Op
 }
 
 pub(crate) fn handle(st: &mut State, method: &str, req: &Req) -> ApiResult {
+    if method == "sql.flags.list" {
+        return Ok(crate::catalog::sql_flags(req.q("databaseVersion")));
+    }
     let project = st.require_project(req.p("project"))?;
     let instance = req.p("instance").to_string();
     let ikey = format!("projects/{project}/instances/{instance}");
@@ -73,6 +76,26 @@ pub(crate) fn handle(st: &mut State, method: &str, req: &Req) -> ApiResult {
                     req.p("operation")
                 ))
             })
+        }
+        "sql.tiers.list" => Ok(crate::catalog::sql_tiers()),
+        "sql.operations.list" => {
+            // Newest first, as Cloud SQL lists them; `instance` narrows the list.
+            let prefix = format!("projects/{project}/operations/");
+            let instance = req.q("instance").filter(|i| !i.is_empty());
+            let mut found: Vec<(String, String)> = st
+                .ops
+                .values()
+                .filter(|op| op.api == Api::Sql && op.name.starts_with(&prefix))
+                .filter(|op| instance.is_none_or(|i| s(&op.base, "targetId") == i))
+                .map(|op| (op.start_time.clone(), op.name.clone()))
+                .collect();
+            found.sort();
+            let items: Vec<Value> = found
+                .iter()
+                .rev()
+                .map(|(_, n)| ops::render(st, n))
+                .collect();
+            Ok(list("sql#operationsList", items))
         }
         "sql.instances.get" => st
             .res
@@ -118,6 +141,17 @@ pub(crate) fn handle(st: &mut State, method: &str, req: &Req) -> ApiResult {
                 .and_then(Value::as_str)
             {
                 check_tier(tier)?;
+            }
+            if let Some(flags) = patch.get("settings").and_then(|x| x.get("databaseFlags")) {
+                crate::catalog::check_sql_flags(flags, inst.get("databaseVersion"))?;
+            }
+            if let Some(network) = patch
+                .get("settings")
+                .and_then(|x| x.get("ipConfiguration"))
+                .and_then(|x| x.get("privateNetwork"))
+                .and_then(Value::as_str)
+            {
+                check_private_network(st, &project, network)?;
             }
             normalize_settings(&mut patch);
             let mut next = inst.clone();
@@ -366,43 +400,49 @@ fn new_user(
     u
 }
 
-/// Whether Cloud SQL offers `tier` (the `tiers.list` catalogue): the shared-core
-/// tiers, `db-n1-standard-N`/`db-n1-highmem-N`, `db-perf-optimized-N-V`, and
+/// Whether Cloud SQL offers `tier`: the tiers `tiers.list` answers (the catalogue:
+/// shared-core, `db-n1-standard-N`/`db-n1-highmem-N`, `db-perf-optimized-N-V`), and
 /// `db-custom-CPUS-MB` (1 or an even number of vCPUs up to 96, memory a multiple of
 /// 256 MB, at least 3840 MB and 0.9 to 6.5 GB per vCPU). Anything else is a 400.
 fn check_tier(tier: &str) -> Result<(), ApiError> {
     let num = |s: &str| s.parse::<u32>().ok();
-    let known = match tier {
-        "db-f1-micro" | "db-g1-small" => true,
-        _ => {
-            if let Some(n) = tier.strip_prefix("db-n1-standard-") {
-                matches!(num(n), Some(1 | 2 | 4 | 8 | 16 | 32 | 64 | 96))
-            } else if let Some(n) = tier.strip_prefix("db-n1-highmem-") {
-                matches!(num(n), Some(2 | 4 | 8 | 16 | 32 | 64 | 96))
-            } else if let Some(n) = tier.strip_prefix("db-perf-optimized-N-") {
-                matches!(num(n), Some(2 | 4 | 8 | 16 | 32 | 48 | 64 | 80 | 96 | 128))
-            } else if let Some(rest) = tier.strip_prefix("db-custom-") {
-                match rest.split_once('-').map(|(c, m)| (num(c), num(m))) {
-                    Some((Some(cpus), Some(mb))) => {
-                        (cpus == 1 || (cpus % 2 == 0 && cpus <= 96))
-                            && mb % 256 == 0
-                            && mb >= 3840
-                            && u64::from(mb) * 10 >= u64::from(cpus) * 9216
-                            && u64::from(mb) * 10 <= u64::from(cpus) * 66560
-                    }
-                    _ => false,
+    let known = crate::catalog::is_listed_tier(tier)
+        || match tier.strip_prefix("db-custom-") {
+            Some(rest) => match rest.split_once('-').map(|(c, m)| (num(c), num(m))) {
+                Some((Some(cpus), Some(mb))) => {
+                    (cpus == 1 || (cpus % 2 == 0 && cpus <= 96))
+                        && mb % 256 == 0
+                        && mb >= 3840
+                        && u64::from(mb) * 10 >= u64::from(cpus) * 9216
+                        && u64::from(mb) * 10 <= u64::from(cpus) * 66560
                 }
-            } else {
-                false
-            }
-        }
-    };
+                _ => false,
+            },
+            None => false,
+        };
     if known {
         Ok(())
     } else {
         Err(ApiError::invalid(format!(
             "Invalid request: Invalid Tier ({tier}) for (ENTERPRISE) Edition. Use the Cloud SQL Admin API tiers.list method to check the list of available tiers."
         )))
+    }
+}
+
+/// A private IP instance's VPC network must exist in Compute (the private services
+/// access connection it also needs in GCP is not modelled).
+fn check_private_network(st: &State, project: &str, network: &str) -> Result<(), ApiError> {
+    if network.is_empty() {
+        return Ok(());
+    }
+    let key = crate::compute::network_key(project, network);
+    if st.res.contains_key(&key) {
+        Ok(())
+    } else {
+        Err(ApiError::invalid(format!(
+            "Invalid request: The network {key} does not exist. Set settings.ipConfiguration.privateNetwork to an existing VPC network."
+        ))
+        .with_reason("invalidNetwork"))
     }
 }
 
@@ -560,6 +600,17 @@ fn insert_instance(st: &mut State, project: &str, req: &Req) -> ApiResult {
         .get("databaseVersion")
         .cloned()
         .unwrap_or(json!("MYSQL_8_0"));
+    if let Some(flags) = body.get("settings").and_then(|x| x.get("databaseFlags")) {
+        crate::catalog::check_sql_flags(flags, Some(&version))?;
+    }
+    if let Some(network) = body
+        .get("settings")
+        .and_then(|x| x.get("ipConfiguration"))
+        .and_then(|x| x.get("privateNetwork"))
+        .and_then(Value::as_str)
+    {
+        check_private_network(st, project, network)?;
+    }
     let mut inst = Map::new();
     if let Value::Object(b) = body {
         for (k, v) in b {

@@ -292,7 +292,7 @@ async fn every_method_matches_its_discovery_document() {
             &format!("{base}/clusters"),
             Some(json!({"cluster": {
                 "name": "gitpod",
-                "initialClusterVersion": "latest",
+                "initialClusterVersion": "1.33",
                 "releaseChannel": {"channel": "REGULAR"},
                 "nodePools": [{"name": "default-pool", "initialNodeCount": 1, "config": {"machineType": "e2-standard-4"}}],
             }})),
@@ -354,7 +354,7 @@ async fn every_method_matches_its_discovery_document() {
         .ok(
             "PUT",
             &format!("{base}/clusters/gitpod"),
-            Some(json!({"update": {"desiredMasterVersion": "1.33.1-gke.1000000"}})),
+            Some(json!({"update": {"desiredMasterVersion": "1.34.1-gke.1829001"}})),
         )
         .await;
     assert_eq!(op["operationType"], "UPGRADE_MASTER");
@@ -567,6 +567,80 @@ async fn every_method_matches_its_discovery_document() {
     let op = c.ok("DELETE", &format!("{ar}/gitpod"), None).await;
     c.wait(&format!("/v1/{}", op["name"].as_str().unwrap()))
         .await;
+
+    // What the guide's gcloud commands use besides: Resource Manager v1 ...
+    let op = c
+        .ok(
+            "POST",
+            "/v1/projects",
+            Some(json!({"projectId": "proj-v1", "name": "V1", "parent": {"type": "folder", "id": "42"}})),
+        )
+        .await;
+    let done = c
+        .wait(&format!("/v1/{}", op["name"].as_str().unwrap()))
+        .await;
+    assert_eq!(done["response"]["projectId"], "proj-v1");
+    c.get("/v1/projects/proj-v1").await;
+    let policy = c
+        .ok("POST", "/v1/projects/proj-v1:getIamPolicy", Some(json!({})))
+        .await;
+    c.ok(
+        "POST",
+        "/v1/projects/proj-v1:setIamPolicy",
+        Some(json!({"policy": policy})),
+    )
+    .await;
+    // ... one service at a time ...
+    let op = c
+        .ok(
+            "POST",
+            "/v1/projects/p/services/dns.googleapis.com:enable",
+            Some(json!({})),
+        )
+        .await;
+    c.wait(&format!("/v1/{}", op["name"].as_str().unwrap()))
+        .await;
+    // ... the catalogues and operation lists ...
+    c.get("/v1/projects/p/locations/europe-west1/serverConfig")
+        .await;
+    c.get("/v1/projects/p/locations/europe-west1/operations")
+        .await;
+    c.get("/v1/projects/p/tiers").await;
+    c.get("/v1/flags?databaseVersion=MYSQL_5_7").await;
+    c.get("/v1/projects/p/operations?instance=sql-x").await;
+    c.get("/compute/v1/projects/p/zones/europe-west1-b/machineTypes")
+        .await;
+    c.get("/compute/v1/projects/p/zones/europe-west1-b/machineTypes/n2d-standard-16")
+        .await;
+    c.get("/compute/v1/projects/p/aggregated/subnetworks").await;
+    // ... and Cloud SQL Admin v1beta4.
+    let beta = "/sql/v1beta4/projects/p/instances";
+    let op = c
+        .ok(
+            "POST",
+            beta,
+            Some(json!({"name": "sql-beta", "region": "europe-west1", "databaseVersion": "MYSQL_5_7",
+                "settings": {"tier": "db-n1-standard-2", "databaseFlags": [{"name": "explicit_defaults_for_timestamp", "value": "off"}]}})),
+        )
+        .await;
+    c.wait(&format!(
+        "/sql/v1beta4/projects/p/operations/{}",
+        op["name"].as_str().unwrap()
+    ))
+    .await;
+    c.get(&format!("{beta}/sql-beta")).await;
+    c.get(beta).await;
+    c.get("/sql/v1beta4/projects/p/tiers").await;
+    c.get("/sql/v1beta4/flags").await;
+    c.get("/sql/v1beta4/projects/p/operations").await;
+    let (status, _) = c
+        .call(
+            "PATCH",
+            &format!("{beta}/sql-beta"),
+            Some(json!({"settings": {"databaseFlags": [{"name": "nope", "value": "1"}]}})),
+        )
+        .await;
+    assert_eq!(status, 400);
 
     // Unknown paths
     let (status, body) = c.call("GET", "/v1/projects/p/nothing-here", None).await;

@@ -6,6 +6,7 @@ use serde_json::{json, Value};
 
 use crate::catalog::{self, ResType};
 use crate::controllers::{self, finalizers};
+use crate::managed;
 use crate::patch::{self, Selector};
 use crate::status::{self, ApiError, ApiResult};
 use crate::store::{meta_mut, now_rfc3339, str_at, Key, Store};
@@ -19,20 +20,39 @@ pub(crate) struct Request<'a> {
     pub(crate) content_type: &'a str,
     pub(crate) body: &'a [u8],
     pub(crate) server_addr: &'a str,
+    /// The `User-Agent` header ("" when absent): the default field manager.
+    pub(crate) user_agent: &'a str,
 }
 
 impl Request<'_> {
-    fn q(&self, name: &str) -> Option<&str> {
+    pub(crate) fn q(&self, name: &str) -> Option<&str> {
         self.query
             .iter()
             .find(|(k, _)| k == name)
             .map(|(_, v)| v.as_str())
     }
-    fn flag(&self, name: &str) -> bool {
+    pub(crate) fn flag(&self, name: &str) -> bool {
         matches!(self.q(name), Some("true" | "1"))
     }
     fn dry_run(&self) -> bool {
         self.q("dryRun") == Some("All")
+    }
+    /// The field manager of a write: `fieldManager`, else what the API server
+    /// derives from the `User-Agent` (the part before the first `/`, printable
+    /// characters, at most 128).
+    fn manager(&self) -> String {
+        match self.q("fieldManager") {
+            Some(m) if !m.is_empty() => m.to_string(),
+            _ => self
+                .user_agent
+                .split('/')
+                .next()
+                .unwrap_or("")
+                .chars()
+                .filter(|c| !c.is_control())
+                .take(128)
+                .collect(),
+        }
     }
 }
 
@@ -172,12 +192,8 @@ pub(crate) fn handle(
     doc.map(|v| (200, v)).ok_or_else(ApiError::no_resource)
 }
 
-fn resource(
-    st: &mut Store,
-    target: &Target,
-    req: &Request<'_>,
-    now: Instant,
-) -> ApiResult<(u16, Value)> {
+/// The type a resource path names (404 when none is served there).
+pub(crate) fn resolve_target(st: &Store, target: &Target) -> ApiResult<ResType> {
     let t = catalog::resolve(st, &target.group, &target.version, &target.plural)
         .ok_or_else(ApiError::no_resource)?;
     if target.namespace.is_some() && !t.namespaced {
@@ -186,20 +202,31 @@ fn resource(
     if t.namespaced && target.name.is_some() && target.namespace.is_none() {
         return Err(ApiError::no_resource());
     }
+    Ok(t)
+}
+
+fn resource(
+    st: &mut Store,
+    target: &Target,
+    req: &Request<'_>,
+    now: Instant,
+) -> ApiResult<(u16, Value)> {
+    let t = resolve_target(st, target)?;
     check_body_type(req)?;
     let ns = target.namespace.clone().unwrap_or_default();
     match (&target.name, &target.sub) {
         (None, _) => match req.method {
-            "GET" if req.flag("watch") => Err(ApiError::method_not_allowed(
-                "watch is not supported by fake-kube (a fake of the Kubernetes API server): list and poll instead",
-            )),
+            // Watches are answered by `watches::open` (a streamed body) before this.
             "GET" => list(st, &t, target.namespace.as_deref(), req),
-            "POST" if t.namespaced && target.namespace.is_none() => Err(ApiError::method_not_allowed(
-                "the server does not allow this method on the requested resource",
-            )),
+            "POST" if t.namespaced && target.namespace.is_none() => {
+                Err(ApiError::method_not_allowed(
+                    "the server does not allow this method on the requested resource",
+                ))
+            }
             "POST" => {
                 let body = parse_body(req)?;
-                let obj = create(st, &t, &ns, body, req.dry_run(), req.q("fieldManager"), "Update", now)?;
+                let op = managed::Op::Update(req.manager());
+                let obj = create(st, &t, &ns, body, req.dry_run(), op, now)?;
                 Ok((201, obj))
             }
             "DELETE" => delete_collection(st, &t, target.namespace.as_deref(), req, now),
@@ -288,7 +315,7 @@ fn parse_yaml(body: &[u8]) -> ApiResult<Value> {
 }
 
 /// An object as answered for type `t` (its apiVersion is the requested one).
-fn present(t: &ResType, obj: &Value) -> Value {
+pub(crate) fn present(t: &ResType, obj: &Value) -> Value {
     let mut o = obj.clone();
     o["apiVersion"] = json!(t.api_version());
     o["kind"] = json!(t.kind);
@@ -349,7 +376,7 @@ fn selectable_fields(st: &Store, t: &ResType) -> Vec<String> {
     out
 }
 
-fn selector(st: &Store, t: &ResType, req: &Request<'_>) -> ApiResult<Selector> {
+pub(crate) fn selector(st: &Store, t: &ResType, req: &Request<'_>) -> ApiResult<Selector> {
     let sel = Selector::parse(req.q("labelSelector"), req.q("fieldSelector"))
         .map_err(ApiError::bad_request)?;
     let allowed = selectable_fields(st, t);
@@ -367,19 +394,7 @@ fn selector(st: &Store, t: &ResType, req: &Request<'_>) -> ApiResult<Selector> {
 
 fn list(st: &Store, t: &ResType, ns: Option<&str>, req: &Request<'_>) -> ApiResult<(u16, Value)> {
     let sel = selector(st, t, req)?;
-    let items: Vec<Value> = matching(st, t, ns, &sel)
-        .iter()
-        .map(|(_, v)| present(t, v))
-        .collect();
-    Ok((
-        200,
-        json!({
-            "apiVersion": t.api_version(),
-            "kind": t.list_kind,
-            "metadata": {"resourceVersion": st.rv.to_string()},
-            "items": items,
-        }),
-    ))
+    crate::watches::list(st, t, ns, &sel, req).map(|v| (200, v))
 }
 
 /// Check `apiVersion` and `kind` of a request body against the type.
@@ -428,38 +443,41 @@ const SERVER_META: &[&str] = &[
     "selfLink",
 ];
 
-fn record_manager(
-    obj: &mut Value,
-    manager: Option<&str>,
-    operation: &str,
-    api_version: &str,
-    sub: Option<&str>,
-) {
-    let Some(manager) = manager else {
-        return;
+/// What field ownership needs to know of type `t` (the schema of a custom
+/// resource's version, from its CRD) for a write to `sub`.
+fn managed_ctx(st: &Store, t: &ResType, sub: Option<&str>) -> managed::Ctx {
+    let schema = if t.custom {
+        st.list_kind("apiextensions.k8s.io", "customresourcedefinitions")
+            .filter(|crd| {
+                str_at(crd, "/spec/group") == t.group
+                    && str_at(crd, "/spec/names/plural") == t.plural
+            })
+            .filter_map(|crd| crd.pointer("/spec/versions").and_then(Value::as_array))
+            .flatten()
+            .find(|v| str_at(v, "/name") == t.version)
+            .and_then(|v| v.pointer("/schema/openAPIV3Schema"))
+            .cloned()
+    } else {
+        None
     };
-    let meta = meta_mut(obj);
-    let mut entries: Vec<Value> = meta
-        .get("managedFields")
-        .and_then(Value::as_array)
-        .cloned()
-        .unwrap_or_default();
-    entries.retain(|e| {
-        !(e.get("manager") == Some(&json!(manager))
-            && e.get("operation") == Some(&json!(operation))
-            && e.get("subresource").and_then(Value::as_str) == sub)
-    });
-    let mut e = json!({
-        "manager": manager,
-        "operation": operation,
-        "apiVersion": api_version,
-        "time": now_rfc3339(),
-    });
-    if let Some(s) = sub {
-        e["subresource"] = json!(s);
+    managed::Ctx {
+        group: t.group.clone(),
+        plural: t.plural.clone(),
+        custom: t.custom,
+        schema,
+        status_sub: t.status_sub,
+        sub: sub.map(str::to_string),
     }
-    entries.push(e);
-    meta.insert("managedFields".into(), Value::Array(entries));
+}
+
+/// Store `managedFields` in an object (no key when there are none).
+fn set_managed_fields(obj: &mut Value, fields: Value) {
+    let meta = meta_mut(obj);
+    if fields.as_array().is_some_and(Vec::is_empty) {
+        meta.remove("managedFields");
+    } else {
+        meta.insert("managedFields".into(), fields);
+    }
 }
 
 /// Create an object of type `t` in `ns` ("" for cluster-scoped).
@@ -470,11 +488,11 @@ fn create(
     ns: &str,
     mut obj: Value,
     dry_run: bool,
-    manager: Option<&str>,
-    operation: &str,
+    op: managed::Op,
     now: Instant,
 ) -> ApiResult<Value> {
     check_type_meta(t, &obj)?;
+    let requested = obj.pointer("/metadata/managedFields").cloned();
     let meta = meta_mut(&mut obj);
     for f in SERVER_META {
         meta.remove(*f);
@@ -551,6 +569,18 @@ fn create(
             o.remove("status");
         }
     }
+    let ctx = managed_ctx(st, t, None);
+    let fields = managed::track(
+        &ctx,
+        None,
+        &obj,
+        requested.as_ref(),
+        op,
+        &t.api_version(),
+        &now_rfc3339(),
+    )
+    .map_err(|c| managed::conflict_error(&c))?;
+    set_managed_fields(&mut obj, fields);
     controllers::on_write(st, t, None, &mut obj)?;
     if dry_run {
         let uid = st.uid();
@@ -563,18 +593,21 @@ fn create(
         return Ok(present(t, &obj));
     }
     st.stamp_new(&mut obj, catalog::has_generation(t));
-    record_manager(&mut obj, manager, operation, &t.api_version(), None);
     st.objects.insert(key.clone(), obj.clone());
     controllers::after_write(st, &key, now);
     Ok(present(t, st.objects.get(&key).unwrap_or(&obj)))
 }
 
-/// The fields that count for `metadata.generation`: all but metadata and status.
-fn spec_part(v: &Value) -> Value {
+/// The fields that count for `metadata.generation`: all but metadata and status,
+/// and for a custom resource without a status subresource all but metadata (its
+/// strategy bumps the generation on any other change, status included).
+fn spec_part(t: &ResType, v: &Value) -> Value {
     let mut o = v.clone();
     if let Value::Object(m) = &mut o {
         m.remove("metadata");
-        m.remove("status");
+        if !t.custom || t.status_sub {
+            m.remove("status");
+        }
         m.remove("apiVersion");
         m.remove("kind");
     }
@@ -590,8 +623,7 @@ fn update(
     mut new: Value,
     sub: Option<&str>,
     dry_run: bool,
-    manager: Option<&str>,
-    operation: &str,
+    op: managed::Op,
     now: Instant,
 ) -> ApiResult<Value> {
     let old = st
@@ -623,6 +655,7 @@ fn update(
             "the object has been modified; please apply your changes to the latest version and try again",
         ));
     }
+    let requested = new.pointer("/metadata/managedFields").cloned();
     let mut result = if sub == Some("status") {
         let mut r = old.clone();
         match new.get("status") {
@@ -664,8 +697,20 @@ fn update(
     };
     // Stored objects keep the apiVersion they were created with.
     result["apiVersion"] = old.get("apiVersion").cloned().unwrap_or(Value::Null);
+    let ctx = managed_ctx(st, t, sub);
+    let fields = managed::track(
+        &ctx,
+        Some(&old),
+        &result,
+        requested.as_ref(),
+        op,
+        &t.api_version(),
+        &now_rfc3339(),
+    )
+    .map_err(|c| managed::conflict_error(&c))?;
+    set_managed_fields(&mut result, fields);
     controllers::on_write(st, t, Some(&old), &mut result)?;
-    if catalog::has_generation(t) && spec_part(&result) != spec_part(&old) {
+    if catalog::has_generation(t) && spec_part(t, &result) != spec_part(t, &old) {
         let g = old
             .pointer("/metadata/generation")
             .and_then(Value::as_i64)
@@ -675,7 +720,6 @@ fn update(
     if result == old || dry_run {
         return Ok(present(t, &result));
     }
-    record_manager(&mut result, manager, operation, &t.api_version(), sub);
     let rv = st.next_rv();
     meta_mut(&mut result).insert("resourceVersion".into(), json!(rv));
     if controllers::releasable(key, &result) {
@@ -703,8 +747,7 @@ fn replace(
         body,
         sub,
         req.dry_run(),
-        req.q("fieldManager"),
-        "Update",
+        managed::Op::Update(req.manager()),
         now,
     )
 }
@@ -718,10 +761,9 @@ fn patch(
     now: Instant,
 ) -> ApiResult<(u16, Value)> {
     let ct = media_type(req.content_type);
-    let manager = req.q("fieldManager");
     match ct {
         APPLY => {
-            let Some(manager) = manager.filter(|m| !m.is_empty()) else {
+            let Some(manager) = req.q("fieldManager").filter(|m| !m.is_empty()) else {
                 return Err(ApiError::invalid(
                     "PatchOptions",
                     "meta.k8s.io",
@@ -741,59 +783,48 @@ fn patch(
                     key.name
                 )));
             }
+            if applied
+                .pointer("/metadata/managedFields")
+                .is_some_and(|m| !m.is_null())
+            {
+                return Err(ApiError::bad_request("metadata.managedFields must be nil"));
+            }
             let meta = meta_mut(&mut applied);
             for f in SERVER_META {
                 if *f != "resourceVersion" {
                     meta.remove(*f);
                 }
             }
+            let ctx = managed_ctx(st, t, sub);
+            let applier = |set| {
+                managed::Op::Apply(managed::Applier {
+                    manager: manager.to_string(),
+                    force: req.flag("force"),
+                    set,
+                })
+            };
             let Some(old) = st.objects.get(key).cloned() else {
                 if sub.is_some() {
                     return Err(ApiError::not_found(&t.group, &t.plural, &key.name));
                 }
                 let mut body = applied.clone();
                 meta_mut(&mut body).remove("resourceVersion");
+                let (body, set) = managed::apply(&ctx, None, &body, manager);
                 let obj = create(
                     st,
                     t,
                     &key.namespace,
                     body,
                     req.dry_run(),
-                    Some(manager),
-                    "Apply",
+                    applier(set),
                     now,
                 )?;
-                if !req.dry_run() {
-                    let uid = str_at(&obj, "/metadata/uid").to_string();
-                    st.applied.insert((uid, manager.to_string()), applied);
-                }
                 return Ok((201, obj));
             };
-            let uid = str_at(&old, "/metadata/uid").to_string();
-            let slot = (
-                uid,
-                format!(
-                    "{manager}{}",
-                    sub.map(|s| format!("/{s}")).unwrap_or_default()
-                ),
-            );
             let mut live = old.clone();
             meta_mut(&mut live).remove("resourceVersion");
-            patch::apply(&mut live, st.applied.get(&slot), &applied);
-            let obj = update(
-                st,
-                t,
-                key,
-                live,
-                sub,
-                req.dry_run(),
-                Some(manager),
-                "Apply",
-                now,
-            )?;
-            if !req.dry_run() {
-                st.applied.insert(slot, applied);
-            }
+            let (live, set) = managed::apply(&ctx, Some(&live), &applied, manager);
+            let obj = update(st, t, key, live, sub, req.dry_run(), applier(set), now)?;
             Ok((200, obj))
         }
         MERGE | STRATEGIC | JSON_PATCH => {
@@ -803,8 +834,10 @@ fn patch(
                 .get(key)
                 .cloned()
                 .ok_or_else(|| ApiError::not_found(&t.group, &t.plural, &key.name))?;
+            // The patch applies to the live object, resourceVersion included: a
+            // patch that sets another one is refused as stale (kubectl's
+            // managedFields migration replaces it as a precondition).
             let mut live = old.clone();
-            meta_mut(&mut live).remove("resourceVersion");
             if ct == JSON_PATCH {
                 patch::json_patch(&mut live, &body).map_err(|e| {
                     ApiError::invalid(&t.kind, &t.group, &key.name, &[("patch".into(), e)])
@@ -812,7 +845,8 @@ fn patch(
             } else {
                 patch::merge_patch(&mut live, &body);
             }
-            update(st, t, key, live, sub, req.dry_run(), manager, "Update", now).map(|v| (200, v))
+            let op = managed::Op::Update(req.manager());
+            update(st, t, key, live, sub, req.dry_run(), op, now).map(|v| (200, v))
         }
         other => Err(ApiError::unsupported_media_type(
             other,
@@ -903,7 +937,7 @@ fn delete_collection(
         json!({
             "apiVersion": t.api_version(),
             "kind": t.list_kind,
-            "metadata": {"resourceVersion": st.rv.to_string()},
+            "metadata": {"resourceVersion": st.objects.rv().to_string()},
             "items": items,
         }),
     ))

@@ -86,6 +86,7 @@ const BUILT_INS: &[BuiltIn] = &[
         &["ns"],
         true,
     ),
+    ("", "v1", "nodes", "node", "Node", false, &["no"], true),
     ("", "v1", "secrets", "secret", "Secret", true, &[], false),
     (
         "",

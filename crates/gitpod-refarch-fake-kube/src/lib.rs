@@ -1,4 +1,4 @@
-//! A **fake** of the Kubernetes API server: a stateful, in-memory HTTP server that
+//! A **fake** of the Kubernetes API server: a stateful, in-memory HTTPS server that
 //! answers the REST paths and JSON of the API server for the resources gitpod-refarch
 //! bootstraps a cluster with, closely enough for `kube` (kube-rs) as an ordinary
 //! client. It is **not Kubernetes**: it is for tests and local runs.
@@ -12,10 +12,11 @@
 //!     FakeConfig::default().with_namespace_delete_delay(Duration::from_millis(50)),
 //! )
 //! .await?;
-//! // Point a client at it, with no authentication:
-//! // kube::Client::try_from(kube::Config::new(fake.url().parse().unwrap()))
-//! let url = fake.url();
-//! # let _ = url;
+//! // Point a client at its https URL, trusting its CA (a kubeconfig's `server` and
+//! // `certificate-authority-data`), with no authentication:
+//! let (url, ca_pem) = (fake.url(), fake.ca_pem());
+//! assert!(url.starts_with("https://127.0.0.1:"));
+//! # let _ = ca_pem;
 //! // ... drive the SDK ...
 //! assert!(fake.object("namespaces", None, "default").is_some());
 //! assert_eq!(fake.cloud_load_balancers(), 0);
@@ -27,11 +28,34 @@
 //!
 //! # What it serves
 //!
+//! - HTTPS only (TLS 1.2 and 1.3, HTTP/1.1), like a real API server: at start the fake
+//!   generates a CA ([`FakeKube::ca_pem`], unique per fake) and a server certificate
+//!   it signs for `127.0.0.1`, `::1` and `localhost`. [`FakeKube::url`] is
+//!   `https://127.0.0.1:PORT` (an EKS-shaped endpoint), [`FakeKube::address`] the bare
+//!   `127.0.0.1:PORT` (GKE's shape). A client that does not trust the CA fails its
+//!   handshake; plain HTTP gets no HTTP answer. The `fake-kube` binary writes the CA
+//!   to `--ca-file`.
 //! - Discovery: `/version`, `/api`, `/api/v1`, `/apis`, `/apis/{group}` and
 //!   `/apis/{group}/{version}` (no aggregated discovery: clients fall back to these;
 //!   kube-rs's `Discovery::run()` works), `/healthz`, `/livez`, `/readyz`.
-//! - Built-in resources: core `v1` namespaces, secrets, services, serviceaccounts and
-//!   configmaps; `apps/v1` deployments; `rbac.authorization.k8s.io/v1` clusterroles,
+//! - OpenAPI: `/openapi/v2` as JSON, or as gnostic's protobuf `openapi.v2.Document`
+//!   when asked for it (`Accept: application/com.github.proto-openapi.spec.v2@v1.0+protobuf`,
+//!   what kubectl validates objects with; answered as the valid
+//!   `...spec.v2.v1.0+protobuf`), and `/openapi/v3` (the discovery document, with a
+//!   `serverRelativeURL` per group version) with `/openapi/v3/api/v1` and
+//!   `/openapi/v3/apis/{group}/{version}`. The built-in kinds' schemas are
+//!   k8s-openapi's (generated from Kubernetes' own OpenAPI document), each kind and
+//!   its List with `x-kubernetes-group-version-kind`; an Established CRD's served
+//!   versions are published from their `openAPIV3Schema` with `apiVersion`, `kind`
+//!   and `metadata` (ObjectMeta) added, and converted for v2 as the API server does
+//!   (`nullable`, `*Of`/`not` and the insides of unknown-field-preserving values
+//!   dropped; a root that preserves unknown fields is a bare `object`). So kubectl's
+//!   default client-side validation refuses an unknown field, in a built-in kind or
+//!   in a custom resource with a schema, as against a real server. The paths list
+//!   each kind's operations with the query parameters the fake honours (`dryRun`,
+//!   which `kubectl diff` looks for, `fieldManager`, `force`).
+//! - Built-in resources: core `v1` namespaces, nodes, secrets, services,
+//!   serviceaccounts and configmaps; `apps/v1` deployments; `rbac.authorization.k8s.io/v1` clusterroles,
 //!   clusterrolebindings, roles and rolebindings; `apiextensions.k8s.io/v1`
 //!   customresourcedefinitions; `admissionregistration.k8s.io/v1` validating and
 //!   mutating webhook configurations. The namespaces `default`, `kube-system`,
@@ -42,8 +66,9 @@
 //!   served version only has its `apiVersion` rewritten).
 //! - Verbs: get, list, create (POST, 201; 409 `AlreadyExists`), update (PUT; 409
 //!   `Conflict` on a stale `metadata.resourceVersion`), patch with
-//!   `application/apply-patch+yaml` (server-side apply: `fieldManager` required, else
-//!   422; creates when absent; `force` accepted), `application/merge-patch+json`,
+//!   `application/apply-patch+yaml` (server-side apply with field ownership, below:
+//!   `fieldManager` required, else 422; creates when absent; `force`),
+//!   `application/merge-patch+json`,
 //!   `application/strategic-merge-patch+json` (merge semantics) and
 //!   `application/json-patch+json`, delete (a `Success` Status, or the object while
 //!   finalizers hold it), deletecollection, the `status` subresource (where the real
@@ -52,6 +77,35 @@
 //!   `metadata.name` and `metadata.namespace` everywhere, Secrets' `type`,
 //!   Namespaces' `status.phase`, Services' `spec.clusterIP` and `spec.type`, a CRD's
 //!   `selectableFields`; any other field is 400 `field label not supported`).
+//! - Watches (`?watch=true` or `?watch=1` on a collection, namespaced or across
+//!   namespaces) for every kind it serves, custom resources included: newline-delimited
+//!   JSON `{"type": "ADDED|MODIFIED|DELETED|BOOKMARK|ERROR", "object": ...}`,
+//!   streamed (`application/json`, chunked). Without `resourceVersion` (or with `"0"`)
+//!   a watch starts with an `ADDED` event per current object; from a version it replays
+//!   the changes after it from a bounded history ([`FakeConfig::watch_history`]), and a
+//!   version older than the history gets an `ERROR` event with a 410 `Expired` Status
+//!   (`too old resource version`) and the end of the stream, as the API server's watch
+//!   cache answers. `labelSelector`/`fieldSelector` as for a list (an object that
+//!   starts or stops matching is `ADDED` or `DELETED`); `allowWatchBookmarks=true`
+//!   gets a `BOOKMARK` (only `apiVersion`, `kind`, `metadata.resourceVersion`) every
+//!   [`FakeConfig::watch_bookmark_interval`]; `timeoutSeconds` ends the stream;
+//!   `sendInitialEvents=true` with `resourceVersionMatch=NotOlderThan` (streaming
+//!   lists) sends the current objects then a bookmark annotated
+//!   `k8s.io/initial-events-end: "true"`. A deletion is `DELETED` with the object's
+//!   last state at the deletion's resourceVersion. Every change is an event, the
+//!   simulated controllers' (status writes, namespace cleanup, cert-manager) included,
+//!   and an open watch runs the controllers whose time has come, so a watcher alone
+//!   sees a CRD become Established. A watch ends when the CRD of its type is deleted,
+//!   when the fake is frozen and when it shuts down. Watches count as reads
+//!   ([`CallKind::Read`], verb `watch`); an injected fault answers the watch request
+//!   itself, never a stream already open.
+//! - Lists carry the collection's `metadata.resourceVersion` (list, then watch from
+//!   it). `resourceVersion` with `resourceVersionMatch`: `NotOlderThan` (the default)
+//!   answers the current state, `Exact` the state at that version (rebuilt from the
+//!   history: 410 `Expired` when it no longer reaches it); a version newer than the
+//!   current one is 504 `Timeout` (`Too large resource version`). `limit` and
+//!   `continue` page in key order (namespace, name), every page of the snapshot of
+//!   the first one, with `remainingItemCount` when there is no selector.
 //! - Request bodies: JSON (also without a `Content-Type`) and YAML
 //!   (`application/yaml`) for create and update, the four patch types above for a
 //!   patch; any other body (`application/vnd.kubernetes.protobuf`, which kubectl sends
@@ -62,12 +116,50 @@
 //!   kinds that have one in Kubernetes: Deployments, CRDs, webhook configurations and
 //!   custom resources, not Namespaces, Services, Secrets, ConfigMaps,
 //!   ServiceAccounts or RBAC objects; bumped when anything but metadata and status
-//!   changes), `managedFields` (one entry per manager and operation, without
-//!   `fieldsV1`), `deletionTimestamp`.
+//!   changes, and for a custom resource without a status subresource when anything
+//!   but metadata changes, as its strategy does; status written through `/status`
+//!   never bumps it, and status sent to the main resource of a type with a status
+//!   subresource is ignored), `managedFields` (below), `deletionTimestamp`.
+//! - Field ownership (`metadata.managedFields`), after the API server's
+//!   structured-merge-diff: entries with `manager`, `operation` (`Apply` or
+//!   `Update`), `apiVersion`, `time`, `fieldsType: FieldsV1`, `fieldsV1` (`f:` fields,
+//!   `k:{..}` items of keyed lists, `v:` items of set lists, `.` for a node owned
+//!   itself) and `subresource: status` for status writes, in the server's order.
+//!   Keyed lists: containers, init containers, env and volumes by `name`, container
+//!   ports by `containerPort`+`protocol`, volume mounts by `mountPath`, Service ports
+//!   by `port`+`protocol`, `status.conditions` by `type`, CRD versions and webhooks by
+//!   `name`, `ownerReferences` by `uid`; `metadata.finalizers` is a set; a custom
+//!   resource's lists follow its CRD schema's `x-kubernetes-list-type` and
+//!   `x-kubernetes-list-map-keys`; every other list is atomic. An apply owns the
+//!   fields of its configuration, merges keyed lists item by item, removes the
+//!   fields it applied last time and no longer applies unless another manager owns
+//!   them (shared values are co-owned), and changing a field another manager owns is
+//!   409 `Conflict` (`Apply failed with 1 conflict: conflict with "m" using v1:
+//!   .data.x`, `details.causes` of reason `FieldManagerConflict`) unless `force=true`,
+//!   which takes the field over. Creates, updates and patches are `Update`
+//!   operations that take over the fields they change (manager: `fieldManager`, else
+//!   the `User-Agent` before its first `/`, as the API server derives it:
+//!   `kubectl-client-side-apply`, `kubectl-label` and the like come from kubectl
+//!   itself). `managedFields` in an apply is 400 (`metadata.managedFields must be
+//!   nil`); in an update or patch an empty list is ignored, `[{}]` clears them, and
+//!   any other list replaces them (kubectl's migration from client-side apply).
 //! - Errors are `kind: Status` objects with `reason` and `code`: `NotFound`,
 //!   `AlreadyExists`, `Conflict`, `Invalid` (with `details.causes`), `BadRequest`,
 //!   `Forbidden`, `MethodNotAllowed`, `UnsupportedMediaType`, `InternalError`,
-//!   `TooManyRequests`, `ServiceUnavailable`.
+//!   `TooManyRequests`, `ServiceUnavailable`, `Unauthorized`.
+//! - Authentication, off by default ([`Auth::Anyone`]: any token or none). With
+//!   [`Auth::Eks`] ([`FakeConfig::with_auth`]) it accepts EKS tokens for one cluster:
+//!   `k8s-aws-v1.` + unpadded base64url of a presigned STS `GetCallerIdentity` URL,
+//!   checked as EKS checks it (STS host or the configured emulator endpoint, path
+//!   `/`, only SigV4's query parameters, each once, `x-k8s-aws-id` signed,
+//!   `X-Amz-Expires` in 0..=900, `X-Amz-Date` less than 15 minutes old, at most 4 KiB)
+//!   and, given the credentials STS knows ([`EksAuth::with_credentials`]), its SigV4
+//!   signature computed with the cluster's name as `x-k8s-aws-id`, so a token for
+//!   another cluster is refused. Anything else with a bearer token is 401
+//!   `Unauthorized` (message `Unauthorized`, as the API server says no more); without
+//!   a token the anonymous user may `GET` `/version`, `/healthz`, `/livez`, `/readyz`
+//!   and gets 403 `Forbidden` elsewhere. Refused requests are not recorded in
+//!   [`FakeKube::calls`]; the `/fake-kube/` admin endpoint needs no token.
 //!
 //! # Simulated behaviour (all delays in [`FakeConfig`])
 //!
@@ -112,22 +204,71 @@
 //!   `status.loadBalancer.ingress: [{ip: 203.0.113.N}]` after `lb_provision_delay`.
 //!   On DELETE it lingers with a `deletionTimestamp` for `lb_delete_delay`, then its
 //!   load balancer is released and it vanishes.
+//! - **Nodes of node pools**: [`FakeKube::set_node_pool`] (or, for a cloud fake in
+//!   another process, the fake-only admin endpoint `PUT /fake-kube/nodepools/{pool}`
+//!   with a [`NodePool`] as camelCase JSON; `DELETE` removes the pool, `GET
+//!   /fake-kube/nodepools` lists them) publishes a pool's nodes as core `v1` Node
+//!   objects, as a cloud's nodes look: named from a caller-given prefix (`gke-CLUSTER-
+//!   POOL-HASH-` plus four random characters, or `aks-POOL-NNNNNNNN-vmss` plus a
+//!   six-digit base-36 instance index), labelled `kubernetes.io/hostname`, `os`,
+//!   `arch`, `node.kubernetes.io/instance-type`, `topology.kubernetes.io/region` and
+//!   `zone` (and the `beta.`/`failure-domain.` forms) plus the pool's labels,
+//!   `spec.taints` from the pool, `Ready=True` (and the pressure conditions False),
+//!   `nodeInfo` (kubelet version, OS image), `capacity`/`allocatable` derived from the
+//!   machine type, an InternalIP and Hostname address, and spread over the pool's
+//!   zones. Resizing adds nodes or removes the newest; a changed pool relabels and
+//!   retaints its nodes (labels and taints others added stay). Nodes are ordinary
+//!   objects: list, label selectors, watch, patch, the `status` subresource; a node
+//!   deleted through the API is gone (the pool makes a new one only when next set).
+//!   The admin endpoint is outside `/api` and `/apis`, has no counterpart in a real
+//!   API server, takes no credentials and is not recorded in [`FakeKube::calls`].
+//!   fake-gcp and fake-azure call it for the GKE node pools and AKS agent pools they
+//!   hold when they are given a kube endpoint.
 //!
 //! # How it differs from Kubernetes (known gaps)
 //!
-//! - No watches: `?watch=true` is answered 405 `MethodNotAllowed`. List and poll.
-//! - No authentication, authorization (RBAC objects are stored, never enforced) or
-//!   admission beyond the cert-manager webhook simulation; webhook configurations are
-//!   stored and never called.
-//! - Server-side apply is approximated without field ownership: an apply merges the
-//!   applied configuration into the object (objects recursively, lists replaced
-//!   whole), removing the fields the same manager applied last time and no longer
-//!   does. There are no conflicts between managers (`force` changes nothing), no
-//!   list merging by key, and `managedFields` carries no `fieldsV1`. Strategic merge
-//!   patch is a JSON merge patch (`$patch` directives dropped).
-//! - No paging (`limit`/`continue` ignored: everything at once), no `Table` output,
-//!   no protobuf (a protobuf body is 415; answers are JSON whatever the `Accept`), no
-//!   OpenAPI documents, no `resourceVersion` semantics on reads.
+//! - TLS: the CA and keys are new at every start (a restarted fake has another CA:
+//!   clients must be given the new one), certificates name only the loopback
+//!   addresses and `localhost` (not `kubernetes.default.svc`), HTTP/2 is not offered
+//!   (ALPN `http/1.1` only), and client certificates are not asked for.
+//! - Watches are served from one history of recent changes for all kinds (the API
+//!   server keeps one per resource): busy kinds push quiet ones' old versions out
+//!   sooner. No `/watch/` path prefix (deprecated), no watch of a single object's
+//!   path (use `fieldSelector=metadata.name=`), no `sendInitialEvents=false`
+//!   subtleties beyond starting at the given version, no random timeout when
+//!   `timeoutSeconds` is absent (the stream lasts until shutdown), and a watch from
+//!   a future version waits for it rather than failing after a few seconds. The
+//!   `DELETED` event of an object released by the removal of its last finalizer
+//!   carries the object as stored before that update (finalizer still listed).
+//! - Authentication only of EKS tokens, and never by calling STS: without
+//!   [`EksAuth::with_credentials`] a token's signature is checked for its shape only
+//!   (a token signed for another cluster passes), and the token's identity is not
+//!   mapped to a user (no access entries or `aws-auth`). No client certificates, no
+//!   other token kinds (GKE, AKS), no authorization (RBAC objects are stored, never
+//!   enforced) and no admission beyond the cert-manager webhook simulation; webhook
+//!   configurations are stored and never called.
+//! - Field ownership knows the schema only through the table of keyed lists above
+//!   (and CRD schemas): maps and structs are not told apart, so an object created
+//!   by an `Update` gets `.` on new objects a Go client would have sent as empty
+//!   structs only for `metadata`, `spec`, `status` and a Deployment's template and
+//!   strategy; defaults the fake sets are owned by no one; applies are not converted
+//!   between versions; a list item missing its key makes the list atomic (the API
+//!   server refuses it). Strategic merge patch is a JSON merge patch (lists replaced
+//!   whole, `$patch` directives dropped).
+//! - No `Table` output, no protobuf (a protobuf body is 415; answers are JSON
+//!   whatever the `Accept`). kubectl 1.20 (Debian's) sends JSON and works; newer
+//!   kubectl (1.32 seen) sends protobuf for `create secret`, `create namespace` and
+//!   `create clusterrolebinding` and does not fall back to JSON on a 415, so those
+//!   commands fail against the fake. `resourceVersion` on a get is ignored (the
+//!   current object).
+//! - OpenAPI: the documents carry no `fieldValidation` parameter (the fake does not
+//!   validate fields: `fieldValidation=Strict` is ignored and unknown fields are
+//!   stored), no Kubernetes extensions beyond the GVK and action ones (no
+//!   `x-kubernetes-patch-strategy`/`-merge-key`: kubectl's client-side apply then
+//!   replaces lists it would merge), no `ETag`/`304`, and the OpenAPI requests are
+//!   exempt from injected faults. Only the kinds the fake serves are described (no
+//!   `Status`, `DeleteOptions` or other kinds of the real document); v3 documents
+//!   have no group (`apis/{group}`) entries.
 //! - The cert-manager stand-in registers no ACME account and never fails an issuer:
 //!   every issuer becomes `Ready=True` (a bad ACME server or solver is not noticed).
 //! - Validation is shallow: names, type metadata, the Secret keys its `type` requires,
@@ -135,6 +276,11 @@
 //!   checks named above; no
 //!   OpenAPI schema validation of custom resources and no defaulting beyond the
 //!   fields named above.
+//! - Nodes have no kubelet behind them: conditions never change (no heartbeats, no
+//!   `NotReady`, no node lifecycle controller, no leases in `kube-node-lease`), no
+//!   `nodes/proxy`, no images or volumes; capacity is a rough function of the
+//!   machine type; all the clusters a cloud fake holds publish their nodes into the
+//!   one Kubernetes fake; a node deleted through the API does not re-register.
 //! - No other controllers: no Pods, ReplicaSets, Endpoints, garbage collection by
 //!   owner references or service account tokens. Timed effects happen when the fake is
 //!   next asked something (a request or a library call), not in the background.
@@ -155,12 +301,20 @@ use serde_json::Value;
 use tokio::sync::{oneshot, watch};
 
 mod api;
+mod auth;
 mod catalog;
 mod controllers;
+mod managed;
+mod nodes;
+mod openapi;
 mod patch;
 mod status;
 mod store;
+mod tls;
+mod watches;
 
+pub use auth::{Auth, EksAuth};
+pub use nodes::{NameSuffix, NodePool, NodePoolError, NodeTaint};
 use status::ApiError;
 use store::Store;
 
@@ -204,6 +358,15 @@ pub struct FakeConfig {
     pub webhook_namespace: String,
     /// Name of the cert-manager webhook Deployment (default `cert-manager-webhook`).
     pub webhook_deployment: String,
+    /// How many recent changes (of any type) are kept for watches to start from
+    /// (default 1000): a watch from an older `resourceVersion` gets a 410 `Expired`
+    /// `ERROR` event, a list or continue token from one 410 `Expired`.
+    pub watch_history: usize,
+    /// Period of the `BOOKMARK` events of a watch with `allowWatchBookmarks=true`
+    /// (default 60 s, about what the API server does).
+    pub watch_bookmark_interval: Duration,
+    /// Who may call the fake (default [`Auth::Anyone`]: no authentication).
+    pub auth: Auth,
 }
 
 impl Default for FakeConfig {
@@ -223,6 +386,9 @@ impl Default for FakeConfig {
             acme_challenges_fail: None,
             webhook_namespace: "cert-manager".into(),
             webhook_deployment: "cert-manager-webhook".into(),
+            watch_history: 1000,
+            watch_bookmark_interval: Duration::from_secs(60),
+            auth: Auth::Anyone,
         }
     }
 }
@@ -288,6 +454,21 @@ impl FakeConfig {
         self.acme_challenges_fail = Some(reason.into());
         self
     }
+    /// Set [`FakeConfig::watch_history`].
+    pub fn with_watch_history(mut self, events: usize) -> Self {
+        self.watch_history = events;
+        self
+    }
+    /// Set [`FakeConfig::watch_bookmark_interval`].
+    pub fn with_watch_bookmark_interval(mut self, d: Duration) -> Self {
+        self.watch_bookmark_interval = d;
+        self
+    }
+    /// Set [`FakeConfig::auth`].
+    pub fn with_auth(mut self, auth: Auth) -> Self {
+        self.auth = auth;
+        self
+    }
     /// Set [`FakeConfig::webhook_namespace`] and [`FakeConfig::webhook_deployment`].
     pub fn with_webhook_deployment(
         mut self,
@@ -326,7 +507,8 @@ pub struct Call {
     pub body: Option<Value>,
     /// HTTP status answered.
     pub status: u16,
-    /// The response body.
+    /// The response body (`null` for a watch, whose events are streamed; for an
+    /// OpenAPI document, `{"mediaType": .., "bytes": n}`).
     pub response: Value,
     /// The Kubernetes verb: `get`, `list`, `watch`, `create`, `update`, `patch`,
     /// `apply` (a patch with `application/apply-patch+yaml`), `delete`,
@@ -372,6 +554,7 @@ struct Shared {
     state: Mutex<Store>,
     frozen: watch::Sender<bool>,
     addr: SocketAddr,
+    ca_pem: String,
 }
 
 impl Shared {
@@ -403,15 +586,19 @@ impl std::fmt::Debug for FakeKube {
 }
 
 impl FakeKube {
-    /// Bind 127.0.0.1 on [`FakeConfig::port`] and serve in a background task.
+    /// Bind 127.0.0.1 on [`FakeConfig::port`] and serve HTTPS in a background task,
+    /// with a certificate signed by a CA generated now ([`FakeKube::ca_pem`]).
     pub async fn start(config: FakeConfig) -> std::io::Result<FakeKube> {
+        let authority = tls::Authority::generate()?;
         let listener = tokio::net::TcpListener::bind(("127.0.0.1", config.port)).await?;
         let addr = listener.local_addr()?;
+        let listener = tls::TlsListener::new(listener, authority.server)?;
         let (frozen, _) = watch::channel(false);
         let shared = Arc::new(Shared {
             state: Mutex::new(Store::new(config)),
             frozen,
             addr,
+            ca_pem: authority.ca_pem,
         });
         let app = Router::new().fallback(handle).with_state(shared.clone());
         let (stop, stopped) = oneshot::channel::<()>();
@@ -429,9 +616,23 @@ impl FakeKube {
         })
     }
 
-    /// The base URL, e.g. `http://127.0.0.1:40123`.
+    /// The base URL, e.g. `https://127.0.0.1:40123` (the shape of an EKS endpoint).
+    /// Clients must trust [`FakeKube::ca_pem`].
     pub fn url(&self) -> String {
-        format!("http://{}", self.shared.addr)
+        format!("https://{}", self.shared.addr)
+    }
+
+    /// The bare address, e.g. `127.0.0.1:40123`: the shape of a GKE cluster's
+    /// `endpoint` (no scheme; clients put `https://` in front).
+    pub fn address(&self) -> String {
+        self.shared.addr.to_string()
+    }
+
+    /// The PEM of the CA certificate generated at start, which signed the server's
+    /// certificate (SANs `127.0.0.1`, `::1`, `localhost`): what a client must trust,
+    /// as it trusts a real cluster's `certificate-authority-data`.
+    pub fn ca_pem(&self) -> String {
+        self.shared.ca_pem.clone()
     }
 
     /// The bound address.
@@ -488,6 +689,27 @@ impl FakeKube {
         st.counts = Counts::default();
     }
 
+    /// Create, resize or change the simulated node pool `pool` (an id of the
+    /// caller's choosing: letters, digits, `-`, `_`, `.`) and publish its nodes as
+    /// core `v1` Node objects; returns their names. Growing adds nodes (spread over
+    /// the zones), shrinking removes the newest, and a changed spec relabels and
+    /// retaints the existing nodes. The same as `PUT /fake-kube/nodepools/{pool}`.
+    pub fn set_node_pool(&self, pool: &str, spec: NodePool) -> Result<Vec<String>, NodePoolError> {
+        nodes::set_pool(&mut self.shared.settled(), pool, spec)
+    }
+
+    /// Remove the simulated node pool `pool` and its nodes; returns the names of the
+    /// nodes removed (none when the pool does not exist). The same as
+    /// `DELETE /fake-kube/nodepools/{pool}`.
+    pub fn remove_node_pool(&self, pool: &str) -> Vec<String> {
+        nodes::remove_pool(&mut self.shared.settled(), pool)
+    }
+
+    /// The simulated node pools, by id.
+    pub fn node_pools(&self) -> BTreeMap<String, NodePool> {
+        nodes::pools(&self.shared.lock())
+    }
+
     /// Change [`FakeConfig::fault_rate`].
     pub fn set_fault_rate(&self, rate: f64) {
         self.shared.lock().config.fault_rate = rate;
@@ -524,8 +746,10 @@ impl FakeKube {
 
     /// Stop serving and wait for the server task.
     pub async fn shutdown(mut self) {
-        // Release hung requests so the graceful shutdown can finish.
+        // Release hung requests and end the open watches so the graceful shutdown
+        // can finish.
         self.shared.frozen.send_replace(false);
+        self.shared.lock().objects.close_watches();
         if let Some(stop) = self.stop.take() {
             let _ = stop.send(());
         }
@@ -599,6 +823,13 @@ async fn handle(
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
+    // The fake-only admin endpoint (node pools), outside /api and /apis.
+    if uri.path().starts_with("/fake-kube/") {
+        let answer = nodes::admin(&mut shared.settled(), method.as_str(), uri.path(), &body);
+        if let Some((code, out)) = answer {
+            return json_response(code, &out, None);
+        }
+    }
     let mut frozen = shared.frozen.subscribe();
     if *frozen.borrow_and_update() {
         // A frozen fake is a killed process: this request never has an effect.
@@ -609,6 +840,21 @@ async fn handle(
             "the fake was frozen while this request waited",
         );
         return json_response(503, &err.body(), None);
+    }
+    // Authentication (off by default; EKS tokens): see auth.rs. Refusals are not recorded.
+    let authorization = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok());
+    let auth = shared.lock().config.auth.clone();
+    if let Err(e) = auth::check(&auth, authorization, method.as_str(), uri.path()) {
+        return json_response(e.code, &e.body(), None);
+    }
+    // The OpenAPI documents (JSON or protobuf, by `Accept`): see openapi.rs.
+    if method == Method::GET {
+        let accept = headers.get(header::ACCEPT).and_then(|v| v.to_str().ok());
+        if let Some(doc) = openapi::serve(&mut shared.settled(), uri.path(), accept.unwrap_or("")) {
+            return openapi::response(doc);
+        }
     }
     let query = parse_query(uri.query().unwrap_or(""));
     let content_type = headers
@@ -623,20 +869,31 @@ async fn handle(
         content_type: content_type.as_deref().unwrap_or(""),
         body: &body,
         server_addr: &addr,
+        user_agent: headers
+            .get(header::USER_AGENT)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or(""),
     };
-    let (code, out, retry_after) = {
+    let (code, out, retry_after, opened) = {
         let mut st = shared.lock();
-        let (code, out, retry_after, freeze) = process(&mut st, &req);
+        let (code, out, retry_after, freeze, opened) = process(&mut st, &req);
         if freeze {
             shared.frozen.send_replace(true);
         }
-        (code, out, retry_after)
+        (code, out, retry_after, opened)
     };
+    if let Some(plan) = opened {
+        return watches::response(shared, plan);
+    }
     json_response(code, &out, retry_after)
 }
 
-/// Handle one request against the state; returns (status, body, Retry-After, freeze now).
-fn process(st: &mut Store, req: &api::Request<'_>) -> (u16, Value, Option<u64>, bool) {
+/// What [`process`] answers: status, body, Retry-After, freeze now, and an opened
+/// watch (whose events are streamed instead of the body).
+type Processed = (u16, Value, Option<u64>, bool, Option<watches::Plan>);
+
+/// Handle one request against the state.
+fn process(st: &mut Store, req: &api::Request<'_>) -> Processed {
     let now = Instant::now();
     controllers::settle(st, now);
     let route = api::route(req.path);
@@ -644,6 +901,7 @@ fn process(st: &mut Store, req: &api::Request<'_>) -> (u16, Value, Option<u64>, 
 
     let fault_rate = st.config.fault_rate;
     let fault = fault_rate > 0.0 && st.rng.random::<f64>() < fault_rate;
+    let mut opened = None;
     let result = if fault {
         if st.rng.random::<bool>() {
             let mut e = ApiError::new(
@@ -661,6 +919,12 @@ fn process(st: &mut Store, req: &api::Request<'_>) -> (u16, Value, Option<u64>, 
                 "the server is currently unable to handle the request (injected by fake-kube)",
             ))
         }
+    } else if verb == "watch" {
+        // A watch answers 200 and streams its events (recorded as a `null` body).
+        watches::open(st, &route, req).map(|plan| {
+            opened = Some(plan);
+            (200, Value::Null)
+        })
     } else {
         api::handle(st, &route, req, now)
     };
@@ -716,7 +980,7 @@ fn process(st: &mut Store, req: &api::Request<'_>) -> (u16, Value, Option<u64>, 
             }
         }
     }
-    (status, out, retry_after, freeze)
+    (status, out, retry_after, freeze, opened)
 }
 
 #[cfg(test)]

@@ -1,5 +1,5 @@
-//! Patch semantics (JSON merge patch, an approximation of server-side apply, JSON
-//! patch) and label/field selectors.
+//! Patch semantics (JSON merge patch, JSON patch) and label/field selectors
+//! (server-side apply is in `managed.rs`).
 
 use serde_json::{Map, Value};
 
@@ -39,37 +39,6 @@ fn strip_directives(v: &Value) -> Value {
         ),
         Value::Array(a) => Value::Array(a.iter().map(strip_directives).collect()),
         other => other.clone(),
-    }
-}
-
-/// Server-side apply, approximated: remove from `live` every field the manager
-/// applied last time (`previous`) and no longer applies (`applied`), then merge
-/// `applied` over it (objects recursively, lists and scalars replaced).
-pub(crate) fn apply(live: &mut Value, previous: Option<&Value>, applied: &Value) {
-    if let Some(prev) = previous {
-        prune(live, prev, applied);
-    }
-    merge_patch(live, applied);
-}
-
-/// Remove from `live` the fields present in `prev` and absent from `now`.
-fn prune(live: &mut Value, prev: &Value, now: &Value) {
-    let (Value::Object(l), Value::Object(p)) = (live, prev) else {
-        return;
-    };
-    for (k, pv) in p {
-        match now.get(k) {
-            None => {
-                l.remove(k);
-            }
-            Some(nv) => {
-                if let Some(lv) = l.get_mut(k) {
-                    if pv.is_object() && nv.is_object() {
-                        prune(lv, pv, nv);
-                    }
-                }
-            }
-        }
     }
 }
 
@@ -311,15 +280,10 @@ mod tests {
     use serde_json::json;
 
     #[test]
-    fn merge_and_apply() {
+    fn merge() {
         let mut live = json!({"a": 1, "b": {"c": 2, "d": 3}, "l": [1, 2]});
         merge_patch(&mut live, &json!({"b": {"c": null, "e": 4}, "l": [3]}));
         assert_eq!(live, json!({"a": 1, "b": {"d": 3, "e": 4}, "l": [3]}));
-
-        let mut live = json!({"x": 1, "y": {"p": 1, "q": 2}, "other": true});
-        let prev = json!({"x": 1, "y": {"p": 1, "q": 2}});
-        apply(&mut live, Some(&prev), &json!({"y": {"p": 5}}));
-        assert_eq!(live, json!({"y": {"p": 5}, "other": true}));
     }
 
     #[test]

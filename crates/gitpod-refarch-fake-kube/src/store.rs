@@ -1,13 +1,14 @@
 //! The in-memory state: objects, resource versions, timers of the simulated
 //! controllers, and the call log.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use serde_json::{json, Value};
 
+use crate::watches::Objects;
 use crate::{Call, Counts, FakeConfig};
 
 /// Where an object lives: group, plural, namespace ("" when cluster-scoped), name.
@@ -40,9 +41,9 @@ pub(crate) struct CertProgress {
 pub(crate) struct Store {
     pub(crate) config: FakeConfig,
     pub(crate) rng: StdRng,
-    pub(crate) objects: BTreeMap<Key, Value>,
-    /// Last resourceVersion handed out.
-    pub(crate) rv: u64,
+    /// The objects, the resourceVersion counter and the history of changes the
+    /// watches are served from: every change goes through it.
+    pub(crate) objects: Objects,
     /// CRD uid -> when it becomes Established.
     pub(crate) crd_established_at: HashMap<String, Instant>,
     /// Deployment uid -> (generation, when it becomes ready).
@@ -55,37 +56,37 @@ pub(crate) struct Store {
     pub(crate) certificates: HashMap<String, CertProgress>,
     /// Issuer or ClusterIssuer uid -> (generation being reconciled, when it is).
     pub(crate) issuers: HashMap<String, (i64, Instant)>,
-    /// (object uid, field manager) -> the configuration it last applied.
-    pub(crate) applied: HashMap<(String, String), Value>,
     pub(crate) next_lb_ip: u32,
     pub(crate) next_cluster_ip: u32,
     pub(crate) next_node_port: u32,
     pub(crate) calls: Vec<Call>,
     pub(crate) counts: Counts,
     pub(crate) freeze_after: Option<u64>,
+    /// Simulated node pools and their nodes (see `nodes.rs`).
+    pub(crate) nodes: crate::nodes::Pools,
 }
 
 impl Store {
     pub(crate) fn new(config: FakeConfig) -> Store {
         let rng = StdRng::seed_from_u64(config.seed);
+        let objects = Objects::new(config.watch_history);
         let mut st = Store {
             config,
+            objects,
             rng,
-            objects: BTreeMap::new(),
-            rv: 0,
             crd_established_at: HashMap::new(),
             deployment_ready_at: HashMap::new(),
             namespace_finalize_at: HashMap::new(),
             load_balancers: HashMap::new(),
             certificates: HashMap::new(),
             issuers: HashMap::new(),
-            applied: HashMap::new(),
             next_lb_ip: 1,
             next_cluster_ip: 10,
             next_node_port: 30000,
             calls: Vec::new(),
             counts: Counts::default(),
             freeze_after: None,
+            nodes: crate::nodes::Pools::default(),
         };
         for ns in ["default", "kube-node-lease", "kube-public", "kube-system"] {
             let mut obj = json!({
@@ -111,8 +112,7 @@ impl Store {
 
     /// The next resourceVersion.
     pub(crate) fn next_rv(&mut self) -> String {
-        self.rv += 1;
-        self.rv.to_string()
+        self.objects.next_rv().to_string()
     }
 
     /// A random UUID (version 4 layout).
@@ -182,7 +182,6 @@ impl Store {
         self.load_balancers.remove(&uid);
         self.certificates.remove(&uid);
         self.issuers.remove(&uid);
-        self.applied.retain(|(u, _), _| *u != uid);
     }
 
     /// Remove an object for good (and its side tables).

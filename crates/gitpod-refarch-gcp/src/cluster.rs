@@ -104,13 +104,8 @@ fn output(cl: &Cluster) -> Result<Output> {
         })?;
     Ok(Output::Cluster {
         name: cl.name.clone(),
-        // GKE reports a bare address; a URL with a scheme (a local Kubernetes fake
-        // over plain HTTP) is kept as is.
-        endpoint: if cl.endpoint.contains("://") {
-            cl.endpoint.clone()
-        } else {
-            format!("https://{}", cl.endpoint)
-        },
+        // GKE reports a bare address: the API server is at https:// in front of it.
+        endpoint: format!("https://{}", cl.endpoint),
         ca_certificate_pem: pem,
     })
 }

@@ -1,5 +1,6 @@
 //! GKE end to end with the inside of the cluster: the GCP fake reports the Kubernetes
-//! fake's URL as the cluster's endpoint, and the bootstrap (kube-rs) gets its tokens
+//! fake's address as the cluster's endpoint (bare, as GKE does) with its CA, the
+//! bootstrap reaches it over HTTPS trusting that CA, and the bootstrap (kube-rs) gets its tokens
 //! from the GCP provider (`ClusterCredentials`; anonymous against the fakes) and its
 //! DNS-01 solver and external-dns settings from the Cloud DNS identity's output.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
@@ -62,7 +63,7 @@ fn engine_with_bootstrap(p: Arc<GcpProvider>, store: Arc<MemoryStateStore>) -> E
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn gke_with_cloud_dns_keys_bootstraps_its_cluster_and_tears_it_down() {
     let k = kube().await;
-    let g = fake(FakeConfig::default().with_kube_endpoint(Some(k.url()))).await;
+    let g = fake(FakeConfig::default().with_kube(k.url(), k.ca_pem())).await;
     let p = Arc::new(GcpProvider::connect(config(&g.url())).await.unwrap());
     let store = Arc::new(MemoryStateStore::default());
     let engine = engine_with_bootstrap(p, store.clone());
@@ -71,6 +72,34 @@ async fn gke_with_cloud_dns_keys_bootstraps_its_cluster_and_tears_it_down() {
     let report = engine.apply_spec(&spec).await.unwrap();
     assert!(report.failed.is_empty(), "{:?}", report.failed);
     assert_eq!(report.changed.len(), 20, "{:?}", report.changed);
+
+    // GKE's shape: a bare address and the base64 of the CA's PEM, which the provider
+    // turns into an https:// URL that the bootstrap reached with that CA.
+    let (_, cluster) = g
+        .resources()
+        .into_iter()
+        .find(|(n, _)| n.contains("/clusters/") && !n.contains("/nodePools/"))
+        .unwrap();
+    assert_eq!(cluster["endpoint"], k.address());
+    assert_eq!(
+        cluster["masterAuth"]["clusterCaCertificate"],
+        base64::engine::general_purpose::STANDARD.encode(k.ca_pem())
+    );
+    let state = store.load().unwrap().unwrap();
+    let (endpoint, ca) = state
+        .outputs
+        .values()
+        .find_map(|o| match o {
+            Output::Cluster {
+                endpoint,
+                ca_certificate_pem,
+                ..
+            } => Some((endpoint.clone(), ca_certificate_pem.clone())),
+            _ => None,
+        })
+        .unwrap();
+    assert_eq!(endpoint, k.url());
+    assert_eq!(ca, k.ca_pem());
 
     // The solver is Cloud DNS in the project, with the DNS service account's key.
     let issuer = k.object("clusterissuers", None, "gitpod-issuer").unwrap();
@@ -149,7 +178,7 @@ async fn gke_with_cloud_dns_keys_bootstraps_its_cluster_and_tears_it_down() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn with_workload_identity_the_service_accounts_are_annotated_and_no_key_is_stored() {
     let k = kube().await;
-    let g = fake(FakeConfig::default().with_kube_endpoint(Some(k.url()))).await;
+    let g = fake(FakeConfig::default().with_kube(k.url(), k.ca_pem())).await;
     let mut cfg = config(&g.url());
     cfg.workload_identity = true;
     let p = Arc::new(GcpProvider::connect(cfg).await.unwrap());
@@ -185,7 +214,7 @@ async fn with_workload_identity_the_service_accounts_are_annotated_and_no_key_is
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_bring_your_own_certificate_is_written_as_its_tls_secret() {
     let k = kube().await;
-    let g = fake(FakeConfig::default().with_kube_endpoint(Some(k.url()))).await;
+    let g = fake(FakeConfig::default().with_kube(k.url(), k.ca_pem())).await;
     let p = Arc::new(GcpProvider::connect(config(&g.url())).await.unwrap());
     let data = concat!(
         env!("CARGO_MANIFEST_DIR"),
@@ -238,5 +267,156 @@ async fn a_bring_your_own_certificate_is_written_as_its_tls_secret() {
     let gone = engine.destroy(&spec).await.unwrap();
     assert!(gone.failed.is_empty(), "{:?}", gone.failed);
     assert!(k.object("namespaces", None, "gitpod").is_none());
+    k.shutdown().await;
+}
+
+/// The node pools' nodes, as the Kubernetes fake serves them once the GCP fake has
+/// published them, carry the Gitpod labels of their pool: checked as `gitpod-installer
+/// validate cluster` checks them, a label selector per required label with at least
+/// one node each, plus GKE's pool label, the pool's taints (GKE's effect names mapped
+/// to Kubernetes') and one node per zone and minimum count. The default pool's nodes
+/// go with it, and every node goes with the cluster.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_pool_has_nodes_with_the_gitpod_labels_the_installer_checks() {
+    use gitpod_refarch::spec::{PoolRole, Taint};
+    use serde_json::Value;
+
+    let k = kube().await;
+    let g = fake(FakeConfig::default().with_kube(k.url(), k.ca_pem())).await;
+    let p = Arc::new(GcpProvider::connect(config(&g.url())).await.unwrap());
+    let engine = engine_with_bootstrap(p, Arc::new(MemoryStateStore::default()));
+    let mut spec = spec();
+    spec.node_pools.headless_workspaces.taints.push(Taint::new(
+        "gitpod.io/headless",
+        "true",
+        "PreferNoSchedule",
+    ));
+    spec.validate().unwrap();
+    let report = engine.apply_spec(&spec).await.unwrap();
+    assert!(report.failed.is_empty(), "{:?}", report.failed);
+
+    let http = reqwest::Client::builder()
+        .tls_certs_only(reqwest::Certificate::from_pem_bundle(k.ca_pem().as_bytes()).unwrap())
+        .build()
+        .unwrap();
+    let nodes = |selector: String| {
+        let req = http
+            .get(format!("{}/api/v1/nodes", k.url()))
+            .query(&[("labelSelector", selector)]);
+        async move {
+            let resp = req.send().await.unwrap();
+            assert_eq!(resp.status(), 200);
+            let list: Value = resp.json().await.unwrap();
+            assert_eq!(list["kind"], "NodeList");
+            list["items"].as_array().cloned().unwrap()
+        }
+    };
+    let pools = g.resources();
+    let mut total = 0;
+    for role in PoolRole::ALL {
+        let name = role.short_name();
+        let of_pool = nodes(format!("cloud.google.com/gke-nodepool={name}")).await;
+        let (_, pool) = pools
+            .iter()
+            .find(|(k, _)| k.ends_with(&format!("/nodePools/{name}")))
+            .unwrap();
+        let zones = pool["locations"].as_array().unwrap().len();
+        let min = spec.node_pools.get(role).min_nodes.max(1) as usize;
+        assert_eq!(of_pool.len(), min * zones, "{name}");
+        total += of_pool.len();
+        for label in role.required_labels() {
+            let with_label = nodes(format!("{label}=true")).await;
+            assert!(!with_label.is_empty(), "no node has {label}=true");
+            for n in &with_label {
+                assert_eq!(
+                    n["metadata"]["labels"]["cloud.google.com/gke-nodepool"], name,
+                    "{label}"
+                );
+            }
+        }
+        for n in &of_pool {
+            let labels = &n["metadata"]["labels"];
+            let node_name = n["metadata"]["name"].as_str().unwrap();
+            assert!(
+                node_name.starts_with(&format!("gke-gp-{name}-")),
+                "{node_name}"
+            );
+            assert_eq!(
+                labels["node.kubernetes.io/instance-type"],
+                spec.node_pools.get(role).machine_type.as_str()
+            );
+            assert_eq!(labels["topology.kubernetes.io/region"], REGION);
+            let ready = n["status"]["conditions"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .find(|c| c["type"] == "Ready")
+                .unwrap();
+            assert_eq!(ready["status"], "True");
+            let taints = n["spec"]["taints"].as_array().cloned().unwrap_or_default();
+            if role == PoolRole::HeadlessWorkspaces {
+                assert_eq!(
+                    taints,
+                    vec![
+                        serde_json::json!({"key": "gitpod.io/headless", "value": "true", "effect": "PreferNoSchedule"})
+                    ]
+                );
+            } else {
+                assert!(taints.is_empty(), "{name}: {taints:?}");
+            }
+        }
+    }
+    // The default pool was removed, and its nodes with it.
+    assert!(nodes("cloud.google.com/gke-nodepool=default-pool".into())
+        .await
+        .is_empty());
+    assert_eq!(
+        nodes(String::new()).await.len(),
+        total,
+        "only the pools' nodes"
+    );
+
+    // Resized through GKE's setSize, the pool gains nodes (two per zone).
+    let (pool_key, pool) = pools
+        .iter()
+        .find(|(k, _)| k.ends_with("/nodePools/regular-ws"))
+        .unwrap();
+    let zones = pool["locations"].as_array().unwrap().len();
+    let op: Value = http
+        .post(format!("{}/v1/{pool_key}:setSize", g.url()))
+        .json(&serde_json::json!({"nodeCount": 2}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let op_url = format!(
+        "{}/v1/projects/{PROJECT}/locations/{REGION}/operations/{}",
+        g.url(),
+        op["name"].as_str().unwrap()
+    );
+    for _ in 0..10 {
+        let o: Value = http
+            .get(&op_url)
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        if o["status"] == "DONE" {
+            break;
+        }
+    }
+    let regular = nodes("cloud.google.com/gke-nodepool=regular-ws".into()).await;
+    assert_eq!(regular.len(), 2 * zones);
+
+    let gone = engine.destroy(&spec).await.unwrap();
+    assert!(gone.failed.is_empty(), "{:?}", gone.failed);
+    assert!(
+        nodes(String::new()).await.is_empty(),
+        "the nodes go with the cluster"
+    );
     k.shutdown().await;
 }

@@ -5,7 +5,10 @@
 //! - [`FaultProxy`] is a small HTTP/1.1 reverse proxy to put between the AWS SDK
 //!   and moto: it counts read and mutating calls, and injects throttling and 503
 //!   faults, or freezes a mutating call after its effect happened, because moto
-//!   itself has no fault injection.
+//!   itself has no fault injection. It can also answer for what moto lacks: EKS
+//!   clusters whose endpoint and CA are a fake-kube's
+//!   ([`FaultProxy::set_eks_endpoint`]), and EC2's `DependencyViolation` while
+//!   load balancers still hold the network ([`FaultProxy::set_dependency_guard`]).
 //! - [`leaks`] lists every resource type the provider creates, so a test can
 //!   assert that nothing is left after a destroy.
 //! - [`sdk_config`] builds an `SdkConfig` for an endpoint (moto or the proxy).
@@ -277,6 +280,12 @@ struct ProxyState {
     slow_left: BTreeMap<&'static str, u32>,
     /// Answers rewritten so far.
     slowed: u64,
+    /// EKS cluster `endpoint` and base64 `certificateAuthority.data` to answer.
+    eks_endpoint: Option<(String, String)>,
+    /// While this answers true, network deletes get `DependencyViolation`.
+    dependency_guard: Option<Arc<dyn Fn() -> bool + Send + Sync>>,
+    /// Network deletes answered with `DependencyViolation`.
+    dependency_violations: u64,
 }
 
 /// What to do with one request.
@@ -311,6 +320,9 @@ impl FaultProxy {
                 slow: 0,
                 slow_left: BTreeMap::new(),
                 slowed: 0,
+                eks_endpoint: None,
+                dependency_guard: None,
+                dependency_violations: 0,
             }),
             frozen: watch::Sender::new(false),
         });
@@ -379,6 +391,30 @@ impl FaultProxy {
         self.inner.state().slowed
     }
 
+    /// From now on, EKS `DescribeCluster` and `CreateCluster` answers carry
+    /// `endpoint` as `cluster.endpoint` and base64 of `ca_pem` as
+    /// `cluster.certificateAuthority.data` (EKS's shapes: an `https://` URL and a
+    /// base64 PEM), so the cluster's API server is a fake-kube (moto's EKS serves no
+    /// Kubernetes API).
+    pub fn set_eks_endpoint(&self, endpoint: &str, ca_pem: &str) {
+        use base64::Engine as _;
+        let ca = base64::engine::general_purpose::STANDARD.encode(ca_pem);
+        self.inner.state().eks_endpoint = Some((endpoint.to_string(), ca));
+    }
+
+    /// While `held()` answers true, EC2 `DeleteVpc`, `DeleteSubnet`,
+    /// `DeleteSecurityGroup`, `DetachInternetGateway` and `DeleteInternetGateway`
+    /// are answered with EC2's `DependencyViolation` (not forwarded), as AWS answers
+    /// while a load balancer's network interfaces are still in the VPC.
+    pub fn set_dependency_guard(&self, held: impl Fn() -> bool + Send + Sync + 'static) {
+        self.inner.state().dependency_guard = Some(Arc::new(held));
+    }
+
+    /// How many network deletes were refused by [`FaultProxy::set_dependency_guard`].
+    pub fn dependency_violations(&self) -> u64 {
+        self.inner.state().dependency_violations
+    }
+
     /// Turns fault injection and any pending freeze off (a connection that is
     /// already frozen stays frozen).
     pub fn clear_faults(&self) {
@@ -404,6 +440,20 @@ impl ProxyInner {
 
     /// Counts the request and decides whether to fault, forward or freeze it.
     fn decide(&self, class: &Classified) -> Decision {
+        let network_delete = matches!(
+            class.key.as_str(),
+            "ec2:DeleteVpc"
+                | "ec2:DeleteSubnet"
+                | "ec2:DeleteSecurityGroup"
+                | "ec2:DetachInternetGateway"
+                | "ec2:DeleteInternetGateway"
+        );
+        let held = self.state().dependency_guard.clone();
+        // The guard is called without the proxy's lock held.
+        if network_delete && held.is_some_and(|held| held()) {
+            self.state().dependency_violations += 1;
+            return Decision::Fault(dependency_violation(&class.key));
+        }
         let mut guard = self.state();
         let state = &mut *guard;
         if state.fault_rate > 0.0 && state.rng.random_bool(state.fault_rate) {
@@ -489,13 +539,37 @@ impl ProxyInner {
     }
 }
 
-/// `raw` with the first of `from` found in the body replaced by `to`, and its
-/// Content-Length fixed; `None` if none is found.
-fn replace_in_body(raw: &[u8], from: &[&str], to: &str) -> Option<Vec<u8>> {
+impl ProxyInner {
+    /// Applies [`FaultProxy::set_eks_endpoint`] to one forwarded exchange.
+    fn eks_endpoint(&self, class: &Classified, raw: Vec<u8>) -> Vec<u8> {
+        if !matches!(
+            class.key.as_str(),
+            "eks:GET /clusters/{id}" | "eks:POST /clusters"
+        ) {
+            return raw;
+        }
+        let Some((endpoint, ca)) = self.state().eks_endpoint.clone() else {
+            return raw;
+        };
+        rewrite_body(&raw, |body| {
+            let mut v: serde_json::Value = serde_json::from_str(body).ok()?;
+            let cluster = v.get_mut("cluster")?.as_object_mut()?;
+            cluster.insert("endpoint".into(), endpoint.into());
+            cluster.insert(
+                "certificateAuthority".into(),
+                serde_json::json!({ "data": ca }),
+            );
+            Some(v.to_string())
+        })
+        .unwrap_or(raw)
+    }
+}
+
+/// `raw` with its body replaced by `f(body)` and its Content-Length fixed; `None` if
+/// there is no body or `f` gives none.
+fn rewrite_body(raw: &[u8], f: impl FnOnce(&str) -> Option<String>) -> Option<Vec<u8>> {
     let end = find(raw, b"\r\n\r\n")?;
-    let body = String::from_utf8(raw[end + 4..].to_vec()).ok()?;
-    let pat = from.iter().find(|p| body.contains(**p))?;
-    let body = body.replacen(pat, to, 1);
+    let body = f(std::str::from_utf8(&raw[end + 4..]).ok()?)?;
     let head = String::from_utf8_lossy(&raw[..end]);
     let mut out = String::new();
     for line in head.split("\r\n") {
@@ -509,6 +583,15 @@ fn replace_in_body(raw: &[u8], from: &[&str], to: &str) -> Option<Vec<u8>> {
     out.push_str("\r\n");
     out.push_str(&body);
     Some(out.into_bytes())
+}
+
+/// `raw` with the first of `from` found in the body replaced by `to`, and its
+/// Content-Length fixed; `None` if none is found.
+fn replace_in_body(raw: &[u8], from: &[&str], to: &str) -> Option<Vec<u8>> {
+    rewrite_body(raw, |body| {
+        let pat = from.iter().find(|p| body.contains(**p))?;
+        Some(body.replacen(pat, to, 1))
+    })
 }
 
 /// A parsed client request; the body is kept raw (still chunked if it was).
@@ -569,7 +652,10 @@ async fn serve_one(inner: Arc<ProxyInner>, client: TcpStream) -> std::io::Result
         Decision::Fault(response) => response,
         Decision::Forward { freeze } => {
             let response = match forward(&inner.upstream, &request).await {
-                Ok(raw) => with_connection_close(&inner.slow_down(&class, raw)),
+                Ok(raw) => {
+                    let raw = inner.eks_endpoint(&class, inner.slow_down(&class, raw));
+                    with_connection_close(&raw)
+                }
                 Err(e) => simple_response(502, "Bad Gateway", &[], &format!("fault proxy: {e}")),
             };
             if freeze {
@@ -740,6 +826,26 @@ fn simple_response(status: u16, reason: &str, headers: &[(&str, &str)], body: &s
 /// The empty 503 fault (the same for every service).
 fn unavailable_response() -> Vec<u8> {
     simple_response(503, "Service Unavailable", &[], "")
+}
+
+/// EC2's `DependencyViolation` for a network delete (`ec2:Action`).
+fn dependency_violation(key: &str) -> Vec<u8> {
+    let what = key.trim_start_matches("ec2:");
+    simple_response(
+        400,
+        "Bad Request",
+        &[("Content-Type", "text/xml")],
+        &format!(
+            concat!(
+                r#"<?xml version="1.0" encoding="UTF-8"?>"#,
+                "<Response><Errors><Error><Code>DependencyViolation</Code>",
+                "<Message>{} refused: the resource has a dependent object (a load ",
+                "balancer's network interface; injected by the test proxy)</Message>",
+                "</Error></Errors><RequestID>x</RequestID></Response>"
+            ),
+            what
+        ),
+    )
 }
 
 /// The throttling error of `service`, in that service's protocol.

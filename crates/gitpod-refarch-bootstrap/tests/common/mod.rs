@@ -99,6 +99,23 @@ pub fn fake_config() -> FakeConfig {
         .with_lb_delete_delay(Duration::from_millis(200))
 }
 
+/// A kube-rs client for the fake as a user's kubeconfig would make it: its https URL,
+/// trusting its CA; no authentication.
+pub fn kube_client(fake: &FakeKube) -> kube::Client {
+    use rustls::pki_types::pem::PemObject as _;
+    use rustls::pki_types::CertificateDer;
+    // A plain kube-rs client needs a process-wide rustls provider when the workspace
+    // enables both ring and aws-lc-rs (the bootstrap itself names ring explicitly).
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let mut config = kube::Config::new(fake.url().parse().unwrap());
+    config.root_cert = Some(
+        CertificateDer::pem_slice_iter(fake.ca_pem().as_bytes())
+            .map(|c| c.unwrap().to_vec())
+            .collect(),
+    );
+    kube::Client::try_from(config).unwrap()
+}
+
 /// One installation: the fake, the simulated cloud, the engine and its state.
 pub struct Setup {
     pub fake: FakeKube,
@@ -153,8 +170,9 @@ impl Setup {
     pub async fn start(fake: FakeConfig, source: CertManagerSource) -> Setup {
         let fake = FakeKube::start(fake).await.unwrap();
         let sim = Arc::new(
+            // GKE's shape (the spec is GCP's): a bare address and the cluster's CA.
             SimCloud::new(Arc::new(TokioClock::new()), LatencyProfile::instant())
-                .with_cluster_endpoint(fake.url()),
+                .with_cluster_endpoint(fake.address(), fake.ca_pem()),
         );
         let creds = TestCredentials::new(Some(Duration::from_secs(3600)));
         let store = Arc::new(MemoryStateStore::default());

@@ -48,9 +48,14 @@ struct Args {
     /// Accept ARM calls without a bearer token.
     #[arg(long)]
     no_auth: bool,
-    /// Every AKS cluster's fqdn is this URL (a Kubernetes fake).
-    #[arg(long)]
+    /// Every AKS cluster's API server is the Kubernetes fake at this https URL (the
+    /// credentials' kubeconfig names it as server). Needs --kube-ca-file.
+    #[arg(long, requires = "kube_ca_file")]
     kube_endpoint: Option<String>,
+    /// PEM file of the CA the Kubernetes fake's certificate chains to (fake-kube
+    /// --ca-file): the kubeconfig's certificate-authority-data.
+    #[arg(long, value_name = "PATH", requires = "kube_endpoint")]
+    kube_ca_file: Option<std::path::PathBuf>,
     /// Role assignments for a new principal fail this many times first.
     #[arg(long, default_value_t = 0)]
     principal_not_found_attempts: u32,
@@ -79,6 +84,18 @@ async fn main() -> std::io::Result<()> {
         .with_kube_endpoint(args.kube_endpoint)
         .with_principal_not_found_attempts(args.principal_not_found_attempts)
         .with_providers_registered(args.providers_registered);
+    if let Some(path) = &args.kube_ca_file {
+        match std::fs::read_to_string(path) {
+            Ok(pem) => config = config.with_kube_ca_pem(Some(pem)),
+            Err(e) => {
+                eprintln!(
+                    "fake-azure: cannot read --kube-ca-file {}: {e}",
+                    path.display()
+                );
+                std::process::exit(2);
+            }
+        }
+    }
     if !args.subscriptions.is_empty() {
         config = config.with_subscriptions(args.subscriptions);
     }

@@ -34,9 +34,14 @@ struct Args {
     /// A project that exists at start (repeatable; default: p).
     #[arg(long = "project")]
     projects: Vec<String>,
-    /// Every GKE cluster reports this URL as its API server (a Kubernetes fake).
-    #[arg(long)]
+    /// Every GKE cluster's API server is the Kubernetes fake at this URL (reported
+    /// as GKE does: a bare address). Needs --kube-ca-file.
+    #[arg(long, requires = "kube_ca_file")]
     kube_endpoint: Option<String>,
+    /// PEM file of the CA the Kubernetes fake's certificate chains to (fake-kube
+    /// --ca-file): reported as the clusters' masterAuth.clusterCaCertificate.
+    #[arg(long, value_name = "PATH", requires = "kube_endpoint")]
+    kube_ca_file: Option<std::path::PathBuf>,
 }
 
 #[tokio::main]
@@ -54,6 +59,18 @@ async fn main() -> std::io::Result<()> {
         .with_fail_operation(args.fail_operation)
         .with_seed(args.seed)
         .with_kube_endpoint(args.kube_endpoint);
+    if let Some(path) = &args.kube_ca_file {
+        match std::fs::read_to_string(path) {
+            Ok(pem) => config = config.with_kube_ca_pem(Some(pem)),
+            Err(e) => {
+                eprintln!(
+                    "fake-gcp: cannot read --kube-ca-file {}: {e}",
+                    path.display()
+                );
+                std::process::exit(2);
+            }
+        }
+    }
     if !args.projects.is_empty() {
         config = config.with_projects(args.projects);
     }

@@ -1,7 +1,9 @@
-//! `fake-kube`: run the Kubernetes API server fake as a standalone server on 127.0.0.1.
+//! `fake-kube`: run the Kubernetes API server fake as a standalone HTTPS server on
+//! 127.0.0.1.
 //!
-//! Prints its base URL as the first line of stdout, keeps state in memory and stops
-//! cleanly (exit code 0) on SIGTERM or SIGINT.
+//! Writes the PEM of the CA generated at start to `--ca-file` (when given), then prints
+//! its base URL (`https://127.0.0.1:PORT`) as the first line of stdout, keeps state in
+//! memory and stops cleanly (exit code 0) on SIGTERM or SIGINT.
 
 use std::io::Write as _;
 use std::time::Duration;
@@ -16,6 +18,10 @@ struct Args {
     /// Port on 127.0.0.1 (0: any free port).
     #[arg(long, default_value_t = 0)]
     port: u16,
+    /// Write the PEM of the CA that signed the server's certificate to PATH (written
+    /// before the URL is printed), for clients to trust.
+    #[arg(long, value_name = "PATH")]
+    ca_file: Option<std::path::PathBuf>,
     /// Fraction of calls answered 429 or 503 before any effect.
     #[arg(long, default_value_t = 0.0)]
     fault_rate: f64,
@@ -76,6 +82,12 @@ async fn main() -> std::io::Result<()> {
         config = config.with_acme_challenges_fail(reason);
     }
     let fake = FakeKube::start(config).await?;
+    if let Some(path) = &args.ca_file {
+        if let Err(e) = std::fs::write(path, fake.ca_pem()) {
+            eprintln!("fake-kube: cannot write --ca-file {}: {e}", path.display());
+            std::process::exit(2);
+        }
+    }
     {
         let mut out = std::io::stdout().lock();
         writeln!(out, "{}", fake.url())?;

@@ -6,9 +6,9 @@ use gitpod_refarch_fake_kube::{FakeConfig, FakeKube};
 use serde_json::{json, Value};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-/// One plain HTTP/1.1 request; (status, body as JSON, or `Null`).
+/// One raw HTTP/1.1 request (over TLS); (status, body as JSON, or `Null`).
 async fn raw(fake: &FakeKube, method: &str, path: &str, ct: &str, body: &[u8]) -> (u16, Value) {
-    let mut stream = tokio::net::TcpStream::connect(fake.addr()).await.unwrap();
+    let mut stream = crate::tls_connect(fake).await;
     let mut head = format!(
         "{method} {path} HTTP/1.1\r\nHost: {}\r\nConnection: close\r\nAccept: application/json\r\nContent-Length: {}\r\n",
         fake.addr(),

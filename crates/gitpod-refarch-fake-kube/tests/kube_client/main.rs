@@ -2,12 +2,18 @@
 //! to link).
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+mod auth;
 mod cert_manager;
 mod crud;
 mod faults;
 mod fidelity;
+mod kubectl;
 mod load_balancer;
+mod nodes;
+mod ssa;
 mod standalone;
+mod tls;
+mod watch;
 
 use std::future::Future;
 use std::time::{Duration, Instant};
@@ -17,17 +23,72 @@ use kube::api::{Patch, PatchParams};
 use kube::{Api, Client};
 use serde_json::{json, Value};
 
-/// A kube-rs client for a base URL, without authentication.
-pub fn client_for(url: &str) -> Client {
+/// The DER certificates of a PEM bundle.
+pub fn pem_certs(pem: &str) -> Vec<Vec<u8>> {
+    use base64::Engine as _;
+    let mut certs = Vec::new();
+    let mut body: Option<String> = None;
+    for line in pem.lines().map(str::trim) {
+        if line == "-----BEGIN CERTIFICATE-----" {
+            body = Some(String::new());
+        } else if line == "-----END CERTIFICATE-----" {
+            let b64 = body.take().expect("END without BEGIN");
+            certs.push(
+                base64::engine::general_purpose::STANDARD
+                    .decode(b64)
+                    .unwrap(),
+            );
+        } else if let Some(b) = body.as_mut() {
+            b.push_str(line);
+        }
+    }
+    assert!(!certs.is_empty(), "no certificate in {pem:?}");
+    certs
+}
+
+/// The kube-rs configuration for a base URL that trusts the CA `ca_pem` (PEM), as a
+/// kubeconfig's `certificate-authority-data` does; no authentication.
+pub fn config_for(url: &str, ca_pem: &str) -> kube::Config {
+    let mut config = kube::Config::new(url.parse().unwrap());
+    config.root_cert = Some(pem_certs(ca_pem));
+    config
+}
+
+/// A kube-rs client for a base URL that trusts the CA `ca_pem`, without
+/// authentication.
+pub fn client_for(url: &str, ca_pem: &str) -> Client {
     // When the workspace builds kube with rustls and both ring and aws-lc-rs are
     // enabled (the cloud SDKs), rustls needs a process-wide provider chosen.
     let _ = rustls::crypto::ring::default_provider().install_default();
-    Client::try_from(kube::Config::new(url.parse().unwrap())).unwrap()
+    Client::try_from(config_for(url, ca_pem)).unwrap()
 }
 
-/// A kube-rs client for the fake.
+/// A TLS connection to the fake that trusts its CA, for raw HTTP/1.1 requests.
+pub async fn tls_connect(
+    fake: &FakeKube,
+) -> tokio_rustls::client::TlsStream<tokio::net::TcpStream> {
+    use rustls::pki_types::{CertificateDer, ServerName};
+    let mut roots = rustls::RootCertStore::empty();
+    for der in pem_certs(&fake.ca_pem()) {
+        roots.add(CertificateDer::from(der)).unwrap();
+    }
+    let config = rustls::ClientConfig::builder_with_provider(std::sync::Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .unwrap()
+    .with_root_certificates(roots)
+    .with_no_client_auth();
+    let tcp = tokio::net::TcpStream::connect(fake.addr()).await.unwrap();
+    tokio_rustls::TlsConnector::from(std::sync::Arc::new(config))
+        .connect(ServerName::IpAddress(fake.addr().ip().into()), tcp)
+        .await
+        .unwrap()
+}
+
+/// A kube-rs client for the fake (HTTPS, trusting its CA).
 pub fn client(fake: &FakeKube) -> Client {
-    client_for(&fake.url())
+    client_for(&fake.url(), &fake.ca_pem())
 }
 
 /// The field manager the SDK uses.

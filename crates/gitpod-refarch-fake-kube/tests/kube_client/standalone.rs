@@ -1,4 +1,5 @@
-//! The `fake-kube` binary: prints its URL first, serves, exits 0 on SIGTERM.
+//! The `fake-kube` binary: writes its CA to `--ca-file`, prints its https URL first,
+//! serves, exits 0 on SIGTERM.
 
 use std::io::{BufRead as _, BufReader};
 use std::process::{Command, Stdio};
@@ -12,10 +13,20 @@ use crate::client_for;
 
 #[tokio::test]
 async fn the_binary_serves_and_stops_on_sigterm() {
+    let ca_file = std::env::temp_dir().join(format!(
+        "fake-kube-ca-{}-{}.pem",
+        std::process::id(),
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_nanos()
+    ));
     let mut child = Command::new(env!("CARGO_BIN_EXE_fake-kube"))
         .args([
             "--port",
             "0",
+            "--ca-file",
+            ca_file.to_str().unwrap(),
             "--namespace-delete-delay-ms",
             "10",
             "--acme-challenges-fail",
@@ -28,9 +39,12 @@ async fn the_binary_serves_and_stops_on_sigterm() {
         .read_line(&mut line)
         .unwrap();
     let url = line.trim().to_string();
-    assert!(url.starts_with("http://127.0.0.1:"), "{url}");
+    assert!(url.starts_with("https://127.0.0.1:"), "{url}");
+    let ca = std::fs::read_to_string(&ca_file).unwrap();
+    let _ = std::fs::remove_file(&ca_file);
+    assert!(ca.starts_with("-----BEGIN CERTIFICATE-----"), "{ca}");
 
-    let namespaces: Api<Namespace> = Api::all(client_for(&url));
+    let namespaces: Api<Namespace> = Api::all(client_for(&url, &ca));
     let names: Vec<String> = namespaces
         .list(&ListParams::default())
         .await

@@ -858,7 +858,8 @@ pub enum Output {
     Cluster {
         /// Provider name of the cluster.
         name: String,
-        /// API server URL.
+        /// API server: an `https://` URL, or a bare address (GKE's shape, reached
+        /// over `https://`). Never plain HTTP: the bootstrap refuses `http://`.
         endpoint: String,
         /// Cluster CA certificate (PEM).
         ca_certificate_pem: String,

@@ -250,7 +250,9 @@ pub struct SimCloud {
     counts: Mutex<CallCounts>,
     mutations: AtomicU64,
     crash: CrashSignal,
-    cluster_endpoint: Option<String>,
+    /// The cluster's API server and the PEM of its CA, when a local Kubernetes fake
+    /// answers for it.
+    cluster_endpoint: Option<(String, String)>,
 }
 
 enum Gate {
@@ -284,11 +286,17 @@ impl SimCloud {
         }
     }
 
-    /// Report `url` as the cluster's API server (with no CA: a local Kubernetes fake
-    /// over plain HTTP), so an in-cluster bootstrap can run against it.
+    /// Report `url` (an `https://` URL, or a bare `host:port` as GKE reports it) as
+    /// the cluster's API server, with `ca_certificate_pem` the PEM of the CA that
+    /// signed its certificate (a local Kubernetes fake's), so an in-cluster bootstrap
+    /// can run against it over TLS.
     #[must_use]
-    pub fn with_cluster_endpoint(mut self, url: impl Into<String>) -> Self {
-        self.cluster_endpoint = Some(url.into());
+    pub fn with_cluster_endpoint(
+        mut self,
+        url: impl Into<String>,
+        ca_certificate_pem: impl Into<String>,
+    ) -> Self {
+        self.cluster_endpoint = Some((url.into(), ca_certificate_pem.into()));
         self
     }
 
@@ -580,10 +588,10 @@ impl SimCloud {
                 principal: format!("cluster-{}@iam.sim.invalid", s.name),
             },
             Desired::Cluster(s) => match &self.cluster_endpoint {
-                Some(url) => Output::Cluster {
+                Some((url, ca)) => Output::Cluster {
                     name: s.name.clone(),
                     endpoint: url.clone(),
-                    ca_certificate_pem: String::new(),
+                    ca_certificate_pem: ca.clone(),
                 },
                 None => Output::Cluster {
                     name: s.name.clone(),
