@@ -14,142 +14,36 @@
 //! next request.
 
 use std::collections::BTreeMap;
-use std::time::Duration;
 
+use gitpod_refarch_fake_kube::{DesiredNodePools, NodePoolPublisher};
 use serde_json::{json, Value};
 
 use crate::state::{ptr, s, State};
 
-/// What was last published, and the client that publishes.
-#[derive(Default)]
-pub(crate) struct Publisher {
-    inner: tokio::sync::Mutex<Inner>,
-}
+/// Publishes node pools' nodes to the kube fake through its admin client.
+pub(crate) struct Publisher(NodePoolPublisher);
 
-#[derive(Default)]
-struct Inner {
-    /// Pool id -> the body last sent.
-    published: BTreeMap<String, Value>,
-    /// The client, for (endpoint, CA) it was built for.
-    client: Option<((String, Option<String>), reqwest::Client)>,
-    /// The last error logged per pool ("" for the client): each is logged once, not
-    /// after every request.
-    errors: BTreeMap<String, String>,
-}
-
-impl Inner {
-    fn log(&mut self, pool: &str, message: String) {
-        if self.errors.get(pool) != Some(&message) {
-            eprintln!("fake-azure: {message} (the call itself is answered as usual)");
-            self.errors.insert(pool.to_string(), message);
-        }
+impl Default for Publisher {
+    fn default() -> Self {
+        Publisher(NodePoolPublisher::new("fake-azure"))
     }
-}
-
-/// An error with its sources (reqwest's own message omits the cause).
-fn chain(e: &dyn std::error::Error) -> String {
-    let mut out = e.to_string();
-    let mut source = e.source();
-    while let Some(s) = source {
-        out.push_str(": ");
-        out.push_str(&s.to_string());
-        source = s.source();
-    }
-    out
-}
-
-/// The admin base URL of a configured kube endpoint (a URL or a bare address).
-fn base_url(endpoint: &str) -> String {
-    let e = endpoint.trim_end_matches('/');
-    if e.contains("://") {
-        e.to_string()
-    } else {
-        format!("https://{e}")
-    }
-}
-
-fn build_client(ca_pem: Option<&str>) -> Result<reqwest::Client, String> {
-    let mut b = reqwest::Client::builder().timeout(Duration::from_secs(10));
-    if let Some(pem) = ca_pem {
-        let certs = reqwest::Certificate::from_pem_bundle(pem.as_bytes())
-            .map_err(|e| format!("the kube CA is not PEM: {e}"))?;
-        b = b.tls_certs_only(certs);
-    }
-    b.build().map_err(|e| e.to_string())
 }
 
 impl Publisher {
     /// Publish the difference between the node pools in `state` and what was last
     /// published (nothing without a kube endpoint).
     pub(crate) async fn sync(&self, state: &std::sync::Mutex<State>) {
-        let mut inner = self.inner.lock().await;
-        let (endpoint, ca, desired) = {
-            let st = state.lock().unwrap_or_else(|e| e.into_inner());
-            let Some(endpoint) = st.config.kube_endpoint.clone() else {
-                return;
-            };
-            (endpoint, st.config.kube_ca_pem.clone(), desired(&st))
-        };
-        let changed: Vec<(String, Value)> = desired
-            .iter()
-            .filter(|(k, v)| inner.published.get(*k) != Some(*v))
-            .map(|(k, v)| (k.clone(), v.clone()))
-            .collect();
-        let gone: Vec<String> = inner
-            .published
-            .keys()
-            .filter(|k| !desired.contains_key(*k))
-            .cloned()
-            .collect();
-        if changed.is_empty() && gone.is_empty() {
-            return;
-        }
-        let key = (endpoint.clone(), ca.clone());
-        let client = match &inner.client {
-            Some((k, c)) if *k == key => c.clone(),
-            _ => match build_client(ca.as_deref()) {
-                Ok(c) => {
-                    inner.client = Some((key, c.clone()));
-                    c
-                }
-                Err(e) => {
-                    inner.log("", format!("cannot publish nodes to the kube fake: {e}"));
-                    return;
-                }
-            },
-        };
-        let base = base_url(&endpoint);
-        for (id, body) in changed {
-            let url = format!("{base}/fake-kube/nodepools/{id}");
-            match send(client.put(&url).json(&body)).await {
-                Ok(()) => {
-                    inner.errors.remove(&id);
-                    inner.published.insert(id, body);
-                }
-                Err(e) => inner.log(&id, format!("publishing the nodes of {id} failed: {e}")),
-            }
-        }
-        for id in gone {
-            let url = format!("{base}/fake-kube/nodepools/{id}");
-            match send(client.delete(&url)).await {
-                Ok(()) => {
-                    inner.errors.remove(&id);
-                    inner.published.remove(&id);
-                }
-                Err(e) => inner.log(&id, format!("removing the nodes of {id} failed: {e}")),
-            }
-        }
-    }
-}
-
-async fn send(req: reqwest::RequestBuilder) -> Result<(), String> {
-    let resp = req.send().await.map_err(|e| chain(&e))?;
-    let status = resp.status();
-    if status.is_success() {
-        Ok(())
-    } else {
-        let text = resp.text().await.unwrap_or_default();
-        Err(format!("{status}: {text}"))
+        self.0
+            .sync(|| {
+                let st = state.lock().unwrap_or_else(|e| e.into_inner());
+                let endpoint = st.config.kube_endpoint.clone()?;
+                Some(DesiredNodePools {
+                    endpoint,
+                    ca_pem: st.config.kube_ca_pem.clone(),
+                    pools: desired(&st),
+                })
+            })
+            .await;
     }
 }
 
@@ -333,6 +227,5 @@ mod tests {
             .as_str()
             .unwrap()
             .starts_with("aks-regularws-"));
-        assert_eq!(base_url("https://127.0.0.1:1/"), "https://127.0.0.1:1");
     }
 }

@@ -207,7 +207,8 @@
 //! - **Nodes of node pools**: [`FakeKube::set_node_pool`] (or, for a cloud fake in
 //!   another process, the fake-only admin endpoint `PUT /fake-kube/nodepools/{pool}`
 //!   with a [`NodePool`] as camelCase JSON; `DELETE` removes the pool, `GET
-//!   /fake-kube/nodepools` lists them) publishes a pool's nodes as core `v1` Node
+//!   /fake-kube/nodepools` lists them; [`NodePoolPublisher`] is the client the GCP and
+//!   Azure fakes use, sending only what changed) publishes a pool's nodes as core `v1` Node
 //!   objects, as a cloud's nodes look: named from a caller-given prefix (`gke-CLUSTER-
 //!   POOL-HASH-` plus four random characters, or `aks-POOL-NNNNNNNN-vmss` plus a
 //!   six-digit base-36 instance index), labelled `kubernetes.io/hostname`, `os`,
@@ -308,6 +309,7 @@ mod managed;
 mod nodes;
 mod openapi;
 mod patch;
+mod publisher;
 mod status;
 mod store;
 mod tls;
@@ -315,6 +317,7 @@ mod watches;
 
 pub use auth::{Auth, EksAuth};
 pub use nodes::{NameSuffix, NodePool, NodePoolError, NodeTaint};
+pub use publisher::{DesiredNodePools, NodePoolPublisher};
 use status::ApiError;
 use store::Store;
 
