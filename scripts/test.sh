@@ -45,6 +45,29 @@ if ! command -v named >/dev/null 2>&1; then
     || { $sudo apt-get update -q >/dev/null && $sudo apt-get install -y -q --no-install-recommends bind9 bind9-utils >/dev/null; }
 fi
 
+# The self-managed parts' real servers (gitpod-refarch-selfmanaged tests start private
+# instances on random ports): Debian's MariaDB, Docker's registry (distribution) with
+# htpasswd from apache2-utils. A policy-rc.d that denies service starts keeps the
+# packaged MariaDB service from starting during the install (and is removed after).
+missing_pkgs=""
+command -v mariadbd >/dev/null 2>&1 || missing_pkgs="$missing_pkgs mariadb-server"
+command -v docker-registry >/dev/null 2>&1 || missing_pkgs="$missing_pkgs docker-registry"
+command -v htpasswd >/dev/null 2>&1 || missing_pkgs="$missing_pkgs apache2-utils"
+if [ -n "$missing_pkgs" ]; then
+  echo "== installing$missing_pkgs (Debian)"
+  sudo=""; [ "$(id -u)" -ne 0 ] && sudo="sudo"
+  policy_added=""
+  if [ ! -e /usr/sbin/policy-rc.d ]; then
+    printf '#!/bin/sh\nexit 101\n' | $sudo tee /usr/sbin/policy-rc.d >/dev/null
+    $sudo chmod 755 /usr/sbin/policy-rc.d
+    policy_added=1
+  fi
+  # shellcheck disable=SC2086
+  $sudo apt-get install -y -q --no-install-recommends $missing_pkgs >/dev/null 2>&1 \
+    || { $sudo apt-get update -q >/dev/null && $sudo apt-get install -y -q --no-install-recommends $missing_pkgs >/dev/null; }
+  if [ -n "$policy_added" ]; then $sudo rm -f /usr/sbin/policy-rc.d; fi
+fi
+
 # Debian's kubectl (kubernetes-client) runs the guide's kubectl steps against fake-kube
 # (scripts/kubectl-suite.sh, from the fake-kube tests, which use $GITPOD_REFARCH_KUBECTL).
 if [ -z "${GITPOD_REFARCH_KUBECTL:-}" ]; then

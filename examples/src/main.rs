@@ -11,10 +11,14 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use clap::{Parser, Subcommand, ValueEnum};
-use gitpod_refarch::engine::{Clock, Event, EventSink, TokioClock};
+use gitpod_refarch::engine::{Clock, Event, EventSink, TokioClock, VerifyOptions};
 use gitpod_refarch::sim::{LatencyProfile, SimCloud};
 use gitpod_refarch::state::FileStateStore;
-use gitpod_refarch::{Engine, ErrorKind, Providers, ReferenceArchitecture};
+use gitpod_refarch::verify::{Check, Part, VerifyContext};
+use gitpod_refarch::{
+    ClusterProvider, Database, DnsProvider, Engine, ErrorKind, ObjectStore, Providers,
+    ReferenceArchitecture, Registry, Verifier,
+};
 #[cfg(feature = "aws")]
 use gitpod_refarch_aws::{AwsConfig, AwsProvider};
 #[cfg(feature = "azure")]
@@ -119,6 +123,22 @@ enum Command {
     Destroy,
     /// Print the recorded outputs (no secret values).
     Outputs,
+    /// Check every part as Gitpod will use it, with the credentials of the installer
+    /// bundle: a table of checks (PART, CHECK, STATUS, DETAIL), or the report as JSON
+    /// with --json. Exit code 0 when nothing failed, 1 when a check failed, 3 with
+    /// --strict when a check was skipped, 2 for a usage error.
+    Verify {
+        /// Also run the checks that must run inside the cluster, instead of reporting
+        /// parts unreachable from here as skipped.
+        #[arg(long)]
+        in_cluster: bool,
+        /// Exit with 3 when any check was skipped (not run).
+        #[arg(long)]
+        strict: bool,
+        /// Seconds each verifier may take.
+        #[arg(long, default_value_t = 120)]
+        timeout: u64,
+    },
 }
 
 fn load_spec(path: Option<&Path>) -> Result<ReferenceArchitecture, String> {
@@ -278,7 +298,12 @@ async fn setup(
                 Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
                 Err(e) => return Err(format!("cannot read {}: {e}", sim_file.display())),
             }
-            let providers = Providers::all(sim.clone());
+            // The simulated cloud checks the parts it provides; the self-managed
+            // ones get the data-plane verifier.
+            let own = self_managed_parts(spec);
+            let sim_parts: Vec<Part> = Part::ALL.into_iter().filter(|p| !own.contains(p)).collect();
+            let providers = mix(spec, sim.clone(), false)?
+                .with_verifier(Arc::new(OnlyParts(sim.clone(), sim_parts)));
             let providers = if cli.no_in_cluster {
                 providers
             } else {
@@ -308,7 +333,7 @@ async fn setup(
             manifest_flag(cli)?; // bad flags fail before any call
             let gcp = Arc::new(GcpProvider::connect(config).await.map_err(|e| e.chain())?);
             (
-                with_bootstrap(cli, spec, Providers::all(gcp.clone()), gcp)?,
+                with_bootstrap(cli, spec, mix(spec, gcp.clone(), true)?, gcp)?,
                 None,
             )
         }
@@ -335,7 +360,7 @@ async fn setup(
             manifest_flag(cli)?; // bad flags fail before any call
             let aws = Arc::new(AwsProvider::connect(config).await.map_err(|e| e.chain())?);
             (
-                with_bootstrap(cli, spec, Providers::all(aws.clone()), aws)?,
+                with_bootstrap(cli, spec, mix(spec, aws.clone(), true)?, aws)?,
                 None,
             )
         }
@@ -370,24 +395,135 @@ async fn setup(
                     .map_err(|e| e.chain())?,
             );
             (
-                with_bootstrap(cli, spec, Providers::all(azure.clone()), azure)?,
+                with_bootstrap(cli, spec, mix(spec, azure.clone(), true)?, azure)?,
                 None,
             )
         }
     };
-    let engine = Engine::builder(providers)
+    let mut builder = Engine::builder(providers)
         .clock(clock)
         .state(Arc::new(FileStateStore::new(cli.state.join("state.json"))))
         .concurrency(concurrency)
-        .allow_disruptive(allow_disruptive)
-        .on_event(event_sink(cli.json))
-        .build()
-        .map_err(|e| e.chain())?;
+        .allow_disruptive(allow_disruptive);
+    // `verify --json` prints one JSON report on stdout, not the event lines.
+    if !(cli.json && matches!(cli.command, Command::Verify { .. })) {
+        builder = builder.on_event(event_sink(cli.json));
+    }
+    let engine = builder.build().map_err(|e| e.chain())?;
     Ok(Setup {
         engine,
         sim,
         sim_file,
     })
+}
+
+/// The parts the spec names `provider: selfManaged`.
+fn self_managed_parts(spec: &ReferenceArchitecture) -> Vec<Part> {
+    [
+        (Part::Database, spec.database.is_self_managed()),
+        (Part::Dns, spec.dns.is_self_managed()),
+        (Part::Registry, spec.registry.is_self_managed()),
+        (Part::Storage, spec.storage.is_self_managed()),
+    ]
+    .into_iter()
+    .filter_map(|(part, own)| own.then_some(part))
+    .collect()
+}
+
+/// `cloud` for every part except those the spec names `provider: selfManaged`, which
+/// come from `gitpod-refarch-selfmanaged` (secrets loaded from the environment or the
+/// files the spec names, before any call); with the data-plane verifier for those
+/// parts, or, when `data_plane` is set, for the cloud's parts too.
+#[cfg(feature = "selfmanaged")]
+fn mix<P>(
+    spec: &ReferenceArchitecture,
+    cloud: Arc<P>,
+    data_plane: bool,
+) -> Result<Providers, String>
+where
+    P: ClusterProvider + DnsProvider + ObjectStore + Registry + Database + 'static,
+{
+    use gitpod_refarch_selfmanaged::{DataPlaneVerifier, SelfManaged};
+    let parts = self_managed_parts(spec);
+    if parts.is_empty() {
+        let providers = Providers::all(cloud);
+        return Ok(if data_plane {
+            providers.with_verifier(Arc::new(DataPlaneVerifier::new()))
+        } else {
+            providers
+        });
+    }
+    let own = SelfManaged::for_spec(spec).map_err(|e| e.chain())?;
+    let unbuilt = |part: Part| {
+        format!("{part}.provider is selfManaged, but no self-managed {part} provider was built")
+    };
+    let mut b = Providers::builder().cluster(cloud.clone());
+    b = match (parts.contains(&Part::Database), &own.database) {
+        (false, _) => b.database(cloud.clone()),
+        (true, Some(p)) => b.database(p.clone()),
+        (true, None) => return Err(unbuilt(Part::Database)),
+    };
+    b = match (parts.contains(&Part::Dns), &own.dns) {
+        (false, _) => b.dns(cloud.clone()),
+        (true, Some(p)) => b.dns(p.clone()),
+        (true, None) => return Err(unbuilt(Part::Dns)),
+    };
+    b = match (parts.contains(&Part::Registry), &own.registry) {
+        (false, _) => b.registry(cloud.clone()),
+        (true, Some(p)) => b.registry(p.clone()),
+        (true, None) => return Err(unbuilt(Part::Registry)),
+    };
+    b = match (parts.contains(&Part::Storage), &own.storage) {
+        (false, _) => b.object_store(cloud),
+        (true, Some(p)) => b.object_store(p.clone()),
+        (true, None) => return Err(unbuilt(Part::Storage)),
+    };
+    b.verifier(Arc::new(own.verifier()))
+        .build()
+        .map_err(|e| e.chain())
+}
+
+/// Without the `selfmanaged` feature: `cloud` for every part, and no self-managed part.
+#[cfg(not(feature = "selfmanaged"))]
+fn mix<P>(
+    spec: &ReferenceArchitecture,
+    cloud: Arc<P>,
+    _data_plane: bool,
+) -> Result<Providers, String>
+where
+    P: ClusterProvider + DnsProvider + ObjectStore + Registry + Database + 'static,
+{
+    if let Some(part) = self_managed_parts(spec).first() {
+        return Err(format!(
+            "{part}.provider is selfManaged, but this binary was built without the \
+             `selfmanaged` feature; use cargo run -p gitpod-refarch-examples"
+        ));
+    }
+    Ok(Providers::all(cloud))
+}
+
+/// A verifier limited to some parts (the simulated cloud's, when others are
+/// self-managed).
+struct OnlyParts<V>(Arc<V>, Vec<Part>);
+
+#[gitpod_refarch::async_trait]
+impl<V: Verifier + 'static> Verifier for OnlyParts<V> {
+    fn name(&self) -> &str {
+        self.0.name()
+    }
+
+    fn parts(&self) -> Vec<Part> {
+        self.1.clone()
+    }
+
+    async fn verify(&self, ctx: &VerifyContext<'_>) -> Vec<Check> {
+        if self.1.is_empty() {
+            return Vec::new();
+        }
+        let mut checks = self.0.verify(ctx).await;
+        checks.retain(|c| self.1.contains(&c.part));
+        checks
+    }
 }
 
 /// `--cert-manager-manifest` and `--cert-manager-sha256`, checked with no IO.
@@ -417,7 +553,9 @@ fn with_bootstrap(
     providers: Providers,
     credentials: Arc<dyn gitpod_refarch::ClusterCredentials>,
 ) -> Result<Providers, String> {
-    use gitpod_refarch_bootstrap::{BootstrapConfig, CertManagerSource, KubeBootstrap};
+    use gitpod_refarch_bootstrap::{
+        BootstrapConfig, CertManagerSource, ClusterVerifier, KubeBootstrap,
+    };
     if cli.no_in_cluster {
         return Ok(providers);
     }
@@ -438,7 +576,11 @@ fn with_bootstrap(
         config = config.tls_certificate(tls);
     }
     config.validate().map_err(|e| e.chain())?;
-    Ok(providers.with_in_cluster(Arc::new(KubeBootstrap::new(config))))
+    // `verify` checks the cluster (and the zone's delegation and records) as the
+    // bootstrap connects to it.
+    Ok(providers
+        .with_verifier(Arc::new(ClusterVerifier::new(config.clone())))
+        .with_in_cluster(Arc::new(KubeBootstrap::new(config))))
 }
 
 fn save_sim(setup: &Setup) -> Result<(), String> {
@@ -590,6 +732,34 @@ async fn run(cli: Cli) -> Result<(), (u8, String)> {
             }
             if !cli.json {
                 println!("destroyed: {} removed", report.changed.len());
+            }
+        }
+        Command::Verify {
+            in_cluster,
+            strict,
+            timeout,
+        } => {
+            let setup = setup(&cli, &spec, 8, false).await.map_err(usage)?;
+            wire_ctrl_c(&setup.engine);
+            let options = VerifyOptions::new()
+                .in_cluster(*in_cluster)
+                .timeout(Duration::from_secs(*timeout));
+            let report = setup
+                .engine
+                .verify_with(&spec, options)
+                .await
+                .map_err(|e| failed(e.chain()))?;
+            if cli.json {
+                println!("{}", report.to_json());
+            } else {
+                println!("{report}");
+            }
+            let (_, fails, skips) = report.counts();
+            if !report.ok {
+                return Err(failed(format!("verify: {fails} check(s) failed")));
+            }
+            if *strict && skips > 0 {
+                return Err((3, format!("verify --strict: {skips} check(s) skipped")));
             }
         }
         Command::Outputs => {

@@ -8,12 +8,13 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 
-const CHECKED: [&str; 5] = [
+const CHECKED: [&str; 6] = [
     "gitpod-refarch",
     "gitpod-refarch-aws",
     "gitpod-refarch-gcp",
     "gitpod-refarch-azure",
     "gitpod-refarch-bootstrap",
+    "gitpod-refarch-selfmanaged",
 ];
 
 fn crates_dir() -> PathBuf {

@@ -122,6 +122,7 @@ fn endpoint_of(db: &aws_sdk_rds::types::DbInstance) -> Output {
         endpoint: DatabaseEndpoint::Host {
             host: ep.and_then(|e| e.address()).unwrap_or_default().to_string(),
             port: ep.and_then(|e| e.port()).unwrap_or(3306).clamp(1, 65535) as u16,
+            ca_certificate_pem: None,
         },
     }
 }

@@ -412,6 +412,7 @@ fn storage_output(
         bucket: bucket.to_string(),
         access_key_id,
         secret_access_key,
+        allow_insecure_connection: false,
     }
 }
 

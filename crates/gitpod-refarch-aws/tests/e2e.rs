@@ -467,7 +467,7 @@ async fn bad_credentials_an_unreachable_endpoint_or_a_bad_spec_fail_fast() {
 async fn the_ecr_option_pushes_with_a_scoped_user_and_leaves_nothing() {
     let (moto, proxy) = start().await;
     let mut s = spec();
-    s.registry.mode = gitpod_refarch::spec::RegistryMode::Managed;
+    s.registry.cloud_mut().unwrap().mode = gitpod_refarch::spec::RegistryMode::Managed;
     let p = Arc::new(AwsProvider::connect(config(&proxy.url)).await.unwrap());
     let e = engine(p.clone(), Arc::new(MemoryStateStore::new()));
     e.apply_spec(&s).await.unwrap().into_result().unwrap();

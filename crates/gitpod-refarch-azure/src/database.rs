@@ -339,7 +339,11 @@ impl Server {
             .unwrap_or_else(|| format!("{}.mysql.database.azure.com", self.name));
         Output::DatabaseInstance {
             instance: self.name.clone(),
-            endpoint: DatabaseEndpoint::Host { host, port: PORT },
+            endpoint: DatabaseEndpoint::Host {
+                host,
+                port: PORT,
+                ca_certificate_pem: None,
+            },
         }
     }
 }
@@ -1037,7 +1041,8 @@ pub(crate) mod tests {
                 instance: "mysql-gp-12345678".into(),
                 endpoint: DatabaseEndpoint::Host {
                     host: "mysql-gp-12345678.mysql.database.azure.com".into(),
-                    port: 3306
+                    port: 3306,
+                    ca_certificate_pem: None,
                 }
             }
         );

@@ -270,6 +270,8 @@ async fn operations_in_progress_on_the_cluster_and_the_server_are_waited_for() {
     // Meanwhile the spec asks for a larger headless pool and another server parameter.
     s.node_pools.get_mut(PoolRole::HeadlessWorkspaces).max_nodes = 60;
     s.database
+        .cloud_mut()
+        .unwrap()
         .flags
         .insert("innodb_lock_wait_timeout".into(), "120".into());
     let report = e.apply_spec(&s).await.unwrap();

@@ -180,6 +180,30 @@ impl DelegationCheck {
         Ok(compare(zone_text, text(&parent), found, expected))
     }
 
+    /// The addresses `name` resolves to through the configured resolvers (recursive
+    /// queries; the A addresses, else the AAAA ones, of the answer, CNAMEs followed by
+    /// the resolver). Empty when the name does not exist or has no address. Used by
+    /// `verify` to check that the Gitpod names point at the load balancer.
+    ///
+    /// # Errors
+    ///
+    /// [`ErrorKind::InvalidInput`] for an invalid name or no resolver (nothing is
+    /// sent); [`ErrorKind::Transient`] when no resolver answered.
+    pub async fn addresses(&self, name: &str) -> Result<Vec<IpAddr>> {
+        let fqdn = normalize(name, 1)
+            .map_err(|why| Error::invalid_input(format!("invalid DNS name {name:?}: {why}")))?;
+        let name = to_name(&fqdn)?;
+        let resolvers = self.resolvers()?;
+        for rtype in [RecordType::A, RecordType::AAAA] {
+            let answer = self.resolve(&resolvers, &name, rtype).await?;
+            let found = addresses_in(answer.answers());
+            if !found.is_empty() {
+                return Ok(found);
+            }
+        }
+        Ok(Vec::new())
+    }
+
     fn resolvers(&self) -> Result<Vec<SocketAddr>> {
         let servers = match &self.resolvers {
             Resolvers::Explicit(servers) => servers.clone(),

@@ -89,6 +89,7 @@ pub mod objects;
 mod resources;
 mod teardown;
 pub mod tls_secret;
+pub mod verify;
 
 use std::collections::BTreeMap;
 use std::sync::Mutex;
@@ -109,6 +110,7 @@ pub use certmanager::{CertManagerSource, Manifest};
 pub use config::BootstrapConfig;
 pub use context::CertWatch;
 pub use delegation::{Delegation, DelegationCheck};
+pub use verify::ClusterVerifier;
 
 /// The cache key of a client given with [`KubeBootstrap::with_client`].
 const FIXED: &str = "<given client>";

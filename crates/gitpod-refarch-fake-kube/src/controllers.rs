@@ -842,6 +842,32 @@ fn cond_status<'a>(obj: &'a Value, kind: &str) -> Option<&'a Value> {
 const FAKE_CERT: &str = "-----BEGIN CERTIFICATE-----\nMIIBfakeKUBEcertificateNOTvalidAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA\n-----END CERTIFICATE-----\n";
 const FAKE_KEY: &str = "-----BEGIN RSA PRIVATE KEY-----\nMIIBfakeKUBEprivateKEYnotVALIDAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA\n-----END RSA PRIVATE KEY-----\n";
 
+/// A self-signed certificate for `dns_names`, valid from `not_before` for `valid`
+/// (what the issued Secret's `tls.crt` and `tls.key` hold, so that a reader sees the
+/// `notAfter` the Certificate's status reports); the dummy PEM if rcgen refuses the
+/// names.
+fn issued_pem(
+    dns_names: &[String],
+    not_before: std::time::SystemTime,
+    valid: std::time::Duration,
+) -> (String, String) {
+    self_signed(dns_names, not_before, valid)
+        .unwrap_or_else(|| (FAKE_CERT.to_string(), FAKE_KEY.to_string()))
+}
+
+fn self_signed(
+    dns_names: &[String],
+    not_before: std::time::SystemTime,
+    valid: std::time::Duration,
+) -> Option<(String, String)> {
+    let key = rcgen::KeyPair::generate().ok()?;
+    let mut params = rcgen::CertificateParams::new(dns_names.to_vec()).ok()?;
+    params.not_before = not_before.into();
+    params.not_after = (not_before + valid).into();
+    let cert = params.self_signed(&key).ok()?;
+    Some((cert.pem(), key.serialize_pem()))
+}
+
 fn short_hash(s: &str) -> u64 {
     // FNV-1a: stable names for generated objects.
     let mut h: u64 = 0xcbf2_9ce4_8422_2325;
@@ -1037,7 +1063,19 @@ fn issue(
         "cert-manager.io/issuer-kind": issuer_kind,
         "cert-manager.io/issuer-name": issuer_name,
     });
-    let data = json!({"tls.crt": b64(FAKE_CERT), "tls.key": b64(FAKE_KEY), "ca.crt": ""});
+    let issued_at = std::time::UNIX_EPOCH
+        + std::time::Duration::from_secs(
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map(|d| d.as_secs())
+                .unwrap_or(0),
+        );
+    let (crt, tls_key) = issued_pem(
+        &dns_names,
+        issued_at,
+        std::time::Duration::from_secs(90 * 86_400),
+    );
+    let data = json!({"tls.crt": b64(&crt), "tls.key": b64(&tls_key), "ca.crt": ""});
     if st.objects.contains_key(secret_key) {
         controller_write(st, secret_key, now, |s| {
             s["data"] = data.clone();
@@ -1067,7 +1105,8 @@ fn issue(
         st.objects.insert(secret_key.clone(), secret);
     }
     let generation = i64_at(cert, "/metadata/generation").unwrap_or(1);
-    let secs = std::time::SystemTime::now()
+    // The status's validity is the issued certificate's.
+    let secs = issued_at
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_secs())
         .unwrap_or(0);

@@ -192,7 +192,8 @@
 //!   (its conditions carry `observedGeneration`). A
 //!   Certificate whose issuer exists becomes `Ready=True` after
 //!   `certificate_ready_delay`, with a `kubernetes.io/tls` Secret named by
-//!   `spec.secretName` (`tls.crt`, `tls.key`: dummy PEM); without its issuer it stays
+//!   `spec.secretName` (`tls.crt`, `tls.key`: a self-signed certificate for its
+//!   `dnsNames`, valid for the 90 days its status reports); without its issuer it stays
 //!   `Ready=False`. With [`FakeConfig::acme_challenges_fail`] and an ACME issuer, it
 //!   stays `Ready=False` and a `challenges.acme.cert-manager.io` object in its
 //!   namespace carries `status.presented: false` and the configured `status.reason`

@@ -773,7 +773,7 @@ async fn two_installations_in_one_project_keep_each_others_iam_bindings() {
     b.domain = "gq.example.com".into();
     // A repository name is per project: the second installation needs its own (the
     // same name would be refused as another installation's).
-    b.registry.repository = "gitpod-gq".into();
+    b.registry.cloud_mut().unwrap().repository = "gitpod-gq".into();
     b.validate().unwrap();
     let p = Arc::new(GcpProvider::connect(config(&f.url())).await.unwrap());
     let ea = engine(p.clone(), Arc::new(MemoryStateStore::new()));

@@ -16,10 +16,10 @@ use serde_json::{json, Value};
 
 use crate::error::{Error, ErrorKind, Result};
 use crate::outputs::Outputs;
+use crate::private_file::write_private;
 use crate::resource::{DatabaseEndpoint, DnsSolver, RegistryOutput, StorageOutput};
 use crate::secret::Secret;
 use crate::spec::{CertificateSettings, ReferenceArchitecture};
-use crate::state::write_private;
 
 /// The Gitpod namespace.
 pub const GITPOD_NAMESPACE: &str = "gitpod";
@@ -29,8 +29,27 @@ pub const ISSUER_NAME: &str = "gitpod-issuer";
 pub const CERTIFICATE_NAME: &str = "https-certificates";
 /// The secret holding the ACME account key of the ClusterIssuer.
 pub const ISSUER_ACCOUNT_KEY: &str = "issuer-account-key";
+/// The secret holding the database server's CA (`ca.crt`), when it has a private one.
+pub const DATABASE_CA_SECRET: &str = "database-ca";
 /// The registry pull/push secret name.
 pub const REGISTRY_SECRET: &str = "container-registry";
+
+/// The keys Gitpod's installer requires in a secret the config references (its
+/// `ClusterValidation` checks each with `CheckSecretRequiredData`), by the secret's
+/// name as [`render`] writes it; `None` for a name it does not render.
+pub fn required_secret_keys(secret: &str) -> Option<&'static [&'static str]> {
+    Some(match secret {
+        "database" => &["encryptionKeys", "host", "password", "port", "username"],
+        "cloudsql" => &["credentials.json", "encryptionKeys", "password", "username"],
+        DATABASE_CA_SECRET => &["ca.crt"],
+        "storage-s3" => &["accessKeyId", "secretAccessKey"],
+        "storage-gcp" => &["service-account.json"],
+        "storage-azure" => &["accountKey", "accountName"],
+        REGISTRY_SECRET => &[".dockerconfigjson"],
+        "container-registry-s3-backend" => &["s3AccessKey", "s3SecretKey"],
+        _ => return None,
+    })
+}
 
 /// One Kubernetes Secret.
 #[derive(Clone, PartialEq, Eq)]
@@ -337,7 +356,11 @@ fn sections(outputs: &Outputs, encryption_key: &Secret) -> Result<Sections> {
 
     let enc = encryption_keys(encryption_key);
     let database = match db.endpoint {
-        DatabaseEndpoint::Host { host, port } => {
+        DatabaseEndpoint::Host {
+            host,
+            port,
+            ca_certificate_pem,
+        } => {
             secrets.push(SecretManifest::new(
                 "database",
                 "Opaque",
@@ -349,7 +372,20 @@ fn sections(outputs: &Outputs, encryption_key: &Secret) -> Result<Sections> {
                     ("username", Secret::new(db.username.to_string())),
                 ],
             ));
-            json!({"inCluster": false, "external": {"certificate": secret_ref("database")}})
+            match ca_certificate_pem {
+                // A private CA: the installer's `database.ssl.caCert` (key `ca.crt`).
+                Some(ca) => {
+                    secrets.push(SecretManifest::new(
+                        DATABASE_CA_SECRET,
+                        "Opaque",
+                        vec![("ca.crt", Secret::new(ca.clone()))],
+                    ));
+                    json!({"inCluster": false, "external": {"certificate": secret_ref("database")}, "ssl": {"caCert": secret_ref(DATABASE_CA_SECRET)}})
+                }
+                None => {
+                    json!({"inCluster": false, "external": {"certificate": secret_ref("database")}})
+                }
+            }
         }
         DatabaseEndpoint::CloudSql { connection_name } => {
             let creds = db
@@ -376,6 +412,7 @@ fn sections(outputs: &Outputs, encryption_key: &Secret) -> Result<Sections> {
             bucket,
             access_key_id,
             secret_access_key,
+            allow_insecure_connection,
         } => {
             secrets.push(SecretManifest::new(
                 "storage-s3",
@@ -386,7 +423,7 @@ fn sections(outputs: &Outputs, encryption_key: &Secret) -> Result<Sections> {
                 ],
             ));
             (
-                json!({"inCluster": false, "s3": {"endpoint": endpoint, "bucket": bucket, "credentials": secret_ref("storage-s3"), "allowInsecureConnection": false}}),
+                json!({"inCluster": false, "s3": {"endpoint": endpoint, "bucket": bucket, "credentials": secret_ref("storage-s3"), "allowInsecureConnection": allow_insecure_connection}}),
                 region,
             )
         }

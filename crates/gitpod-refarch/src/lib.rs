@@ -47,6 +47,8 @@
 //!   cancellation and the [`state`] journal.
 //! - [`installer`]: the Gitpod installer config and secrets.
 //! - [`sim`] (feature `sim`): the simulated cloud.
+//! - [`verify`]: the [`Verifier`] trait and [`VerifyReport`] (checks as pass, fail or
+//!   skipped, with the fix).
 //! - [`secret`]: [`Secret`], which never prints.
 //!
 //! The core makes no network call and knows no cloud: cloud crates
@@ -57,6 +59,7 @@ pub mod error;
 pub mod installer;
 pub mod outputs;
 pub mod plan;
+mod private_file;
 pub mod problem;
 pub mod provider;
 pub mod resource;
@@ -67,6 +70,7 @@ pub mod spec;
 pub mod state;
 pub mod tls;
 pub mod validate;
+pub mod verify;
 
 /// The attribute the provider traits are declared with: implement them with
 /// `#[gitpod_refarch::async_trait]`.
@@ -80,3 +84,4 @@ pub use provider::{
 };
 pub use secret::Secret;
 pub use spec::ReferenceArchitecture;
+pub use verify::{Check, CheckStatus, Verifier, VerifyReport};

@@ -14,7 +14,10 @@ use serde_json::Value;
 
 use crate::provider::{Observed, Operation, ProviderInfo};
 use crate::resource::*;
-use crate::spec::{CertificateSettings, PoolRole, ReferenceArchitecture};
+use crate::spec::{
+    CertificateSettings, DatabaseChoice, PoolRole, ReferenceArchitecture, RegistryChoice,
+    RegistryMode, StorageChoice,
+};
 use crate::validate::{self, ValidationErrors, Warning};
 
 /// The label every resource carries with the installation name.
@@ -126,6 +129,7 @@ pub fn graph(spec: &ReferenceArchitecture) -> Vec<Node> {
     }
     let zone = Desired::DnsZone(DnsZoneSpec {
         name: name.clone(),
+        server: spec.dns.self_managed().map(|d| d.server.clone()),
         dns_name: spec.zone_dns_name().to_string(),
         labels: labels.clone(),
     });
@@ -147,59 +151,115 @@ pub fn graph(spec: &ReferenceArchitecture) -> Vec<Node> {
         }),
         depends_on: dns_identity_deps,
     });
-    if let Some(target) = &spec.dns.records_target {
+    if let Some(target) = spec.dns.records_target() {
         nodes.push(Node {
             desired: Desired::DnsRecords(records_spec(spec, target.clone())),
             depends_on: vec![z_id],
         });
     }
-    nodes.push(Node {
-        desired: Desired::ObjectStorage(ObjectStorageSpec {
+    let storage = match &spec.storage {
+        StorageChoice::SelfManaged(s) => ObjectStorageSpec {
+            name: name.clone(),
+            region: s.region.clone(),
+            bucket: Some(s.bucket.clone()),
+            versioning: false,
+            endpoint: Some(s.endpoint.clone()),
+            labels: labels.clone(),
+        },
+        StorageChoice::Cloud(s) => ObjectStorageSpec {
             name: name.clone(),
             region: region.clone(),
-            bucket: spec.storage.bucket.clone(),
-            versioning: spec.storage.versioning,
+            bucket: s.bucket.clone(),
+            versioning: s.versioning,
+            endpoint: None,
             labels: labels.clone(),
-        }),
+        },
+    };
+    nodes.push(Node {
+        desired: Desired::ObjectStorage(storage),
         depends_on: vec![f_id.clone()],
     });
-    nodes.push(Node {
-        desired: Desired::Registry(RegistrySpec {
+    let registry = match &spec.registry {
+        RegistryChoice::SelfManaged(r) => {
+            let url = r.url_without_scheme();
+            RegistrySpec {
+                name: name.clone(),
+                region: String::new(),
+                // The path under the registry host (`gitpod` in `harbor.corp/gitpod`).
+                repository: url.split_once('/').map(|(_, p)| p).unwrap_or("").into(),
+                mode: RegistryMode::Managed,
+                url: Some(url.to_string()),
+                labels: labels.clone(),
+            }
+        }
+        RegistryChoice::Cloud(r) => RegistrySpec {
             name: name.clone(),
             region: region.clone(),
-            repository: spec.registry.repository.clone(),
-            mode: spec.registry.mode,
+            repository: r.repository.clone(),
+            mode: r.mode,
+            url: None,
             labels: labels.clone(),
-        }),
+        },
+    };
+    nodes.push(Node {
+        desired: Desired::Registry(registry),
         depends_on: vec![f_id],
     });
-    let db = &spec.database;
-    let instance = Desired::DatabaseInstance(DatabaseInstanceSpec {
-        name: name.clone(),
-        region,
-        mysql_version: db.mysql_version.clone(),
-        tier: db.tier.clone(),
-        storage_gb: db.storage_gb,
-        storage_auto_increase: db.storage_auto_increase,
-        high_availability: db.high_availability,
-        backups_enabled: db.backups.enabled,
-        backup_retention_days: db.backups.retention_days,
-        flags: db.flags.clone(),
-        deletion_protection: db.deletion_protection,
-        database_name: db.database_name.clone(),
-        admin_username: db.username.clone(),
-        labels,
-    });
+    let (instance, instance_deps) = match &spec.database {
+        // An existing server: nothing to create at the instance level, no network
+        // (the cloud-only fields stay empty).
+        DatabaseChoice::SelfManaged(db) => (
+            DatabaseInstanceSpec {
+                name: name.clone(),
+                region: String::new(),
+                mysql_version: String::new(),
+                tier: String::new(),
+                storage_gb: 0,
+                storage_auto_increase: false,
+                high_availability: false,
+                backups_enabled: false,
+                backup_retention_days: 0,
+                flags: BTreeMap::new(),
+                deletion_protection: db.deletion_protection,
+                database_name: db.database_name.clone(),
+                admin_username: db.admin_username.clone(),
+                server: Some(db.server()),
+                labels,
+            },
+            vec![],
+        ),
+        DatabaseChoice::Cloud(db) => (
+            DatabaseInstanceSpec {
+                name: name.clone(),
+                region,
+                mysql_version: db.mysql_version.clone(),
+                tier: db.tier.clone(),
+                storage_gb: db.storage_gb,
+                storage_auto_increase: db.storage_auto_increase,
+                high_availability: db.high_availability,
+                backups_enabled: db.backups.enabled,
+                backup_retention_days: db.backups.retention_days,
+                flags: db.flags.clone(),
+                deletion_protection: db.deletion_protection,
+                database_name: db.database_name.clone(),
+                admin_username: db.username.clone(),
+                server: None,
+                labels,
+            },
+            vec![n_id],
+        ),
+    };
+    let instance = Desired::DatabaseInstance(instance);
     let inst_id = instance.id();
     nodes.push(Node {
         desired: instance,
-        depends_on: vec![n_id],
+        depends_on: instance_deps,
     });
     nodes.push(Node {
         desired: Desired::Database(DatabaseSpec {
             instance: name,
-            database_name: db.database_name.clone(),
-            username: db.username.clone(),
+            database_name: spec.database.database_name().to_string(),
+            username: spec.database.username().to_string(),
         }),
         depends_on: vec![inst_id],
     });
@@ -261,7 +321,7 @@ fn in_cluster_nodes(spec: &ReferenceArchitecture) -> Vec<Node> {
                 e_id,
                 id(ResourceKind::ObjectStorage, name),
                 id(ResourceKind::Registry, name),
-                id(ResourceKind::Database, &spec.database.database_name),
+                id(ResourceKind::Database, spec.database.database_name()),
             ],
         },
     ];
@@ -752,7 +812,7 @@ pub fn plan_destroy(
     let mut nodes = planned_nodes(spec, snapshot);
     let records = ResourceId::new(ResourceKind::DnsRecords, spec.zone_dns_name());
     if !nodes.iter().any(|n| n.id() == records) {
-        if let Some(target) = &spec.dns.records_target {
+        if let Some(target) = spec.dns.records_target() {
             nodes.push(Node {
                 desired: Desired::DnsRecords(records_spec(spec, target.clone())),
                 depends_on: vec![],
@@ -785,6 +845,15 @@ pub fn plan_destroy(
     for n in &nodes {
         if let Desired::DatabaseInstance(d) = &n.desired {
             if d.deletion_protection {
+                retained.insert(n.id(), "deletion protection is on".into());
+            }
+        }
+    }
+    // On an existing server the protection keeps the database and its user too (the
+    // server itself is never the SDK's to delete).
+    if spec.database.is_self_managed() && spec.database.deletion_protection() {
+        for n in &nodes {
+            if n.id().kind == ResourceKind::Database {
                 retained.insert(n.id(), "deletion protection is on".into());
             }
         }

@@ -110,6 +110,104 @@ impl<'de> Deserialize<'de> for Secret<String> {
     }
 }
 
+/// The largest secret file [`SecretSource::load`] reads, in bytes (64 KiB).
+pub const MAX_SECRET_FILE_BYTES: u64 = 64 * 1024;
+
+/// Where a secret named in the spec comes from; secrets are never written in the
+/// spec itself.
+///
+/// In YAML: `{env: GITPOD_DB_ADMIN_PASSWORD}` or `{file: secrets/tsig.key}` (a path
+/// relative to the working directory). [`SecretSource::load`] reads it; `validate`
+/// loads every source a spec names, so a missing variable or file is a problem at the
+/// field's path before any call. The source itself (a variable name, a path) is not
+/// secret and prints as it is.
+#[non_exhaustive]
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub enum SecretSource {
+    /// An environment variable's value (set and not empty).
+    Env(String),
+    /// A file's content (UTF-8, at most [`MAX_SECRET_FILE_BYTES`]; surrounding white
+    /// space is trimmed).
+    File(String),
+}
+
+impl SecretSource {
+    /// The environment variable `name`.
+    pub fn env(name: impl Into<String>) -> Self {
+        SecretSource::Env(name.into())
+    }
+
+    /// The file at `path`.
+    pub fn file(path: impl Into<String>) -> Self {
+        SecretSource::File(path.into())
+    }
+
+    /// Read the value; a problem at `field` (the spec path, as `database.adminPassword`)
+    /// when the variable is unset or empty, or the file is missing, unreadable, larger
+    /// than 64 KiB, not UTF-8 or empty. No message contains the value.
+    pub fn load(&self, field: &str) -> Result<Secret, crate::problem::Problem> {
+        use std::io::Read;
+        let problem = |m: String| crate::problem::Problem::new(field, m);
+        match self {
+            SecretSource::Env(name) => {
+                if name.is_empty() || name.contains('=') || name.contains('\0') {
+                    return Err(problem(format!(
+                        "env: '{name}' is not an environment variable name"
+                    )));
+                }
+                match std::env::var(name) {
+                    Ok(v) if !v.is_empty() => Ok(Secret::new(v)),
+                    Ok(_) => Err(problem(format!("the environment variable {name} is empty"))),
+                    Err(std::env::VarError::NotPresent) => Err(problem(format!(
+                        "the environment variable {name} is not set"
+                    ))),
+                    Err(std::env::VarError::NotUnicode(_)) => Err(problem(format!(
+                        "the environment variable {name} is not UTF-8"
+                    ))),
+                }
+            }
+            SecretSource::File(path) => {
+                if path.is_empty() {
+                    return Err(problem("file: the path is empty".into()));
+                }
+                let file = std::fs::File::open(path)
+                    .map_err(|e| problem(format!("cannot read {path}: {e}")))?;
+                let mut bytes = Vec::new();
+                file.take(MAX_SECRET_FILE_BYTES + 1)
+                    .read_to_end(&mut bytes)
+                    .map_err(|e| problem(format!("cannot read {path}: {e}")))?;
+                if bytes.len() as u64 > MAX_SECRET_FILE_BYTES {
+                    bytes.iter_mut().for_each(|b| *b = 0);
+                    return Err(problem(format!("{path} is larger than 64 KiB")));
+                }
+                let text = match String::from_utf8(bytes) {
+                    Ok(t) => t,
+                    Err(e) => {
+                        let mut b = e.into_bytes();
+                        b.iter_mut().for_each(|x| *x = 0);
+                        return Err(problem(format!("{path} is not UTF-8 text")));
+                    }
+                };
+                let trimmed = text.trim();
+                if trimmed.is_empty() {
+                    return Err(problem(format!("{path} is empty")));
+                }
+                Ok(Secret::new(trimmed.to_string()))
+            }
+        }
+    }
+}
+
+impl fmt::Display for SecretSource {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            SecretSource::Env(n) => write!(f, "env {n}"),
+            SecretSource::File(p) => write!(f, "file {p}"),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -31,22 +31,30 @@ pub fn validate(spec: &ReferenceArchitecture) -> Result<(), ValidationErrors> {
 /// Notes about a valid spec (old versions, risky settings).
 pub fn warnings(spec: &ReferenceArchitecture) -> Vec<Warning> {
     let mut out = Vec::new();
-    if spec.database.mysql_version == "5.7" {
-        out.push(Warning {
-            path: "database.mysqlVersion".into(),
-            message:
-                "MySQL 5.7 is past standard support on every cloud (extended support is billed); \
-                      it is the guide's version, choose 8.0 once your Gitpod release supports it"
+    if let Some(db) = spec.database.cloud() {
+        cloud_database_warnings(db, &mut out);
+    }
+    if let Some(st) = spec.storage.self_managed() {
+        if st.endpoint.starts_with("http://") {
+            out.push(Warning {
+                path: "storage.endpoint".into(),
+                message: "plain HTTP: keys and workspace content cross the network unencrypted \
+                          (Gitpod's allowInsecureConnection); use https outside a private network"
                     .into(),
-        });
+            });
+        }
     }
-    if !spec.database.high_availability {
-        out.push(Warning {
-            path: "database.highAvailability".into(),
-            message: "no failover replica: a zone outage stops Gitpod".into(),
-        });
+    if let Some(r) = spec.registry.self_managed() {
+        if r.insecure_http() && !host_is_loopback(host_of(r.url_without_scheme())) {
+            out.push(Warning {
+                path: "registry.url".into(),
+                message: "plain HTTP to a registry that is not on a loopback address: nodes \
+                          pull images unencrypted and must be configured to allow it"
+                    .into(),
+            });
+        }
     }
-    if spec.cloud == Cloud::Azure {
+    if spec.cloud == Cloud::Azure && !spec.storage.is_self_managed() {
         out.push(Warning {
             path: "storage".into(),
             message: "Gitpod's installer has no Azure Blob support: on Azure, object storage \
@@ -65,6 +73,24 @@ pub fn warnings(spec: &ReferenceArchitecture) -> Vec<Warning> {
         }
     }
     out
+}
+
+fn cloud_database_warnings(db: &DatabaseSettings, out: &mut Vec<Warning>) {
+    if db.mysql_version == "5.7" {
+        out.push(Warning {
+            path: "database.mysqlVersion".into(),
+            message:
+                "MySQL 5.7 is past standard support on every cloud (extended support is billed); \
+                      it is the guide's version, choose 8.0 once your Gitpod release supports it"
+                    .into(),
+        });
+    }
+    if !db.high_availability {
+        out.push(Warning {
+            path: "database.highAvailability".into(),
+            message: "no failover replica: a zone outage stops Gitpod".into(),
+        });
+    }
 }
 
 #[derive(Default)]
@@ -496,7 +522,97 @@ impl Checker {
     }
 
     fn database(&mut self, s: &ReferenceArchitecture) {
-        let d = &s.database;
+        match &s.database {
+            DatabaseChoice::Cloud(d) => self.cloud_database(s, d),
+            DatabaseChoice::SelfManaged(d) => self.self_managed_database(d),
+        }
+    }
+
+    fn self_managed_database(&mut self, d: &SelfManagedDatabaseSettings) {
+        if let Some(msg) = host_problem(&d.host) {
+            self.err("database.host", msg);
+        }
+        if d.port == 0 {
+            self.err("database.port", "must be between 1 and 65535");
+        }
+        if d.admin_username.is_empty() {
+            self.err(
+                "database.adminUsername",
+                "required: an administrator of the server",
+            );
+        } else if d.admin_username.len() > 80
+            || d.admin_username
+                .chars()
+                .any(|c| c.is_control() || c == '\'' || c == '`')
+        {
+            self.err(
+                "database.adminUsername",
+                "at most 80 characters, without quotes or control characters",
+            );
+        }
+        self.secret("database.adminPassword", &d.admin_password);
+        if let Some(ca) = &d.tls.ca_file {
+            if d.tls.mode == DatabaseTlsMode::Disabled {
+                self.err(
+                    "database.tls.caFile",
+                    "given, but tls.mode is disabled: choose verifyCa or verifyIdentity",
+                );
+            } else {
+                self.ca_file("database.tls.caFile", ca);
+            }
+        }
+        if !is_mysql_identifier(&d.database_name, 64) {
+            self.err(
+                "database.databaseName",
+                "1-64 characters: letters, digits, '_' (Gitpod expects 'gitpod')",
+            );
+        }
+        if !is_mysql_identifier(&d.username, 32)
+            || !d.username.starts_with(|c: char| c.is_ascii_alphabetic())
+        {
+            self.err(
+                "database.username",
+                "1-32 characters, starting with a letter: letters, digits, '_'",
+            );
+        } else if d.username.eq_ignore_ascii_case(&d.admin_username) {
+            self.err(
+                "database.username",
+                "must differ from adminUsername: the SDK creates this user for Gitpod alone",
+            );
+        } else if ["root", "mysql", "mariadb.sys"]
+            .contains(&d.username.to_ascii_lowercase().as_str())
+        {
+            self.err(
+                "database.username",
+                format!("'{}' is reserved by MySQL/MariaDB", d.username),
+            );
+        }
+    }
+
+    /// Load a secret source now, so that a missing variable or file is a problem here.
+    fn secret(&mut self, path: &str, source: &SecretSource) -> Option<crate::secret::Secret> {
+        match source.load(path) {
+            Ok(v) => Some(v),
+            Err(p) => {
+                self.problems.push(p);
+                None
+            }
+        }
+    }
+
+    fn ca_file(&mut self, path: &str, file: &str) {
+        if let Err(p) = load_ca_file(file, path) {
+            self.problems.push(p);
+        }
+    }
+
+    fn host_port(&mut self, path: &str, text: &str) {
+        if let Some(msg) = host_port_problem(text) {
+            self.err(path, msg);
+        }
+    }
+
+    fn cloud_database(&mut self, s: &ReferenceArchitecture, d: &DatabaseSettings) {
         if !matches!(d.mysql_version.as_str(), "5.7" | "8.0") {
             self.err(
                 "database.mysqlVersion",
@@ -595,7 +711,7 @@ impl Checker {
     }
 
     fn dns(&mut self, s: &ReferenceArchitecture) {
-        if let Some(zone) = &s.dns.zone {
+        if let Some(zone) = s.dns.zone() {
             self.domain("dns.zone", zone);
             if !s.domain.is_empty() && s.domain != *zone && !s.domain.ends_with(&format!(".{zone}"))
             {
@@ -605,7 +721,47 @@ impl Checker {
                 );
             }
         }
-        match &s.dns.records_target {
+        if let Some(d) = s.dns.self_managed() {
+            self.host_port("dns.server", &d.server);
+            if let Some(c) = &d.cluster_server {
+                self.host_port("dns.clusterServer", c);
+            }
+            let key = d.tsig_key_name.trim_end_matches('.');
+            if d.tsig_key_name.is_empty() {
+                self.err(
+                    "dns.tsigKeyName",
+                    "required: the TSIG key's name (gitpod-refarch.)",
+                );
+            } else if key.is_empty()
+                || key.len() > 253
+                || key.split('.').any(|l| {
+                    l.is_empty()
+                        || l.len() > 63
+                        || !l
+                            .chars()
+                            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+                })
+            {
+                self.err(
+                    "dns.tsigKeyName",
+                    format!(
+                        "'{}' is not a DNS name (like gitpod-refarch.)",
+                        d.tsig_key_name
+                    ),
+                );
+            }
+            if let Some(secret) = self.secret("dns.tsigSecret", &d.tsig_secret) {
+                use base64::Engine as _;
+                match base64::engine::general_purpose::STANDARD.decode(secret.expose().trim()) {
+                    Ok(bytes) if !bytes.is_empty() => {}
+                    _ => self.err(
+                        "dns.tsigSecret",
+                        "not base64 (the secret as tsig-keygen prints it)",
+                    ),
+                }
+            }
+        }
+        match s.dns.records_target() {
             Some(RecordsTarget::Ipv4(ip)) => match ip.parse::<Ipv4Addr>() {
                 Ok(a)
                     if a.is_unspecified()
@@ -639,7 +795,33 @@ impl Checker {
     }
 
     fn storage(&mut self, s: &ReferenceArchitecture) {
-        if let Some(b) = &s.storage.bucket {
+        if let Some(st) = s.storage.self_managed() {
+            if let Some(msg) = endpoint_problem(&st.endpoint) {
+                self.err("storage.endpoint", msg);
+            }
+            if st.region.is_empty()
+                || st.region.len() > 63
+                || !st
+                    .region
+                    .chars()
+                    .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '_')
+            {
+                self.err(
+                    "storage.region",
+                    "1-63 lower-case letters, digits, '-' or '_' (us-east-1 for MinIO)",
+                );
+            }
+            if let Some(msg) = bucket_problem(&st.bucket) {
+                self.err("storage.bucket", msg);
+            }
+            self.secret("storage.accessKeyId", &st.access_key_id);
+            self.secret("storage.secretAccessKey", &st.secret_access_key);
+            if let Some(ca) = &st.ca_file {
+                self.ca_file("storage.caFile", ca);
+            }
+            return;
+        }
+        if let Some(b) = s.storage.bucket() {
             let ok_chars = b
                 .chars()
                 .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '.');
@@ -667,7 +849,27 @@ impl Checker {
     }
 
     fn registry(&mut self, s: &ReferenceArchitecture) {
-        let r = &s.registry.repository;
+        let r = match &s.registry {
+            RegistryChoice::Cloud(r) => &r.repository,
+            RegistryChoice::SelfManaged(r) => {
+                if let Some(msg) = registry_url_problem(&r.url) {
+                    self.err("registry.url", msg);
+                }
+                if r.username.is_empty() {
+                    self.err("registry.username", "required: a user allowed to push");
+                } else if r.username.contains(':') || r.username.chars().any(char::is_control) {
+                    self.err(
+                        "registry.username",
+                        "must not contain ':' or control characters (basic auth)",
+                    );
+                }
+                self.secret("registry.password", &r.password);
+                if let Some(ca) = &r.ca_file {
+                    self.ca_file("registry.caFile", ca);
+                }
+                return;
+            }
+        };
         let ok = !r.is_empty()
             && r.len() <= 63
             && r.starts_with(|c: char| c.is_ascii_lowercase())
@@ -840,6 +1042,192 @@ impl Checker {
                 }
             }
         }
+    }
+}
+
+/// A host name or IP address (no scheme, no port).
+fn host_problem(host: &str) -> Option<String> {
+    if host.is_empty() {
+        return Some("required: a host name or IP address".into());
+    }
+    let bare = host
+        .strip_prefix('[')
+        .and_then(|h| h.strip_suffix(']'))
+        .unwrap_or(host);
+    if bare.parse::<std::net::IpAddr>().is_ok() {
+        return None;
+    }
+    if host.contains("://") {
+        return Some(format!("'{host}': give the host alone, without a scheme"));
+    }
+    if host.contains(':') {
+        return Some(format!(
+            "'{host}': give the host alone; the port has its own field"
+        ));
+    }
+    let d = host.trim_end_matches('.');
+    if d.len() > 253 {
+        return Some(format!("'{host}' is longer than 253 characters"));
+    }
+    for l in d.split('.') {
+        if let Some(msg) = dns_label_problem(l) {
+            return Some(format!("'{host}' is not a host name: label '{l}': {msg}"));
+        }
+    }
+    if d.rsplit('.')
+        .next()
+        .is_some_and(|t| t.chars().all(|c| c.is_ascii_digit()))
+    {
+        return Some(format!("'{host}' is neither an IP address nor a host name"));
+    }
+    None
+}
+
+/// `host:port` (`[v6]:port` for IPv6), the port 1..65535.
+fn host_port_problem(text: &str) -> Option<String> {
+    let Some((host, port)) = text.rsplit_once(':') else {
+        return Some(if text.is_empty() {
+            "required: host:port (like 192.0.2.53:53)".into()
+        } else {
+            format!("'{text}' has no port: write host:port (like {text}:53)")
+        });
+    };
+    if host.contains(':') && !(host.starts_with('[') && host.ends_with(']')) {
+        return Some(format!(
+            "'{text}': write an IPv6 address in brackets ([2001:db8::1]:53)"
+        ));
+    }
+    if let Some(msg) = host_problem(host) {
+        return Some(msg);
+    }
+    match port.parse::<u16>() {
+        Ok(p) if p > 0 => None,
+        _ => Some(format!("'{text}': the port must be between 1 and 65535")),
+    }
+}
+
+/// The host part of `host[:port][/path]`.
+fn host_of(url: &str) -> &str {
+    let authority = url.split('/').next().unwrap_or(url);
+    if let Some(rest) = authority.strip_prefix('[') {
+        return rest.split(']').next().unwrap_or(rest);
+    }
+    authority.split(':').next().unwrap_or(authority)
+}
+
+fn host_is_loopback(host: &str) -> bool {
+    host == "localhost"
+        || host
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|a| a.is_loopback())
+}
+
+/// A registry prefix: `[http(s)://]host[:port][/path]`, the path in OCI repository
+/// components (lower-case letters, digits, separators `.`, `_`, `-`).
+fn registry_url_problem(url: &str) -> Option<String> {
+    if url.is_empty() {
+        return Some("required: host[:port]/path (like harbor.example.com/gitpod)".into());
+    }
+    if url.chars().any(|c| c.is_whitespace() || c.is_control()) {
+        return Some("must not contain spaces or control characters".into());
+    }
+    let rest = url
+        .strip_prefix("https://")
+        .or_else(|| url.strip_prefix("http://"))
+        .unwrap_or(url);
+    if rest.contains("://") {
+        return Some(format!(
+            "'{url}': only http:// or https:// may prefix the registry"
+        ));
+    }
+    if rest.contains('@') || rest.contains('?') || rest.contains('#') {
+        return Some(format!(
+            "'{url}' is not host[:port]/path (no credentials, query or fragment)"
+        ));
+    }
+    let rest = rest.trim_end_matches('/');
+    let (authority, path) = rest.split_once('/').unwrap_or((rest, ""));
+    let host_ok = if authority.contains(':') && !authority.ends_with(']') {
+        host_port_problem(authority)
+    } else {
+        host_problem(authority)
+    };
+    if let Some(msg) = host_ok {
+        return Some(format!("the registry host: {msg}"));
+    }
+    for component in path.split('/').filter(|_| !path.is_empty()) {
+        let ok = !component.is_empty()
+            && component
+                .chars()
+                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || "._-".contains(c))
+            && component.starts_with(|c: char| c.is_ascii_alphanumeric())
+            && component.ends_with(|c: char| c.is_ascii_alphanumeric());
+        if !ok {
+            return Some(format!(
+                "path component '{component}': lower-case letters, digits and '.', '_', '-', starting and ending alphanumeric"
+            ));
+        }
+    }
+    None
+}
+
+/// An S3 endpoint: an http(s) URL with a host, no path, credentials or query.
+fn endpoint_problem(endpoint: &str) -> Option<String> {
+    if endpoint.is_empty() {
+        return Some("required: the endpoint URL (like https://minio.example.com:9000)".into());
+    }
+    if !endpoint.contains("://") {
+        return Some(format!(
+            "'{endpoint}' is not a URL: give the scheme (like https://{endpoint})"
+        ));
+    }
+    let url = match url::Url::parse(endpoint) {
+        Ok(u) => u,
+        Err(e) => {
+            return Some(format!(
+                "'{endpoint}' is not a URL ({e}); like https://minio.example.com:9000"
+            ))
+        }
+    };
+    if !matches!(url.scheme(), "http" | "https") {
+        return Some(format!("'{endpoint}': the scheme must be https or http"));
+    }
+    if !url.username().is_empty() || url.password().is_some() {
+        return Some("must not contain credentials (use accessKeyId/secretAccessKey)".into());
+    }
+    let host = match url.host() {
+        None => return Some(format!("'{endpoint}' has no host")),
+        Some(url::Host::Domain(d)) => d.to_string(),
+        Some(url::Host::Ipv4(_)) | Some(url::Host::Ipv6(_)) => String::new(),
+    };
+    if !host.is_empty() {
+        if let Some(msg) = host_problem(&host) {
+            return Some(msg);
+        }
+    }
+    if url.path() != "/" && !url.path().is_empty() || url.query().is_some() {
+        return Some(format!(
+            "'{endpoint}': give the endpoint alone, without a path or query (the bucket has its own field)"
+        ));
+    }
+    None
+}
+
+/// S3's bucket naming rules (docs.aws.amazon.com/AmazonS3/latest/userguide/bucketnamingrules.html).
+fn bucket_problem(b: &str) -> Option<String> {
+    let ok_chars = b
+        .chars()
+        .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '.');
+    if !(3..=63).contains(&b.len()) || !ok_chars {
+        Some("3-63 characters: lower-case letters, digits, '-' and '.'".into())
+    } else if !b.starts_with(|c: char| c.is_ascii_alphanumeric())
+        || !b.ends_with(|c: char| c.is_ascii_alphanumeric())
+    {
+        Some("must start and end with a letter or digit".into())
+    } else if b.contains("..") || b.parse::<Ipv4Addr>().is_ok() {
+        Some(format!("'{b}' is not allowed as a bucket name"))
+    } else {
+        None
     }
 }
 

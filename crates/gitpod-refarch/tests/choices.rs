@@ -108,13 +108,16 @@ fn every_choice_loads_as_written() {
             }
             (c, other) => panic!("[{name}] {c} loaded as {other:?}"),
         }
-        match (name.split('/').nth(2).unwrap(), &spec.dns.records_target) {
+        match (name.split('/').nth(2).unwrap(), spec.dns.records_target()) {
             ("no-target", None)
             | ("ipv4", Some(RecordsTarget::Ipv4(_)))
             | ("hostname", Some(RecordsTarget::Hostname(_))) => {}
             (t, other) => panic!("[{name}] {t} loaded as {other:?}"),
         }
-        match (name.split('/').nth(3).unwrap(), spec.registry.mode) {
+        match (
+            name.split('/').nth(3).unwrap(),
+            spec.registry.cloud().unwrap().mode,
+        ) {
             ("managed", RegistryMode::Managed)
             | ("in-cluster", RegistryMode::InClusterObjectStorage) => {}
             (r, other) => panic!("[{name}] {r} loaded as {other:?}"),

@@ -386,7 +386,7 @@ async fn cancel_stops_scheduling_lets_in_flight_finish_and_a_rerun_converges() {
 #[tokio::test(start_paused = true)]
 async fn deletion_protection_retains_the_database_and_what_it_needs() {
     let mut s = spec(Cloud::Aws);
-    s.database.deletion_protection = true;
+    s.database.cloud_mut().unwrap().deletion_protection = true;
     let h = Harness::new(LatencyProfile::instant());
     h.engine()
         .apply_spec(&s)
@@ -409,7 +409,8 @@ async fn deletion_protection_retains_the_database_and_what_it_needs() {
 #[tokio::test(start_paused = true)]
 async fn records_are_created_with_a_target_and_deleted_when_it_is_removed() {
     let mut s = spec(Cloud::Gcp);
-    s.dns.records_target = Some(RecordsTarget::Ipv4("203.0.113.10".into()));
+    s.dns
+        .set_records_target(Some(RecordsTarget::Ipv4("203.0.113.10".into())));
     let h = Harness::new(LatencyProfile::instant());
     h.engine()
         .apply_spec(&s)
@@ -431,7 +432,7 @@ async fn records_are_created_with_a_target_and_deleted_when_it_is_removed() {
         }
         other => panic!("{other:?}"),
     }
-    s.dns.records_target = None;
+    s.dns.set_records_target(None);
     let plan = h.engine().plan(&s).await.unwrap();
     assert_eq!(plan.step(&rec).unwrap().action, Action::Delete);
     h.engine()

@@ -252,6 +252,7 @@ fn aws_in_cluster_registry_on_s3() {
         DatabaseEndpoint::Host {
             host: "db.example".into(),
             port: 3306,
+            ca_certificate_pem: None,
         },
         StorageOutput::S3 {
             endpoint: "s3.eu-west-1.amazonaws.com".into(),
@@ -259,6 +260,7 @@ fn aws_in_cluster_registry_on_s3() {
             bucket: "gp-gitpod".into(),
             access_key_id: "AKIA".into(),
             secret_access_key: Secret::new("s".into()),
+            allow_insecure_connection: false,
         },
         RegistryOutput::InClusterS3 {
             bucket: "gp-registry".into(),
@@ -293,6 +295,7 @@ fn azure_in_cluster_storage_flexible_server_and_acr_token() {
         DatabaseEndpoint::Host {
             host: "mysql-gp-0a1b2c3d.mysql.database.azure.com".into(),
             port: 3306,
+            ca_certificate_pem: None,
         },
         StorageOutput::InCluster {
             region: "northeurope".into(),

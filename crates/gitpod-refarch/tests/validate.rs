@@ -582,51 +582,51 @@ fn cases() -> Vec<Case> {
         case(
             "mysql 5.6",
             gcp,
-            |s| s.database.mysql_version = "5.6".into(),
+            |s| s.database.cloud_mut().unwrap().mysql_version = "5.6".into(),
             "database.mysqlVersion",
         ),
         case(
             "gcp tier",
             gcp,
-            |s| s.database.tier = "n1-standard-2".into(),
+            |s| s.database.cloud_mut().unwrap().tier = "n1-standard-2".into(),
             "database.tier",
         ),
         case(
             "aws tier",
             aws,
-            |s| s.database.tier = "db.m5large".into(),
+            |s| s.database.cloud_mut().unwrap().tier = "db.m5large".into(),
             "database.tier",
         ),
         case(
             "azure tier",
             azure,
-            |s| s.database.tier = "D2ds_v4".into(),
+            |s| s.database.cloud_mut().unwrap().tier = "D2ds_v4".into(),
             "database.tier",
         ),
         case(
             "database storage too small",
             aws,
-            |s| s.database.storage_gb = 10,
+            |s| s.database.cloud_mut().unwrap().storage_gb = 10,
             "database.storageGb",
         ),
         case(
             "backup retention 0",
             gcp,
-            |s| s.database.backups.retention_days = 0,
+            |s| s.database.cloud_mut().unwrap().backups.retention_days = 0,
             "database.backups.retentionDays",
         ),
         case(
             "backup retention 36",
             azure,
-            |s| s.database.backups.retention_days = 36,
+            |s| s.database.cloud_mut().unwrap().backups.retention_days = 36,
             "database.backups.retentionDays",
         ),
         case(
             "HA without backups",
             aws,
             |s| {
-                s.database.high_availability = true;
-                s.database.backups.enabled = false;
+                s.database.cloud_mut().unwrap().high_availability = true;
+                s.database.cloud_mut().unwrap().backups.enabled = false;
             },
             "database.backups.enabled",
         ),
@@ -635,6 +635,8 @@ fn cases() -> Vec<Case> {
             gcp,
             |s| {
                 s.database
+                    .cloud_mut()
+                    .unwrap()
                     .flags
                     .insert("explicit_defaults_for_timestamp".into(), "ON".into());
             },
@@ -644,7 +646,11 @@ fn cases() -> Vec<Case> {
             "explicit_defaults_for_timestamp missing",
             azure,
             |s| {
-                s.database.flags.remove("explicit_defaults_for_timestamp");
+                s.database
+                    .cloud_mut()
+                    .unwrap()
+                    .flags
+                    .remove("explicit_defaults_for_timestamp");
             },
             "database.flags",
         ),
@@ -653,6 +659,8 @@ fn cases() -> Vec<Case> {
             gcp,
             |s| {
                 s.database
+                    .cloud_mut()
+                    .unwrap()
                     .flags
                     .insert("Max-Connections".into(), "100".into());
             },
@@ -661,136 +669,148 @@ fn cases() -> Vec<Case> {
         case(
             "username bad chars",
             gcp,
-            |s| s.database.username = "git-pod".into(),
+            |s| s.database.cloud_mut().unwrap().username = "git-pod".into(),
             "database.username",
         ),
         case(
             "username starts with digit",
             aws,
-            |s| s.database.username = "1gitpod".into(),
+            |s| s.database.cloud_mut().unwrap().username = "1gitpod".into(),
             "database.username",
         ),
         case(
             "username too long",
             gcp,
-            |s| s.database.username = "g".repeat(17),
+            |s| s.database.cloud_mut().unwrap().username = "g".repeat(17),
             "database.username",
         ),
         case(
             "username root",
             aws,
-            |s| s.database.username = "root".into(),
+            |s| s.database.cloud_mut().unwrap().username = "root".into(),
             "database.username",
         ),
         case(
             "username cloudsqlsuperuser",
             gcp,
-            |s| s.database.username = "cloudsqlsuperuser".into(),
+            |s| s.database.cloud_mut().unwrap().username = "cloudsqlsuperuser".into(),
             "database.username",
         ),
         case(
             "database name bad",
             azure,
-            |s| s.database.database_name = "git-pod".into(),
+            |s| s.database.cloud_mut().unwrap().database_name = "git-pod".into(),
             "database.databaseName",
         ),
         case(
             "database name empty",
             gcp,
-            |s| s.database.database_name = String::new(),
+            |s| s.database.cloud_mut().unwrap().database_name = String::new(),
             "database.databaseName",
         ),
         // --- dns ---
         case(
             "zone does not contain domain",
             gcp,
-            |s| s.dns.zone = Some("example.org".into()),
+            |s| s.dns.cloud_mut().unwrap().zone = Some("example.org".into()),
             "dns.zone",
         ),
         case(
             "zone is a suffix but not a parent",
             aws,
-            |s| s.dns.zone = Some("ample.com".into()),
+            |s| s.dns.cloud_mut().unwrap().zone = Some("ample.com".into()),
             "dns.zone",
         ),
         case(
             "zone trailing dot",
             gcp,
-            |s| s.dns.zone = Some("example.com.".into()),
+            |s| s.dns.cloud_mut().unwrap().zone = Some("example.com.".into()),
             "dns.zone",
         ),
         case(
             "records target bad ip",
             gcp,
-            |s| s.dns.records_target = Some(RecordsTarget::Ipv4("300.1.2.3".into())),
+            |s| {
+                s.dns
+                    .set_records_target(Some(RecordsTarget::Ipv4("300.1.2.3".into())))
+            },
             "dns.recordsTarget.ipv4",
         ),
         case(
             "records target loopback",
             azure,
-            |s| s.dns.records_target = Some(RecordsTarget::Ipv4("127.0.0.1".into())),
+            |s| {
+                s.dns
+                    .set_records_target(Some(RecordsTarget::Ipv4("127.0.0.1".into())))
+            },
             "dns.recordsTarget.ipv4",
         ),
         case(
             "records target unspecified",
             gcp,
-            |s| s.dns.records_target = Some(RecordsTarget::Ipv4("0.0.0.0".into())),
+            |s| {
+                s.dns
+                    .set_records_target(Some(RecordsTarget::Ipv4("0.0.0.0".into())))
+            },
             "dns.recordsTarget.ipv4",
         ),
         case(
             "records target bad hostname",
             aws,
-            |s| s.dns.records_target = Some(RecordsTarget::Hostname("lb_1.example.com".into())),
+            |s| {
+                s.dns
+                    .set_records_target(Some(RecordsTarget::Hostname("lb_1.example.com".into())))
+            },
             "dns.recordsTarget.hostname",
         ),
         // --- storage ---
         case(
             "bucket upper case",
             aws,
-            |s| s.storage.bucket = Some("Gitpod_Bucket".into()),
+            |s| s.storage.cloud_mut().unwrap().bucket = Some("Gitpod_Bucket".into()),
             "storage.bucket",
         ),
         case(
             "bucket too short",
             gcp,
-            |s| s.storage.bucket = Some("gp".into()),
+            |s| s.storage.cloud_mut().unwrap().bucket = Some("gp".into()),
             "storage.bucket",
         ),
         case(
             "bucket leading hyphen",
             aws,
-            |s| s.storage.bucket = Some("-gitpod".into()),
+            |s| s.storage.cloud_mut().unwrap().bucket = Some("-gitpod".into()),
             "storage.bucket",
         ),
         case(
             "bucket ip address",
             aws,
-            |s| s.storage.bucket = Some("192.168.1.1".into()),
+            |s| s.storage.cloud_mut().unwrap().bucket = Some("192.168.1.1".into()),
             "storage.bucket",
         ),
         case(
             "bucket goog prefix",
             gcp,
-            |s| s.storage.bucket = Some("google-gitpod".into()),
+            |s| s.storage.cloud_mut().unwrap().bucket = Some("google-gitpod".into()),
             "storage.bucket",
         ),
         // --- registry ---
         case(
             "registry upper case",
             gcp,
-            |s| s.registry.repository = "Gitpod".into(),
+            |s| s.registry.cloud_mut().unwrap().repository = "Gitpod".into(),
             "registry.repository",
         ),
         case(
             "registry empty",
             azure,
-            |s| s.registry.repository = String::new(),
+            |s| s.registry.cloud_mut().unwrap().repository = String::new(),
             "registry.repository",
         ),
         case(
             "registry trailing hyphen",
             aws,
-            |s| s.registry.repository = "gitpod-".into(),
+            |s| s.registry.cloud_mut().unwrap().repository = "gitpod-".into(),
             "registry.repository",
         ),
         // --- certificates ---
@@ -1172,91 +1192,91 @@ fn cases() -> Vec<Case> {
         case(
             "s3 bucket reserved sthree-gitpod",
             aws,
-            |s| s.storage.bucket = Some("sthree-gitpod".into()),
+            |s| s.storage.cloud_mut().unwrap().bucket = Some("sthree-gitpod".into()),
             "storage.bucket",
         ),
         case(
             "s3 bucket reserved sthree-configurator-gp",
             aws,
-            |s| s.storage.bucket = Some("sthree-configurator-gp".into()),
+            |s| s.storage.cloud_mut().unwrap().bucket = Some("sthree-configurator-gp".into()),
             "storage.bucket",
         ),
         case(
             "s3 bucket reserved amzn-s3-demo-gitpod",
             aws,
-            |s| s.storage.bucket = Some("amzn-s3-demo-gitpod".into()),
+            |s| s.storage.cloud_mut().unwrap().bucket = Some("amzn-s3-demo-gitpod".into()),
             "storage.bucket",
         ),
         case(
             "s3 bucket reserved xn--gitpod",
             aws,
-            |s| s.storage.bucket = Some("xn--gitpod".into()),
+            |s| s.storage.cloud_mut().unwrap().bucket = Some("xn--gitpod".into()),
             "storage.bucket",
         ),
         case(
             "s3 bucket reserved gitpod-s3alias",
             aws,
-            |s| s.storage.bucket = Some("gitpod-s3alias".into()),
+            |s| s.storage.cloud_mut().unwrap().bucket = Some("gitpod-s3alias".into()),
             "storage.bucket",
         ),
         case(
             "s3 bucket reserved gitpod--ol-s3",
             aws,
-            |s| s.storage.bucket = Some("gitpod--ol-s3".into()),
+            |s| s.storage.cloud_mut().unwrap().bucket = Some("gitpod--ol-s3".into()),
             "storage.bucket",
         ),
         case(
             "s3 bucket reserved gitpod.mrap",
             aws,
-            |s| s.storage.bucket = Some("gitpod.mrap".into()),
+            |s| s.storage.cloud_mut().unwrap().bucket = Some("gitpod.mrap".into()),
             "storage.bucket",
         ),
         case(
             "s3 bucket reserved gitpod--x-s3",
             aws,
-            |s| s.storage.bucket = Some("gitpod--x-s3".into()),
+            |s| s.storage.cloud_mut().unwrap().bucket = Some("gitpod--x-s3".into()),
             "storage.bucket",
         ),
         case(
             "s3 bucket reserved gitpod--table-s3",
             aws,
-            |s| s.storage.bucket = Some("gitpod--table-s3".into()),
+            |s| s.storage.cloud_mut().unwrap().bucket = Some("gitpod--table-s3".into()),
             "storage.bucket",
         ),
         case(
             "gcs bucket reserved goog-gitpod",
             gcp,
-            |s| s.storage.bucket = Some("goog-gitpod".into()),
+            |s| s.storage.cloud_mut().unwrap().bucket = Some("goog-gitpod".into()),
             "storage.bucket",
         ),
         case(
             "gcs bucket reserved my-google-bucket",
             gcp,
-            |s| s.storage.bucket = Some("my-google-bucket".into()),
+            |s| s.storage.cloud_mut().unwrap().bucket = Some("my-google-bucket".into()),
             "storage.bucket",
         ),
         case(
             "gcs bucket reserved my-g00gle-bucket",
             gcp,
-            |s| s.storage.bucket = Some("my-g00gle-bucket".into()),
+            |s| s.storage.cloud_mut().unwrap().bucket = Some("my-g00gle-bucket".into()),
             "storage.bucket",
         ),
         case(
             "gcs bucket reserved gitpod-gogle",
             gcp,
-            |s| s.storage.bucket = Some("gitpod-gogle".into()),
+            |s| s.storage.cloud_mut().unwrap().bucket = Some("gitpod-gogle".into()),
             "storage.bucket",
         ),
         case(
             "azure container name gitpod.data",
             azure,
-            |s| s.storage.bucket = Some("gitpod.data".into()),
+            |s| s.storage.cloud_mut().unwrap().bucket = Some("gitpod.data".into()),
             "storage.bucket",
         ),
         case(
             "azure container name git--pod",
             azure,
-            |s| s.storage.bucket = Some("git--pod".into()),
+            |s| s.storage.cloud_mut().unwrap().bucket = Some("git--pod".into()),
             "storage.bucket",
         ),
         case(
@@ -1274,97 +1294,97 @@ fn cases() -> Vec<Case> {
         case(
             "db user cloudsqladmin reserved on gcp",
             gcp,
-            |s| s.database.username = "cloudsqladmin".into(),
+            |s| s.database.cloud_mut().unwrap().username = "cloudsqladmin".into(),
             "database.username",
         ),
         case(
             "db user cloudsqlagent reserved on gcp",
             gcp,
-            |s| s.database.username = "cloudsqlagent".into(),
+            |s| s.database.cloud_mut().unwrap().username = "cloudsqlagent".into(),
             "database.username",
         ),
         case(
             "db user cloudsqlreplica reserved on gcp",
             gcp,
-            |s| s.database.username = "cloudsqlreplica".into(),
+            |s| s.database.cloud_mut().unwrap().username = "cloudsqlreplica".into(),
             "database.username",
         ),
         case(
             "db user cloudsqlimport reserved on gcp",
             gcp,
-            |s| s.database.username = "cloudsqlimport".into(),
+            |s| s.database.cloud_mut().unwrap().username = "cloudsqlimport".into(),
             "database.username",
         ),
         case(
             "db user rdsadmin reserved on aws",
             aws,
-            |s| s.database.username = "rdsadmin".into(),
+            |s| s.database.cloud_mut().unwrap().username = "rdsadmin".into(),
             "database.username",
         ),
         case(
             "db user rdsrepladmin reserved on aws",
             aws,
-            |s| s.database.username = "rdsrepladmin".into(),
+            |s| s.database.cloud_mut().unwrap().username = "rdsrepladmin".into(),
             "database.username",
         ),
         case(
             "db user rdsproxyadmin reserved on aws",
             aws,
-            |s| s.database.username = "rdsproxyadmin".into(),
+            |s| s.database.cloud_mut().unwrap().username = "rdsproxyadmin".into(),
             "database.username",
         ),
         case(
             "db user mysql reserved on aws",
             aws,
-            |s| s.database.username = "mysql".into(),
+            |s| s.database.cloud_mut().unwrap().username = "mysql".into(),
             "database.username",
         ),
         case(
             "db user azure_superuser reserved on azure",
             azure,
-            |s| s.database.username = "azure_superuser".into(),
+            |s| s.database.cloud_mut().unwrap().username = "azure_superuser".into(),
             "database.username",
         ),
         case(
             "db user administrator reserved on azure",
             azure,
-            |s| s.database.username = "administrator".into(),
+            |s| s.database.cloud_mut().unwrap().username = "administrator".into(),
             "database.username",
         ),
         case(
             "db user guest reserved on azure",
             azure,
-            |s| s.database.username = "guest".into(),
+            |s| s.database.cloud_mut().unwrap().username = "guest".into(),
             "database.username",
         ),
         case(
             "db user public reserved on azure",
             azure,
-            |s| s.database.username = "public".into(),
+            |s| s.database.cloud_mut().unwrap().username = "public".into(),
             "database.username",
         ),
         case(
             "db user azure_gitpod reserved on azure",
             azure,
-            |s| s.database.username = "azure_gitpod".into(),
+            |s| s.database.cloud_mut().unwrap().username = "azure_gitpod".into(),
             "database.username",
         ),
         case(
             "db user root reserved on azure",
             azure,
-            |s| s.database.username = "root".into(),
+            |s| s.database.cloud_mut().unwrap().username = "root".into(),
             "database.username",
         ),
         case(
             "db user admin reserved on gcp",
             gcp,
-            |s| s.database.username = "admin".into(),
+            |s| s.database.cloud_mut().unwrap().username = "admin".into(),
             "database.username",
         ),
         case(
             "db user Admin reserved on azure",
             azure,
-            |s| s.database.username = "Admin".into(),
+            |s| s.database.cloud_mut().unwrap().username = "Admin".into(),
             "database.username",
         ),
         case(
@@ -1532,7 +1552,7 @@ fn several_problems_are_all_reported() {
     s.node_pools.services.max_nodes = 0;
     s.cluster.network.pod_cidr = Some("not-a-cidr".into());
     s.certificates = acme("", LETS_ENCRYPT_PRODUCTION);
-    s.database.username = "root".into();
+    s.database.cloud_mut().unwrap().username = "root".into();
     let errs = s.validate().expect_err("several problems");
     let expected = [
         "name",

@@ -43,8 +43,11 @@ pub fn spec() -> ReferenceArchitecture {
          server: https://acme-v02.api.letsencrypt.org/directory\n"
     ))
     .unwrap();
-    s.dns.records_target = Some(RecordsTarget::Ipv4(TARGET_IP.into()));
-    s.database.mysql_version = "8.0".into();
+    s.dns
+        .set_records_target(Some(RecordsTarget::Ipv4(TARGET_IP.into())));
+    if let Some(db) = s.database.cloud_mut() {
+        db.mysql_version = "8.0".into();
+    }
     for (role, value) in [
         (PoolRole::RegularWorkspaces, "regular"),
         (PoolRole::HeadlessWorkspaces, "headless"),

@@ -25,7 +25,8 @@ pub fn spec() -> ReferenceArchitecture {
          server: https://acme-v02.api.letsencrypt.org/directory\n"
     ))
     .unwrap();
-    s.dns.records_target = Some(RecordsTarget::Ipv4("203.0.113.10".into()));
+    s.dns
+        .set_records_target(Some(RecordsTarget::Ipv4("203.0.113.10".into())));
     s.validate().unwrap();
     s
 }

@@ -7,6 +7,7 @@ use serde::Serialize;
 
 use crate::error::ErrorKind;
 use crate::resource::ResourceId;
+use crate::verify::{CheckStatus, Part};
 
 /// Something that happened during a run.
 #[non_exhaustive]
@@ -79,6 +80,33 @@ pub enum Event {
         resource: ResourceId,
         /// Why.
         reason: String,
+    },
+    /// `verify` finished one check (the summary never holds a secret value).
+    Checked {
+        /// The check's stable id (`database.connect`).
+        id: String,
+        /// The part it looks at.
+        part: Part,
+        /// Pass, fail or skipped.
+        status: CheckStatus,
+        /// What was found, in one line.
+        summary: String,
+    },
+    /// `verify` ended.
+    Verified {
+        /// Installation.
+        installation: String,
+        /// True when no check failed.
+        ok: bool,
+        /// Checks that passed.
+        passed: usize,
+        /// Checks that failed.
+        failed: usize,
+        /// Checks that did not run.
+        skipped: usize,
+        /// Total time.
+        #[serde(with = "millis")]
+        elapsed: Duration,
     },
     /// The run ended.
     RunFinished {

@@ -15,6 +15,7 @@
 mod clock;
 mod events;
 mod retry;
+mod verify;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::future::Future;
@@ -30,6 +31,7 @@ pub use clock::Clock;
 pub use clock::TokioClock;
 pub use events::{channel, Event, EventSink};
 pub use retry::{RetryPolicy, WaitPolicy};
+pub use verify::VerifyOptions;
 
 use crate::error::{Error, ErrorKind, Result};
 use crate::installer::{self, InstallerBundle};
@@ -377,12 +379,14 @@ impl Engine {
 
     /// Observe, then plan an apply.
     pub async fn plan(&self, spec: &ReferenceArchitecture) -> Result<Plan> {
+        self.providers.check_choices(spec)?;
         let snapshot = self.observe(spec).await?;
         Ok(plan::plan(spec, &snapshot)?)
     }
 
     /// Observe, then plan a destroy.
     pub async fn plan_destroy(&self, spec: &ReferenceArchitecture) -> Result<Plan> {
+        self.providers.check_choices(spec)?;
         let snapshot = self.observe(spec).await?;
         Ok(plan::plan_destroy(spec, &snapshot)?)
     }

@@ -72,6 +72,10 @@ pub struct ProviderInfo {
     /// Operations on a cluster and its node pools must not overlap (GKE, AKS): the
     /// planner puts them in one serial lane.
     pub serial_cluster_operations: bool,
+    /// It manages a part on a server the platform team runs (`provider: selfManaged`
+    /// in the spec), not a cloud service: the engine refuses a spec whose part's
+    /// `provider` disagrees with this.
+    pub self_managed: bool,
 }
 
 impl ProviderInfo {
@@ -80,7 +84,15 @@ impl ProviderInfo {
         ProviderInfo {
             name: name.into(),
             serial_cluster_operations: false,
+            self_managed: false,
         }
+    }
+
+    /// Declare that the provider manages a self-managed part (`provider: selfManaged`).
+    #[must_use]
+    pub fn with_self_managed(mut self, self_managed: bool) -> Self {
+        self.self_managed = self_managed;
+        self
     }
 
     /// Declare that cluster and node-pool operations must be serialised.

@@ -9,6 +9,7 @@ use super::{
 };
 use crate::error::{Error, Result};
 use crate::resource::{Desired, Domain, Routed};
+use crate::verify::Verifier;
 
 /// One implementation of each trait; they may come from different clouds.
 ///
@@ -22,6 +23,7 @@ pub struct Providers {
     registry: Arc<dyn Registry>,
     database: Arc<dyn Database>,
     in_cluster: Option<Arc<dyn ClusterBootstrap>>,
+    verifiers: Vec<Arc<dyn Verifier>>,
 }
 
 /// Builds [`Providers`] from one implementation per trait.
@@ -34,6 +36,7 @@ pub struct ProvidersBuilder {
     registry: Option<Arc<dyn Registry>>,
     database: Option<Arc<dyn Database>>,
     in_cluster: Option<Arc<dyn ClusterBootstrap>>,
+    verifiers: Vec<Arc<dyn Verifier>>,
 }
 
 impl ProvidersBuilder {
@@ -74,6 +77,12 @@ impl ProvidersBuilder {
         self
     }
 
+    /// Add a [`Verifier`] for `verify` (any number; each checks the parts it names).
+    pub fn verifier(mut self, v: Arc<dyn Verifier>) -> Self {
+        self.verifiers.push(v);
+        self
+    }
+
     /// Build; fails with [`crate::ErrorKind::InvalidInput`] naming each missing trait.
     pub fn build(self) -> Result<Providers> {
         let missing: Vec<&str> = [
@@ -101,6 +110,7 @@ impl ProvidersBuilder {
                     registry,
                     database,
                     in_cluster: self.in_cluster,
+                    verifiers: self.verifiers,
                 })
             }
             _ => Err(Error::invalid_input(format!(
@@ -146,6 +156,7 @@ impl Providers {
             registry: p.clone(),
             database: p,
             in_cluster: None,
+            verifiers: Vec::new(),
         }
     }
 
@@ -157,6 +168,18 @@ impl Providers {
         self
     }
 
+    /// Also check parts with `verifier` in `verify`.
+    #[must_use]
+    pub fn with_verifier(mut self, verifier: Arc<dyn Verifier>) -> Self {
+        self.verifiers.push(verifier);
+        self
+    }
+
+    /// The verifiers `verify` runs.
+    pub fn verifiers(&self) -> &[Arc<dyn Verifier>] {
+        &self.verifiers
+    }
+
     /// Whether an in-cluster bootstrap takes part.
     pub fn has_in_cluster(&self) -> bool {
         self.in_cluster.is_some()
@@ -166,6 +189,55 @@ impl Providers {
         self.in_cluster
             .as_ref()
             .ok_or_else(|| Error::internal("no in-cluster bootstrap is configured"))
+    }
+
+    /// Refuse a spec whose parts' `provider` (`cloud` or `selfManaged`) disagrees with
+    /// the provider each part is routed to ([`ProviderInfo::self_managed`]), with
+    /// [`crate::ErrorKind::InvalidInput`] naming each such part. Called by the engine
+    /// before any call.
+    pub fn check_choices(&self, spec: &crate::spec::ReferenceArchitecture) -> Result<()> {
+        let parts = [
+            (
+                "database",
+                "database",
+                spec.database.is_self_managed(),
+                self.database.info(),
+            ),
+            ("dns", "DNS", spec.dns.is_self_managed(), self.dns.info()),
+            (
+                "storage",
+                "object store",
+                spec.storage.is_self_managed(),
+                self.object_store.info(),
+            ),
+            (
+                "registry",
+                "registry",
+                spec.registry.is_self_managed(),
+                self.registry.info(),
+            ),
+        ];
+        let mut wrong = Vec::new();
+        for (field, part, wants_self_managed, info) in parts {
+            match (wants_self_managed, info.self_managed) {
+                (true, false) => wrong.push(format!(
+                    "{field}.provider is selfManaged but the {part} provider \"{}\" is not a \
+                     self-managed provider (use gitpod_refarch_selfmanaged::SelfManaged::for_spec)",
+                    info.name
+                )),
+                (false, true) => wrong.push(format!(
+                    "{field}.provider is cloud but the {part} provider \"{}\" is a self-managed \
+                     provider (set {field}.provider: selfManaged or use the cloud's provider)",
+                    info.name
+                )),
+                _ => {}
+            }
+        }
+        if wrong.is_empty() {
+            Ok(())
+        } else {
+            Err(Error::invalid_input(wrong.join("; ")))
+        }
     }
 
     /// The constraints of the provider that owns `domain`.

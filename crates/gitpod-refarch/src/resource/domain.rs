@@ -223,7 +223,8 @@ mod tests {
     #[test]
     fn every_kind_routes_to_the_trait_of_its_domain_and_back() {
         let mut spec = ReferenceArchitecture::defaults(Cloud::Gcp);
-        spec.dns.records_target = Some(RecordsTarget::Ipv4("203.0.113.1".into()));
+        spec.dns
+            .set_records_target(Some(RecordsTarget::Ipv4("203.0.113.1".into())));
         let mut kinds = std::collections::BTreeSet::new();
         for node in crate::plan::graph(&spec) {
             let d = node.desired;

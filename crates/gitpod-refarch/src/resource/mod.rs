@@ -288,6 +288,10 @@ pub struct NodePoolSpec {
 pub struct DnsZoneSpec {
     /// Name.
     pub name: String,
+    /// The existing zone's primary server (`host:port`) when DNS is self-managed
+    /// (RFC 2136): the zone is read there, never created or deleted.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub server: Option<String>,
     /// DNS name, without trailing dot.
     pub dns_name: String,
     /// Labels/tags.
@@ -350,6 +354,10 @@ pub struct ObjectStorageSpec {
     pub bucket: Option<String>,
     /// Versioning.
     pub versioning: bool,
+    /// An existing S3-compatible endpoint (`https://minio.corp:9000`) when storage is
+    /// self-managed: the bucket is created there only if the spec allows it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub endpoint: Option<String>,
     /// Labels/tags.
     pub labels: BTreeMap<String, String>,
 }
@@ -367,6 +375,10 @@ pub struct RegistrySpec {
     pub repository: String,
     /// Managed or in-cluster.
     pub mode: RegistryMode,
+    /// An existing registry's image prefix (`harbor.corp/gitpod`) when the registry is
+    /// self-managed: nothing is created, the push credentials are checked.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub url: Option<String>,
     /// Labels/tags.
     pub labels: BTreeMap<String, String>,
 }
@@ -403,6 +415,12 @@ pub struct DatabaseInstanceSpec {
     /// The admin user, where the instance needs one at creation (RDS master user,
     /// Azure administrator login).
     pub admin_username: String,
+    /// An existing MySQL/MariaDB server (`host:port`) when the database is
+    /// self-managed: nothing is created at this level, the server is checked (version,
+    /// `explicit_defaults_for_timestamp`) with the admin connection; the tier, storage,
+    /// backups and flags fields are then empty.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub server: Option<String>,
     /// Labels/tags.
     pub labels: BTreeMap<String, String>,
 }
@@ -607,9 +625,20 @@ impl Desired {
                 s.max_nodes,
                 s.node_labels.keys().cloned().collect::<Vec<_>>().join(",")
             ),
-            Desired::DnsZone(s) => format!("zone {}", s.dns_name),
+            Desired::DnsZone(s) => match &s.server {
+                Some(server) => format!("zone {} on {server} (RFC 2136)", s.dns_name),
+                None => format!("zone {}", s.dns_name),
+            },
             Desired::DnsIdentity(s) => format!("may change {} only", s.zone_dns_name),
             Desired::DnsRecords(s) => s.names.join(", "),
+            Desired::ObjectStorage(ObjectStorageSpec {
+                endpoint: Some(endpoint),
+                bucket,
+                ..
+            }) => format!(
+                "existing S3-compatible storage at {endpoint}, bucket {}",
+                bucket.as_deref().unwrap_or("(none)")
+            ),
             Desired::ObjectStorage(s) => format!(
                 "{}versioning {}",
                 s.bucket
@@ -618,7 +647,14 @@ impl Desired {
                     .unwrap_or_default(),
                 if s.versioning { "on" } else { "off" }
             ),
+            Desired::Registry(RegistrySpec { url: Some(url), .. }) => {
+                format!("existing registry {url}")
+            }
             Desired::Registry(s) => format!("{:?} registry, repository {}", s.mode, s.repository),
+            Desired::DatabaseInstance(DatabaseInstanceSpec {
+                server: Some(server),
+                ..
+            }) => format!("existing MySQL at {server}"),
             Desired::DatabaseInstance(s) => format!(
                 "MySQL {} {}, {} GB{}, HA {}, backups {}, {}",
                 s.mysql_version,
@@ -682,6 +718,10 @@ pub enum StorageOutput {
         access_key_id: String,
         /// Secret access key.
         secret_access_key: Secret,
+        /// The endpoint speaks plain HTTP (`objectStorage.s3.allowInsecureConnection`):
+        /// only for a self-managed store inside a private network.
+        #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+        allow_insecure_connection: bool,
     },
     /// Google Cloud Storage (`objectStorage.cloudStorage`, secret `storage-gcp`).
     #[serde(rename_all = "camelCase")]
@@ -819,6 +859,10 @@ pub enum DatabaseEndpoint {
         host: String,
         /// Port.
         port: u16,
+        /// The CA that signs the server's certificate (PEM), when it is not a public
+        /// one: the installer's `database.ssl.caCert` (Secret key `ca.crt`).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        ca_certificate_pem: Option<String>,
     },
     /// A Cloud SQL connection name `project:region:instance` (`database.cloudSQL`).
     #[serde(rename_all = "camelCase")]

@@ -62,15 +62,17 @@ impl ResourceKind {
                 "taints",
                 "cluster",
             ],
-            ResourceKind::DnsZone => &["dnsName"],
+            // `server`, `endpoint`, `url`: another existing server is another resource
+            // (another empty database, bucket, zone or registry).
+            ResourceKind::DnsZone => &["dnsName", "server"],
             ResourceKind::DnsIdentity => &["zoneDnsName"],
-            ResourceKind::ObjectStorage => &["region", "bucket"],
-            ResourceKind::Registry => &["region", "mode"],
+            ResourceKind::ObjectStorage => &["region", "bucket", "endpoint"],
+            ResourceKind::Registry => &["region", "mode", "url"],
             ResourceKind::Database => &["databaseName", "username", "instance"],
+            ResourceKind::DatabaseInstance => &["region", "server"],
             ResourceKind::Foundation
             | ResourceKind::ClusterIdentity
             | ResourceKind::DnsRecords
-            | ResourceKind::DatabaseInstance
             | ResourceKind::ClusterAccess
             | ResourceKind::CertManager
             | ResourceKind::ExternalDns

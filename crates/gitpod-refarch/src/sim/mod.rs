@@ -21,6 +21,8 @@
 //! Secrets it issues (keys, passwords) cannot be read back by `observe`, as on real
 //! clouds, so the engine's state store is exercised too.
 
+mod verify;
+
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -662,6 +664,7 @@ impl SimCloud {
                     Secret::generate_password(12).expose().to_ascii_uppercase()
                 ),
                 secret_access_key: Secret::generate_password(40),
+                allow_insecure_connection: false,
             }),
             Desired::Registry(s) => Output::Registry(match s.mode {
                 RegistryMode::Managed => RegistryOutput::External {
@@ -686,6 +689,7 @@ impl SimCloud {
                 endpoint: DatabaseEndpoint::Host {
                     host: format!("{}-mysql.db.sim.invalid", s.name),
                     port: 3306,
+                    ca_certificate_pem: None,
                 },
             },
             Desired::Database(s) => Output::Database {

@@ -67,9 +67,52 @@ impl Builder {
         self
     }
 
-    /// Change the database settings.
+    /// Change the cloud database's settings (nothing when the database is
+    /// self-managed).
     pub fn database(mut self, f: impl FnOnce(&mut DatabaseSettings)) -> Self {
-        f(&mut self.spec.database);
+        if let Some(db) = self.spec.database.cloud_mut() {
+            f(db);
+        }
+        self
+    }
+
+    /// Use an existing MySQL/MariaDB server instead of the cloud's database.
+    ///
+    /// ```
+    /// use gitpod_refarch::spec::{Cloud, ReferenceArchitecture, SecretSource, SelfManagedDatabaseSettings};
+    /// let spec = ReferenceArchitecture::builder(Cloud::Aws)
+    ///     .self_managed_database(SelfManagedDatabaseSettings::new(
+    ///         "mysql.corp.example.com",
+    ///         "root",
+    ///         SecretSource::env("GITPOD_DB_ADMIN_PASSWORD"),
+    ///     ))
+    ///     .build_unchecked();
+    /// assert!(spec.database.is_self_managed());
+    /// ```
+    pub fn self_managed_database(mut self, settings: SelfManagedDatabaseSettings) -> Self {
+        self.spec.database = DatabaseChoice::SelfManaged(settings);
+        self
+    }
+
+    /// Use an existing zone updated by RFC 2136 with TSIG instead of the cloud's DNS
+    /// (a records target set before is kept unless `settings` names one).
+    pub fn self_managed_dns(mut self, mut settings: SelfManagedDnsSettings) -> Self {
+        if settings.records_target.is_none() {
+            settings.records_target = self.spec.dns.records_target().cloned();
+        }
+        self.spec.dns = DnsChoice::SelfManaged(settings);
+        self
+    }
+
+    /// Use an existing S3-compatible store instead of the cloud's object storage.
+    pub fn self_managed_storage(mut self, settings: SelfManagedStorageSettings) -> Self {
+        self.spec.storage = StorageChoice::SelfManaged(settings);
+        self
+    }
+
+    /// Use an existing OCI registry instead of the cloud's.
+    pub fn self_managed_registry(mut self, settings: SelfManagedRegistrySettings) -> Self {
+        self.spec.registry = RegistryChoice::SelfManaged(settings);
         self
     }
 
@@ -118,7 +161,7 @@ impl Builder {
 
     /// Where the three Gitpod DNS records point.
     pub fn records_target(mut self, target: RecordsTarget) -> Self {
-        self.spec.dns.records_target = Some(target);
+        self.spec.dns.set_records_target(Some(target));
         self
     }
 

@@ -133,19 +133,19 @@ pub(super) fn for_cloud(cloud: Cloud) -> ReferenceArchitecture {
             auto_upgrade: false,
         },
         node_pools: pools,
-        database: database(tier),
-        dns: DnsSettings {
+        database: DatabaseChoice::Cloud(database(tier)),
+        dns: DnsChoice::Cloud(DnsSettings {
             zone: None,
             records_target: None,
-        },
-        storage: StorageSettings {
+        }),
+        storage: StorageChoice::Cloud(StorageSettings {
             bucket: None,
             versioning: true,
-        },
-        registry: RegistrySettings {
+        }),
+        registry: RegistryChoice::Cloud(RegistrySettings {
             mode: registry_mode,
             repository: "gitpod".into(),
-        },
+        }),
         certificates: CertificateSettings::Acme {
             email: String::new(),
             server: LETS_ENCRYPT_PRODUCTION.into(),
@@ -203,6 +203,7 @@ mod tests {
         for (cloud, svc, ws, tier) in cases {
             let s = for_cloud(cloud);
             let p = &s.node_pools;
+            let db = s.database.cloud().unwrap();
             assert_eq!(p.services.machine_type, svc);
             assert_eq!(p.regular_workspaces.machine_type, ws);
             assert_eq!(p.headless_workspaces.machine_type, ws);
@@ -216,11 +217,10 @@ mod tests {
             );
             assert_eq!(p.services.disk_size_gb, 100);
             assert_eq!(p.headless_workspaces.disk_size_gb, 512);
-            assert_eq!(s.database.mysql_version, "5.7");
-            assert_eq!(s.database.tier, tier);
+            assert_eq!(db.mysql_version, "5.7");
+            assert_eq!(db.tier, tier);
             assert_eq!(
-                s.database
-                    .flags
+                db.flags
                     .get("explicit_defaults_for_timestamp")
                     .map(String::as_str),
                 Some("off")

@@ -376,6 +376,16 @@ impl<'de> Visitor<'de> for ValueSeed<'_> {
 pub(super) const TAGGED_CHOICES: &[(&str, Option<&str>)] = &[
     ("certificates", Some("issuer")),
     ("dns.recordsTarget", None),
+    ("database", Some("provider")),
+    ("dns", Some("provider")),
+    ("storage", Some("provider")),
+    ("registry", Some("provider")),
+    // Secret sources (`{env: ...}` | `{file: ...}`) inside the self-managed variants.
+    ("database.adminPassword", None),
+    ("dns.tsigSecret", None),
+    ("storage.accessKeyId", None),
+    ("storage.secretAccessKey", None),
+    ("registry.password", None),
 ];
 
 /// Deep-merge `over` into `base`: objects merge key by key, anything else replaces, and
@@ -428,7 +438,11 @@ fn merge_at(base: &mut Value, over: Value, path: &str) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::spec::{CertificateSettings, Cloud, RecordsTarget, ReferenceArchitecture};
+    use crate::spec::{
+        CertificateSettings, Cloud, DatabaseTlsMode, RecordsTarget, ReferenceArchitecture,
+        SecretSource, SelfManagedDatabaseSettings, SelfManagedDnsSettings,
+        SelfManagedRegistrySettings, SelfManagedStorageSettings,
+    };
     use std::collections::BTreeMap;
 
     fn object_paths(v: &Value, path: &str, out: &mut BTreeMap<String, Vec<String>>) {
@@ -466,8 +480,33 @@ mod tests {
                 ] {
                     let mut s = ReferenceArchitecture::defaults(cloud);
                     s.certificates = certs.clone();
-                    s.dns.records_target = target;
+                    s.dns.set_records_target(target.clone());
                     variants.push(serde_json::to_value(&s).unwrap());
+                    // The self-managed parts, with each kind of secret source.
+                    for source in [SecretSource::env("A_VAR"), SecretSource::file("a.key")] {
+                        let mut s = s.clone();
+                        s.database = SelfManagedDatabaseSettings::new("db", "root", source.clone())
+                            .tls(DatabaseTlsMode::VerifyCa, Some("ca.pem".into()))
+                            .into();
+                        let mut dns = SelfManagedDnsSettings::new(
+                            "example.com",
+                            "192.0.2.53:53",
+                            "k.",
+                            source.clone(),
+                        );
+                        dns.records_target = target.clone();
+                        s.dns = dns.into();
+                        s.storage = SelfManagedStorageSettings::new(
+                            "https://s3.example.com",
+                            "gitpod",
+                            source.clone(),
+                            source.clone(),
+                        )
+                        .into();
+                        s.registry =
+                            SelfManagedRegistrySettings::new("r.example.com/g", "u", source).into();
+                        variants.push(serde_json::to_value(&s).unwrap());
+                    }
                 }
             }
         }
@@ -497,6 +536,10 @@ mod tests {
         }
         assert!(changing.contains("certificates"), "{changing:?}");
         assert!(changing.contains("dns.recordsTarget"), "{changing:?}");
+        for part in ["database", "dns", "storage", "registry"] {
+            assert!(changing.contains(part), "{changing:?}");
+        }
+        assert!(changing.contains("database.adminPassword"), "{changing:?}");
     }
 
     fn yaml(text: &str) -> std::result::Result<ReferenceArchitecture, ValidationErrors> {
@@ -523,8 +566,8 @@ mod tests {
         );
         let s = yaml("cloud: aws\ndns: {recordsTarget: {hostname: lb.example.com}}\n").unwrap();
         assert_eq!(
-            s.dns.records_target,
-            Some(RecordsTarget::Hostname("lb.example.com".into()))
+            s.dns.records_target(),
+            Some(&RecordsTarget::Hostname("lb.example.com".into()))
         );
         // Fields of another variant are still refused.
         let e = yaml(

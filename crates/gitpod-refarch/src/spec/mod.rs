@@ -8,6 +8,7 @@
 //! [`crate::validate`] then checks every value and reports all problems at once.
 
 mod builder;
+mod choices;
 mod defaults;
 mod load;
 
@@ -17,6 +18,11 @@ use std::fmt;
 use serde::{Deserialize, Serialize};
 
 pub use builder::Builder;
+pub use choices::{
+    load_ca_file, DatabaseChoice, DatabaseTls, DatabaseTlsMode, DnsChoice, PartProvider,
+    RegistryChoice, SecretSource, SelfManagedDatabaseSettings, SelfManagedDnsSettings,
+    SelfManagedRegistrySettings, SelfManagedStorageSettings, StorageChoice, TsigAlgorithm,
+};
 pub use load::{MAX_NESTING, MAX_SPEC_BYTES, MAX_VALUES};
 
 use crate::problem::{Problem, ValidationErrors};
@@ -85,14 +91,15 @@ pub struct ReferenceArchitecture {
     pub cluster: ClusterSettings,
     /// The three node pools.
     pub node_pools: NodePools,
-    /// The managed MySQL database.
-    pub database: DatabaseSettings,
-    /// The DNS zone.
-    pub dns: DnsSettings,
-    /// Object storage.
-    pub storage: StorageSettings,
-    /// The OCI registry for workspace images.
-    pub registry: RegistrySettings,
+    /// The MySQL database: the cloud's (`provider: cloud`, the default) or an
+    /// existing server (`provider: selfManaged`).
+    pub database: DatabaseChoice,
+    /// The DNS zone: the cloud's or an existing zone updated by RFC 2136.
+    pub dns: DnsChoice,
+    /// Object storage: the cloud's or an existing S3-compatible store.
+    pub storage: StorageChoice,
+    /// The OCI registry for workspace images: the cloud's or an existing registry.
+    pub registry: RegistryChoice,
     /// How the `https-certificates` secret is obtained.
     pub certificates: CertificateSettings,
     /// Extra labels/tags put on every cloud resource (the installation name is always added).
@@ -497,6 +504,48 @@ pub struct AzureSettings {
 
 use load::Format;
 
+/// The problem inside the choice at `path` (`database`, `dns`, `storage`, `registry`)
+/// with its full field path, found by reading the chosen variant's object alone.
+fn choice_problem(merged: &serde_json::Value, path: &str) -> Option<Problem> {
+    fn first<T: serde::de::DeserializeOwned>(
+        path: &str,
+        object: serde_json::Map<String, serde_json::Value>,
+    ) -> Option<Problem> {
+        let e =
+            serde_path_to_error::deserialize::<_, T>(serde_json::Value::Object(object)).err()?;
+        let inner = e.path().to_string();
+        let full = if inner == "." {
+            path.to_string()
+        } else {
+            format!("{path}.{inner}")
+        };
+        Some(Problem::new(full, e.into_inner().to_string()))
+    }
+    let mut object = merged.get(path)?.as_object()?.clone();
+    let tag = object.remove("provider");
+    let self_managed = match tag.as_ref().map(|t| t.as_str()) {
+        None | Some(Some("cloud")) => false,
+        Some(Some("selfManaged")) => true,
+        Some(_) => {
+            return Some(Problem::new(
+                format!("{path}.provider"),
+                "must be cloud or selfManaged",
+            ))
+        }
+    };
+    match (path, self_managed) {
+        ("database", false) => first::<DatabaseSettings>(path, object),
+        ("database", true) => first::<SelfManagedDatabaseSettings>(path, object),
+        ("dns", false) => first::<DnsSettings>(path, object),
+        ("dns", true) => first::<SelfManagedDnsSettings>(path, object),
+        ("storage", false) => first::<StorageSettings>(path, object),
+        ("storage", true) => first::<SelfManagedStorageSettings>(path, object),
+        ("registry", false) => first::<RegistrySettings>(path, object),
+        ("registry", true) => first::<SelfManagedRegistrySettings>(path, object),
+        _ => None,
+    }
+}
+
 impl ReferenceArchitecture {
     /// The defaults for `cloud`, equal to the guide's tables. `domain` is empty and the
     /// cloud section has placeholder ids, so `validate` asks for them.
@@ -562,16 +611,19 @@ impl ReferenceArchitecture {
         let mut merged = serde_json::to_value(Self::defaults(cloud))
             .map_err(|e| parse_err(format!("internal: defaults do not serialize: {e}")))?;
         load::merge(&mut merged, serde_json::Value::Object(user));
-        serde_path_to_error::deserialize(merged).map_err(|e| {
+        serde_path_to_error::deserialize(&merged).map_err(|e| {
             let path = e.path().to_string();
             let path = if path == "." { String::new() } else { path };
-            ValidationErrors::one(Problem::new(path, e.into_inner().to_string()))
+            // Inside a choice serde buffers the object and loses the path: find it.
+            let problem = choice_problem(&merged, &path)
+                .unwrap_or_else(|| Problem::new(path, e.into_inner().to_string()));
+            ValidationErrors::one(problem)
         })
     }
 
     /// The zone's DNS name (without trailing dot).
     pub fn zone_dns_name(&self) -> &str {
-        self.dns.zone.as_deref().unwrap_or(&self.domain)
+        self.dns.zone().unwrap_or(&self.domain)
     }
 
     /// The three names the certificate and DNS records cover.
@@ -645,7 +697,8 @@ mod tests {
         assert_eq!(ReferenceArchitecture::from_yaml(&yaml).unwrap(), spec);
         // Enums too (they once came out as YAML tags that could not be read back).
         let mut spec = ReferenceArchitecture::defaults(Cloud::Gcp);
-        spec.dns.records_target = Some(RecordsTarget::Ipv4("203.0.113.10".into()));
+        spec.dns
+            .set_records_target(Some(RecordsTarget::Ipv4("203.0.113.10".into())));
         let yaml = spec.to_yaml().unwrap();
         assert_eq!(
             ReferenceArchitecture::from_yaml(&yaml).unwrap(),
