@@ -412,7 +412,12 @@ fn storage_output(
         bucket: bucket.to_string(),
         access_key_id,
         secret_access_key,
-        allow_insecure_connection: false,
+        // An endpoint override over plain HTTP (an S3-compatible server on a private
+        // network, or moto) is what Gitpod will reach too: say so to the installer.
+        allow_insecure_connection: c
+            .endpoint_url
+            .as_deref()
+            .is_some_and(|u| u.starts_with("http://")),
     }
 }
 
