@@ -219,15 +219,7 @@ fn the_aws_path_against_moto_applies_reapplies_and_destroys() {
     let o = aws(&["verify", "--json"]);
     assert!(o.status.success(), "{}", text(&o));
     let report: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
-    let status = |id: &str| {
-        report["checks"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .find(|c| c["id"] == id)
-            .map(|c| c["status"].as_str().unwrap().to_string())
-            .unwrap_or_else(|| panic!("no check {id}: {report:#}"))
-    };
+    let status = |id: &str| check_status(&report, id);
     assert_eq!(status("storage.bucket"), "pass", "{report:#}");
     assert_eq!(status("storage.put-get-delete"), "pass", "{report:#}");
     assert_eq!(status("database.connect"), "skipped", "{report:#}");
@@ -460,15 +452,7 @@ fn the_gcp_path_against_the_standalone_fake_applies_reapplies_and_destroys() {
     let o = gcp(&["verify", "--json"]);
     assert!(o.status.success(), "{}", text(&o));
     let report: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
-    let status = |id: &str| {
-        report["checks"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .find(|c| c["id"] == id)
-            .map(|c| c["status"].as_str().unwrap().to_string())
-            .unwrap_or_else(|| panic!("no check {id}: {report:#}"))
-    };
+    let status = |id: &str| check_status(&report, id);
     for id in [
         "cluster.connect",
         "cluster.nodes",
@@ -498,6 +482,18 @@ fn the_gcp_path_against_the_standalone_fake_applies_reapplies_and_destroys() {
     assert!(status.success(), "fake-gcp exits 0 on SIGTERM: {status:?}");
     let status = kube.stop();
     assert!(status.success(), "fake-kube exits 0 on SIGTERM: {status:?}");
+}
+
+/// The status (`pass`, `fail`, `skipped`) of check `id` in a `verify --json` report.
+#[cfg(any(feature = "aws", feature = "gcp", feature = "azure"))]
+fn check_status(report: &serde_json::Value, id: &str) -> String {
+    report["checks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["id"] == id)
+        .map(|c| c["status"].as_str().unwrap().to_string())
+        .unwrap_or_else(|| panic!("no check {id}: {report:#}"))
 }
 
 #[test]
@@ -792,15 +788,7 @@ fn the_azure_path_against_the_standalone_fake_applies_reapplies_and_destroys() {
     let o = azure(&["verify", "--json"]);
     assert!(o.status.success(), "{}", text(&o));
     let report: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
-    let status = |id: &str| {
-        report["checks"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .find(|c| c["id"] == id)
-            .map(|c| c["status"].as_str().unwrap().to_string())
-            .unwrap_or_else(|| panic!("no check {id}: {report:#}"))
-    };
+    let status = |id: &str| check_status(&report, id);
     for id in [
         "cluster.connect",
         "cluster.node-labels.services",
