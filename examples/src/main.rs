@@ -684,6 +684,7 @@ async fn run(cli: Cli) -> Result<(), (u8, String)> {
             let bundle = setup
                 .engine
                 .installer_bundle(&spec)
+                .await
                 .map_err(|e| failed(e.chain()))?;
             let files = bundle.write_to(out).map_err(|e| failed(e.chain()))?;
             if !cli.json {
@@ -767,6 +768,7 @@ async fn run(cli: Cli) -> Result<(), (u8, String)> {
             let o = setup
                 .engine
                 .outputs(&spec.name)
+                .await
                 .map_err(|e| failed(e.chain()))?;
             let view = serde_json::json!({
                 "account": o.account(),

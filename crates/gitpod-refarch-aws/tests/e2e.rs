@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 use aws_sdk_ec2::types::Filter;
 use gitpod_refarch::engine::{RetryPolicy, WaitPolicy};
 use gitpod_refarch::spec::{Cloud, PoolRole, RecordsTarget, ReferenceArchitecture};
-use gitpod_refarch::state::MemoryStateStore;
+use gitpod_refarch::state::{MemoryStateStore, StateStore as _};
 use gitpod_refarch::{Engine, ErrorKind, Providers, Secret};
 use gitpod_refarch_aws::{AwsConfig, AwsProvider};
 use support::{leaks, sdk_config, FaultProxy, Moto};
@@ -311,7 +311,7 @@ async fn apply_verify_reapply_and_destroy_against_moto() {
     assert_eq!(cnames.len(), 3, "{cnames:?}");
 
     // The installer output.
-    let bundle = e.installer_bundle(&s).unwrap();
+    let bundle = e.installer_bundle(&s).await.unwrap();
     assert!(bundle.config["database"]["external"].is_object());
     assert_eq!(bundle.config["containerRegistry"]["inCluster"], true);
     assert!(
@@ -402,6 +402,14 @@ async fn an_apply_killed_part_way_resumes_and_nothing_leaks() {
             r = tokio::time::sleep(Duration::from_secs(60)) => panic!("k={k}: the freeze never happened {r:?}"),
         }
         let _ = run.await;
+        // The killed run's lock stays (as a killed process leaves it): broken on purpose.
+        let held = store
+            .current_lock()
+            .await
+            .unwrap()
+            .expect("the killed run's lock");
+        assert_eq!(held.operation, "apply");
+        store.break_lock(&held.id).await.unwrap();
         proxy.clear_faults();
         let e = engine(p, store);
         let report = e.apply_spec(&s).await.unwrap();
@@ -482,7 +490,7 @@ async fn the_ecr_option_pushes_with_a_scoped_user_and_leaves_nothing() {
         .unwrap()
         .to_string();
     assert!(uri.ends_with("/gp/gitpod"), "{uri}");
-    let bundle = e.installer_bundle(&s).unwrap();
+    let bundle = e.installer_bundle(&s).await.unwrap();
     assert_eq!(
         bundle.config["containerRegistry"]["external"]["url"],
         uri.as_str()
@@ -677,7 +685,7 @@ async fn a_bring_your_own_certificate_applies_and_destroys() {
     let e = engine(p.clone(), Arc::new(MemoryStateStore::new()));
     let plan = e.plan(&s).await.unwrap();
     e.apply(&plan).await.unwrap().into_result().unwrap();
-    let bundle = e.installer_bundle(&s).unwrap();
+    let bundle = e.installer_bundle(&s).await.unwrap();
     assert_eq!(
         bundle.config["certificate"],
         serde_json::json!({"kind": "secret", "name": "my-tls"})

@@ -149,7 +149,7 @@ async fn eks_on_moto_bootstraps_its_cluster_on_fake_kube_and_tears_it_down() {
     assert!(report.failed.is_empty(), "{:#?}", report.failed);
 
     // The cluster's output is EKS-shaped, with fake-kube behind it.
-    let state = store.load().unwrap().unwrap();
+    let state = store.load().await.unwrap().unwrap().state;
     let cluster = state
         .outputs
         .values()

@@ -15,7 +15,7 @@ use gitpod_refarch::provider::{ClusterProvider, Inputs, Progress};
 use gitpod_refarch::resource::{ClusterResource, Desired};
 use gitpod_refarch::sim::{LatencyProfile, SimCloud};
 use gitpod_refarch::spec::ReferenceArchitecture;
-use gitpod_refarch::state::MemoryStateStore;
+use gitpod_refarch::state::{MemoryStateStore, StateStore as _};
 use gitpod_refarch::{Engine, ErrorKind, Providers, Secret};
 use gitpod_refarch_azure::{AzureConfig, AzureProvider};
 use gitpod_refarch_fake_azure::{
@@ -260,7 +260,7 @@ async fn the_cluster_domain_applies_reapplies_without_writes_and_destroys() {
     assert!(has("b1ff04bb-8a4e-4dc4-8eb5-8693973ce19b"), "{roles:#?}");
 
     // The cluster's output.
-    let outputs = e.outputs("gp").unwrap();
+    let outputs = e.outputs("gp").await.unwrap();
     let cluster = outputs
         .all()
         .get(&gitpod_refarch::resource::ResourceId::new(
@@ -424,6 +424,14 @@ async fn an_apply_killed_after_any_mutating_call_resumes_and_converges() {
             "k={k}: the apply should hang on the frozen fake"
         );
         drop(e);
+        // The killed run's lock stays (as a killed process leaves it): broken on purpose.
+        let held = store
+            .current_lock()
+            .await
+            .unwrap()
+            .expect("the killed run's lock");
+        assert_eq!(held.operation, "apply");
+        store.break_lock(&held.id).await.unwrap();
         f.unfreeze();
         let e = engine(p, store, &s).await;
         let report = e.apply_spec(&s).await.unwrap();

@@ -496,7 +496,7 @@ async fn the_whole_azure_column_applies_reads_back_reapplies_without_writes_and_
     check_cluster(&k, &f).await;
     // The installer: object storage in the cluster (no Azure Blob support in Gitpod's
     // installer), the database and registry secrets from the outputs.
-    let bundle = e.installer_bundle(&s).unwrap();
+    let bundle = e.installer_bundle(&s).await.unwrap();
     assert_eq!(bundle.config["objectStorage"], json!({"inCluster": true}));
     assert_eq!(bundle.config["database"]["inCluster"], false);
     let registry = bundle.secret("container-registry").unwrap();

@@ -18,7 +18,7 @@ use std::time::Duration;
 use common::*;
 use gitpod_refarch::resource::ResourceKind;
 use gitpod_refarch::spec::{PoolRole, ReferenceArchitecture};
-use gitpod_refarch::state::MemoryStateStore;
+use gitpod_refarch::state::{MemoryStateStore, StateStore as _};
 use gitpod_refarch::{Engine, Error, ErrorKind};
 use gitpod_refarch_azure::context::{
     derived_database_server_name, derived_registry_name, role_assignment_name, AKS_API,
@@ -163,6 +163,14 @@ async fn killed_after(k: u64) {
             () = frozen => {}
         }
     }
+    // The killed run's lock stays (as a killed process leaves it): broken on purpose.
+    let held = store
+        .current_lock()
+        .await
+        .unwrap()
+        .expect("the killed run's lock");
+    assert_eq!(held.operation, "apply");
+    store.break_lock(&held.id).await.unwrap();
     f.unfreeze();
     let e = engine(provider(&s, &f.url()).await, store);
     let report = e.apply_spec(&s).await.unwrap();

@@ -127,7 +127,7 @@ async fn byo_certificate_is_written_as_a_tls_secret_and_kept_in_sync() {
         .is_some());
 
     // The installer config names the Secret; no key material anywhere it could print.
-    let bundle = engine.installer_bundle(&spec).unwrap();
+    let bundle = engine.installer_bundle(&spec).await.unwrap();
     assert_eq!(
         bundle.config["certificate"],
         serde_json::json!({"kind": "secret", "name": "https-certificates"})

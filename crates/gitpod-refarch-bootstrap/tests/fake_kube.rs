@@ -100,7 +100,7 @@ async fn apply_reapply_and_destroy_with_load_balancers() {
         .object("secrets", Some("cert-manager"), "rfc2136-tsig")
         .is_some());
     // The Gitpod namespace with exactly the installer's secrets, and the certificate.
-    let state = s.store.load().unwrap().unwrap();
+    let state = s.store.load().await.unwrap().unwrap().state;
     let outputs = gitpod_refarch::outputs::Outputs::new(state.outputs.clone());
     let wanted = render_secrets(&outputs, state.secrets.get(ENCRYPTION_KEY).unwrap()).unwrap();
     assert!(wanted.len() >= 3);
@@ -128,7 +128,7 @@ async fn apply_reapply_and_destroy_with_load_balancers() {
         .object("secrets", Some("gitpod"), "https-certificates")
         .is_some());
     // The bundle's encryption key is the one the secrets carry.
-    let bundle = s.engine.installer_bundle(&spec).unwrap();
+    let bundle = s.engine.installer_bundle(&spec).await.unwrap();
     let db = bundle.secret("database").unwrap();
     assert!(gitpod_refarch_bootstrap::objects::secret_matches(
         &f.object("secrets", Some("gitpod"), "database").unwrap(),
@@ -324,6 +324,15 @@ async fn an_apply_stopped_after_any_cluster_write_resumes() {
             r = s.engine.apply_spec(&spec) => panic!("k={k}: finished while frozen: {:?}", r.map(|r| r.failed)),
             () = frozen => {}
         }
+        // The killed run's lock stays (as a killed process leaves it): broken on purpose.
+        let held = s
+            .store
+            .current_lock()
+            .await
+            .unwrap()
+            .expect("the killed run's lock");
+        assert_eq!(held.operation, "apply");
+        s.store.break_lock(&held.id).await.unwrap();
         s.fake.unfreeze();
         let second = s.engine.apply_spec(&spec).await.unwrap();
         assert!(second.failed.is_empty(), "k={k}: {:?}", second.failed);

@@ -22,7 +22,6 @@ use common::*;
 use gitpod_refarch::outputs::Outputs;
 use gitpod_refarch::resource::ResourceKind;
 use gitpod_refarch::spec::{PoolRole, ReferenceArchitecture};
-use gitpod_refarch::state::StateStore;
 use gitpod_refarch::verify::{CheckStatus, Vantage, Verifier, VerifyContext, VerifyReport};
 use gitpod_refarch_bootstrap::{BootstrapConfig, ClusterVerifier, DelegationCheck};
 use gitpod_refarch_fake_kube::{FakeKube, NodePool};
@@ -261,7 +260,7 @@ fn verifier(s: &Setup, dns: DelegationCheck) -> ClusterVerifier {
 }
 
 fn outputs(s: &Setup) -> Outputs {
-    Outputs::new(s.store.load().unwrap().unwrap().outputs)
+    Outputs::new(s.store.snapshot().expect("state saved").outputs)
 }
 
 async fn run_with(
@@ -270,7 +269,7 @@ async fn run_with(
     outputs: &Outputs,
     v: &ClusterVerifier,
 ) -> VerifyReport {
-    let bundle = s.engine.installer_bundle(spec).unwrap();
+    let bundle = s.engine.installer_bundle(spec).await.unwrap();
     let ctx = VerifyContext::new(spec, outputs, &bundle);
     let started = Instant::now();
     let checks = v.verify(&ctx).await;
@@ -387,7 +386,7 @@ async fn after_apply_every_check_passes_and_an_expiring_certificate_fails() {
     assert!(c.fix.as_deref().unwrap().contains("external-dns"), "{c:?}");
 
     // In-cluster checks are asked for: the database Job is honestly not done.
-    let bundle = s.engine.installer_bundle(&spec).unwrap();
+    let bundle = s.engine.installer_bundle(&spec).await.unwrap();
     let o = outputs(&s);
     let ctx = VerifyContext::new(&spec, &o, &bundle).with_in_cluster(true);
     let checks = v.verify(&ctx).await;

@@ -8,7 +8,7 @@ use std::collections::BTreeSet;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use gitpod_refarch::state::MemoryStateStore;
+use gitpod_refarch::state::{MemoryStateStore, StateStore as _};
 use gitpod_refarch::ErrorKind;
 use gitpod_refarch_fake_gcp::discovery::{validate_call, Discovery};
 use gitpod_refarch_fake_gcp::{FakeConfig, FakeGcp};
@@ -299,7 +299,7 @@ async fn apply_verify_reapply_and_destroy_on_the_fake() {
     );
 
     // The outputs fill the installer's GCP sections and secrets.
-    let bundle = e.installer_bundle(&s).unwrap();
+    let bundle = e.installer_bundle(&s).await.unwrap();
     let config = bundle.config_yaml().unwrap();
     assert!(
         config.contains(&format!("instance: {PROJECT}:{REGION}:{instance}")),
@@ -314,7 +314,7 @@ async fn apply_verify_reapply_and_destroy_on_the_fake() {
     );
     assert_eq!(cloudsql.data["username"].expose(), "gitpod");
     assert!(bundle.secret("storage-gcp").is_some());
-    let outputs = e.outputs("gp").unwrap();
+    let outputs = e.outputs("gp").await.unwrap();
     assert_eq!(outputs.name_servers().map(<[String]>::len), Some(4));
 
     // Re-apply: nothing to do, no mutating call.
@@ -448,6 +448,14 @@ async fn an_apply_killed_after_any_mutating_call_resumes_and_converges() {
             "k={k}: the apply should hang on the frozen fake"
         );
         drop(e);
+        // The killed run's lock stays (as a killed process leaves it): broken on purpose.
+        let held = store
+            .current_lock()
+            .await
+            .unwrap()
+            .expect("the killed run's lock");
+        assert_eq!(held.operation, "apply");
+        store.break_lock(&held.id).await.unwrap();
         f.unfreeze();
         let e = engine(p, store);
         let report = e.apply_spec(&s).await.unwrap();
@@ -610,7 +618,7 @@ async fn gcr_io_is_an_option_with_a_storage_admin_push_account() {
     );
     let e = engine(p, Arc::new(MemoryStateStore::new()));
     assert!(e.apply_spec(&s).await.unwrap().is_success());
-    let outputs = e.outputs("gp").unwrap();
+    let outputs = e.outputs("gp").await.unwrap();
     match outputs.registry() {
         Some(RegistryOutput::External {
             url,
@@ -686,7 +694,7 @@ async fn workload_identity_needs_no_dns_key() {
             format!("serviceAccount:{PROJECT}.svc.id.goog[external-dns/external-dns]").as_str(),
         ])
     );
-    assert!(e.outputs("gp").unwrap().dns_credentials().is_none());
+    assert!(e.outputs("gp").await.unwrap().dns_credentials().is_none());
     let dns_keys = f
         .resources()
         .into_keys()

@@ -85,7 +85,7 @@ async fn gke_with_cloud_dns_keys_bootstraps_its_cluster_and_tears_it_down() {
         cluster["masterAuth"]["clusterCaCertificate"],
         base64::engine::general_purpose::STANDARD.encode(k.ca_pem())
     );
-    let state = store.load().unwrap().unwrap();
+    let state = store.load().await.unwrap().unwrap().state;
     let (endpoint, ca) = state
         .outputs
         .values()
@@ -109,7 +109,7 @@ async fn gke_with_cloud_dns_keys_bootstraps_its_cluster_and_tears_it_down() {
         cloud_dns["serviceAccountSecretRef"]["name"],
         "clouddns-dns01-solver"
     );
-    let state = store.load().unwrap().unwrap();
+    let state = store.load().await.unwrap().unwrap().state;
     let key = state
         .outputs
         .values()

@@ -152,7 +152,7 @@ async fn gitpod_uses_the_storage_output_for_per_user_buckets() {
     assert!(report.is_success(), "{:#?}", report.failed);
 
     // The storage output, and what the installer hands Gitpod from it.
-    let outputs = e.outputs("gp").unwrap();
+    let outputs = e.outputs("gp").await.unwrap();
     let Some(StorageOutput::Gcs {
         project,
         region,
@@ -181,7 +181,7 @@ async fn gitpod_uses_the_storage_output_for_per_user_buckets() {
         ))
         .is_some());
 
-    let bundle = e.installer_bundle(&s).unwrap();
+    let bundle = e.installer_bundle(&s).await.unwrap();
     let gcs = &bundle.config["objectStorage"];
     assert_eq!(gcs["inCluster"], false);
     assert_eq!(gcs["cloudStorage"]["project"], project.as_str());

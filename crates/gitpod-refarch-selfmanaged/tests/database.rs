@@ -63,8 +63,8 @@ fn engine(db: &MariaDb, config: DatabaseConfig, extra: &str) -> Setup {
 }
 
 async fn verify(s: &Setup) -> Vec<Check> {
-    let outputs = s.engine.outputs(&s.spec.name).expect("outputs");
-    let bundle = s.engine.installer_bundle(&s.spec).expect("bundle");
+    let outputs = s.engine.outputs(&s.spec.name).await.expect("outputs");
+    let bundle = s.engine.installer_bundle(&s.spec).await.expect("bundle");
     let ctx = VerifyContext::new(&s.spec, &outputs, &bundle);
     DataPlaneVerifier::new()
         .self_managed(Part::Database)
@@ -92,8 +92,8 @@ fn assert_no_secret(text: &str, secrets: &[&Secret]) {
     }
 }
 
-fn db_password(s: &Setup) -> Secret {
-    let outputs = s.engine.outputs(&s.spec.name).expect("outputs");
+async fn db_password(s: &Setup) -> Secret {
+    let outputs = s.engine.outputs(&s.spec.name).await.expect("outputs");
     outputs
         .database()
         .expect("database output")
@@ -134,7 +134,7 @@ async fn apply_reapply_verify_destroy_leave_everything_else_alone() {
     }
     let users = db.users().await;
     assert!(users.contains(&"gitpod@%".to_string()), "{users:?}");
-    let password = db_password(&s);
+    let password = db_password(&s).await;
     assert_eq!(password.expose().len(), 32);
     assert_no_secret(&format!("{report:?}"), &[&password, &db.admin_password]);
 
@@ -215,7 +215,7 @@ async fn a_password_changed_behind_its_back_fails_verify_and_reapply_resets_it()
         .unwrap()
         .into_result()
         .unwrap();
-    let password = db_password(&s);
+    let password = db_password(&s).await;
     db.exec("ALTER USER 'gitpod'@'%' IDENTIFIED BY 'changedBehindItsBack1'")
         .await;
 
@@ -471,7 +471,7 @@ async fn through_the_trait_with_tls_and_a_private_ca() {
         .unwrap()
         .into_result()
         .unwrap();
-    let bundle = s.engine.installer_bundle(&s.spec).unwrap();
+    let bundle = s.engine.installer_bundle(&s.spec).await.unwrap();
     assert!(bundle.secret("database-ca").is_some());
     let checks = verify(&s).await;
     assert_eq!(checks.len(), 4);

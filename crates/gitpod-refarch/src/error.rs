@@ -48,6 +48,12 @@ pub enum ErrorKind {
     Cancelled,
     /// Local state could not be read or written.
     State,
+    /// Another run holds the state's lock (the message names its owner, operation,
+    /// start time and lock id). Never retried: wait, or break a stale lock on purpose.
+    StateLocked,
+    /// The state changed since it was read or since the plan was made (another
+    /// writer). Nothing was written; plan again. Never retried.
+    StateChanged,
     /// Something outside the SDK must happen first, and the message says what (the
     /// parent zone must delegate to the zone's name servers). Never retried.
     Precondition,
@@ -72,6 +78,8 @@ impl ErrorKind {
             | ErrorKind::Timeout
             | ErrorKind::Cancelled
             | ErrorKind::State
+            | ErrorKind::StateLocked
+            | ErrorKind::StateChanged
             | ErrorKind::Precondition
             | ErrorKind::Internal => false,
         }
@@ -93,6 +101,8 @@ impl ErrorKind {
             ErrorKind::Timeout => "timeout",
             ErrorKind::Cancelled => "cancelled",
             ErrorKind::State => "state",
+            ErrorKind::StateLocked => "state locked",
+            ErrorKind::StateChanged => "state changed",
             ErrorKind::Precondition => "precondition",
             ErrorKind::Internal => "internal",
         }

@@ -27,7 +27,7 @@
 //! println!("delegate to: {:?}", report.outputs.name_servers());
 //!
 //! // 4. The installer config and secrets, with a fresh encryption key.
-//! engine.installer_bundle(&spec)?.write_to(std::path::Path::new("out"))?;
+//! engine.installer_bundle(&spec).await?.write_to(std::path::Path::new("out"))?;
 //!
 //! // 5. Tear it all down again.
 //! engine.destroy(&spec).await?.into_result()?;

@@ -18,6 +18,7 @@ use crate::spec::{
     CertificateSettings, DatabaseChoice, PoolRole, ReferenceArchitecture, RegistryChoice,
     RegistryMode, StorageChoice,
 };
+use crate::state::Generation;
 use crate::validate::{self, ValidationErrors, Warning};
 
 /// The label every resource carries with the installation name.
@@ -409,6 +410,9 @@ pub struct Snapshot {
     /// Whether an in-cluster bootstrap takes part (else the plan stops at the cloud
     /// resources).
     pub in_cluster: bool,
+    /// The generation of the state read (`None`: nothing stored); the plan keeps it so
+    /// that applying it after the state changed is refused.
+    pub state_generation: Option<Generation>,
 }
 
 /// Whether a plan builds up or tears down.
@@ -537,6 +541,9 @@ pub struct Plan {
     mode: Mode,
     steps: Vec<Step>,
     warnings: Vec<Warning>,
+    /// The state's generation when the plan was made.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    state_generation: Option<Generation>,
     #[serde(skip)]
     known_outputs: BTreeMap<ResourceId, Output>,
 }
@@ -545,6 +552,12 @@ impl Plan {
     /// The installation name.
     pub fn installation(&self) -> &str {
         &self.installation
+    }
+
+    /// The generation of the state this plan was made from (`None`: no state yet).
+    /// [`Engine::apply`](crate::Engine::apply) refuses the plan if the state moved on.
+    pub fn state_generation(&self) -> Option<&Generation> {
+        self.state_generation.as_ref()
     }
 
     /// Apply or destroy.
@@ -797,6 +810,7 @@ pub fn plan(spec: &ReferenceArchitecture, snapshot: &Snapshot) -> Result<Plan, V
         mode: Mode::Apply,
         steps,
         warnings: validate::warnings(spec),
+        state_generation: snapshot.state_generation.clone(),
         known_outputs,
     })
 }
@@ -903,6 +917,7 @@ pub fn plan_destroy(
         mode: Mode::Destroy,
         steps,
         warnings: Vec::new(),
+        state_generation: snapshot.state_generation.clone(),
         known_outputs: BTreeMap::new(),
     })
 }

@@ -167,7 +167,7 @@ async fn every_choice_plans_and_applies_on_the_simulated_cloud() {
             !again.has_changes(),
             "[{name}] a second plan has changes:\n{again}"
         );
-        let bundle = engine.installer_bundle(&spec).unwrap();
+        let bundle = engine.installer_bundle(&spec).await.unwrap();
         let cert = &bundle.config["certificate"];
         match &spec.certificates {
             CertificateSettings::BringYourOwn { secret_name, .. } => {

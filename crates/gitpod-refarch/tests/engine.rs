@@ -16,6 +16,7 @@ use gitpod_refarch::plan::{self, Action, Effect};
 use gitpod_refarch::resource::{Desired, ResourceId, ResourceKind};
 use gitpod_refarch::sim::{Faults, LatencyProfile};
 use gitpod_refarch::spec::{Cloud, PoolRole, RecordsTarget};
+use gitpod_refarch::state::StateStore as _;
 use gitpod_refarch::ErrorKind;
 
 fn all_ids(s: &gitpod_refarch::ReferenceArchitecture) -> Vec<ResourceId> {
@@ -88,7 +89,22 @@ async fn running_every_step_twice_changes_nothing_the_second_time() {
     let plan = engine.plan(&s).await.unwrap();
     engine.apply(&plan).await.unwrap().into_result().unwrap();
     let first = h.sim.counts().mutating;
-    engine.apply(&plan).await.unwrap().into_result().unwrap();
+    // The same plan again is refused: the state moved on since it was made.
+    let stale = engine.apply(&plan).await.unwrap_err();
+    assert_eq!(stale.kind(), ErrorKind::StateChanged, "{stale}");
+    assert!(
+        stale.message().contains("since this plan was made"),
+        "{stale}"
+    );
+    assert_eq!(h.sim.counts().mutating, first, "a refused plan made calls");
+    // The same all-create plan over the current state (the planner is pure: a
+    // snapshot that observed nothing), so every ensure meets an existing resource.
+    let mut snap = engine.observe(&s).await.unwrap();
+    snap.observed.values_mut().for_each(|o| *o = None);
+    snap.stored_outputs.clear();
+    let again = plan::plan(&s, &snap).unwrap();
+    assert_eq!(again.steps().len(), plan.steps().len());
+    engine.apply(&again).await.unwrap().into_result().unwrap();
     assert_eq!(h.sim.counts().mutating, first, "second execution mutated");
     assert!(h.sim.duplicates().is_empty());
     assert!(!engine.plan(&s).await.unwrap().has_changes());
@@ -135,6 +151,15 @@ async fn a_crash_at_every_step_then_a_resume_converges() {
             }
             // The engine and its in-flight futures are dropped here, like a killed process.
         }
+        // The killed run's lock stays (as a killed process leaves it): broken on purpose.
+        let held = h
+            .store
+            .current_lock()
+            .await
+            .unwrap()
+            .expect("the killed run's lock");
+        assert_eq!(held.operation, "apply");
+        h.store.break_lock(&held.id).await.unwrap();
         h.sim.set_faults(Faults::none());
         let report = h.engine().apply_spec(&s).await.unwrap();
         assert!(
@@ -146,7 +171,7 @@ async fn a_crash_at_every_step_then_a_resume_converges() {
         assert_eq!(sorted(h.sim.resources()), all_ids(&s), "k={k}");
         assert!(!h.engine().plan(&s).await.unwrap().has_changes(), "k={k}");
         // The database password survived the crash: the user's password equals state's.
-        let out = h.engine().outputs("gp").unwrap();
+        let out = h.engine().outputs("gp").await.unwrap();
         assert!(out.database().is_some(), "k={k}");
     }
 }
@@ -489,12 +514,18 @@ async fn lost_credentials_are_reissued_and_the_password_is_kept() {
         .unwrap()
         .into_result()
         .unwrap();
-    let before = h.engine().installer_bundle(&s).unwrap();
+    let before = h.engine().installer_bundle(&s).await.unwrap();
     // Lose the stored outputs (not the generated secrets).
-    let mut st = h.store.snapshot().unwrap();
+    let loaded = gitpod_refarch::state::StateStore::load(h.store.as_ref())
+        .await
+        .unwrap()
+        .unwrap();
+    let mut st = loaded.state;
     st.outputs
         .retain(|id, _| id.kind != ResourceKind::DnsIdentity);
-    gitpod_refarch::state::StateStore::save(h.store.as_ref(), &st).unwrap();
+    gitpod_refarch::state::StateStore::save(h.store.as_ref(), &st, Some(&loaded.generation))
+        .await
+        .unwrap();
     let plan = h.engine().plan(&s).await.unwrap();
     let id = ResourceId::new(ResourceKind::DnsIdentity, "gp");
     assert!(
@@ -513,10 +544,11 @@ async fn lost_credentials_are_reissued_and_the_password_is_kept() {
     assert!(h
         .engine()
         .outputs("gp")
+        .await
         .unwrap()
         .dns_credentials()
         .is_some());
-    let after = h.engine().installer_bundle(&s).unwrap();
+    let after = h.engine().installer_bundle(&s).await.unwrap();
     assert_eq!(
         before.secret("database").unwrap().data,
         after.secret("database").unwrap().data
@@ -615,12 +647,17 @@ async fn outputs_read_by_the_plan_reach_the_state_without_a_step() {
     let h = Harness::new(LatencyProfile::instant());
     assert!(h.engine().apply_spec(&s).await.unwrap().is_success());
     let network = ResourceId::new(ResourceKind::Network, "gp");
-    let mut state = h.store.load().unwrap().unwrap();
+    let loaded = h.store.load().await.unwrap().unwrap();
+    let mut state = loaded.state;
     assert!(state.outputs.remove(&network).is_some());
-    h.store.save(&state).unwrap();
+    h.store
+        .save(&state, Some(&loaded.generation))
+        .await
+        .unwrap();
     assert!(h
         .engine()
         .outputs("gp")
+        .await
         .unwrap()
         .all()
         .get(&network)
@@ -634,6 +671,7 @@ async fn outputs_read_by_the_plan_reach_the_state_without_a_step() {
     assert!(
         h.engine()
             .outputs("gp")
+            .await
             .unwrap()
             .all()
             .get(&network)

@@ -50,7 +50,7 @@ async fn external_database_s3_storage_and_registry_from_a_full_apply() {
         .unwrap()
         .into_result()
         .unwrap();
-    let b = h.engine().installer_bundle(&s).unwrap();
+    let b = h.engine().installer_bundle(&s).await.unwrap();
     let c = &b.config;
     assert_eq!(c["kind"], "Full");
     assert_eq!(c["domain"], "gitpod.example.com");
@@ -100,7 +100,7 @@ async fn external_database_s3_storage_and_registry_from_a_full_apply() {
             .len(),
         32
     );
-    let again = h.engine().installer_bundle(&s).unwrap();
+    let again = h.engine().installer_bundle(&s).await.unwrap();
     assert_eq!(
         material(again.secret("database").unwrap().data["encryptionKeys"].expose()),
         m
@@ -113,7 +113,7 @@ async fn external_database_s3_storage_and_registry_from_a_full_apply() {
         .unwrap()
         .into_result()
         .unwrap();
-    let b2 = other.engine().installer_bundle(&s).unwrap();
+    let b2 = other.engine().installer_bundle(&s).await.unwrap();
     assert_ne!(
         material(b2.secret("database").unwrap().data["encryptionKeys"].expose()),
         m

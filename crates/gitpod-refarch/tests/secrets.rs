@@ -79,7 +79,7 @@ async fn no_secret_reaches_debug_display_plan_events_or_logs() {
         let report = engine.apply(&plan).await.unwrap();
         printed.push(format!("{report:?}"));
         printed.push(format!("{:?}", report.outputs));
-        let bundle = engine.installer_bundle(&s).unwrap();
+        let bundle = engine.installer_bundle(&s).await.unwrap();
         printed.push(format!("{bundle:?}"));
         printed.push(bundle.config_yaml().unwrap());
         printed.push(

@@ -95,7 +95,10 @@ async fn after_apply_every_sim_check_passes_and_each_is_an_event() {
         other => panic!("last event {other:?}"),
     }
     // Summaries and events never hold a secret value of the bundle.
-    let bundle = verifying(&h).installer_bundle(&spec(Cloud::Gcp)).unwrap();
+    let bundle = verifying(&h)
+        .installer_bundle(&spec(Cloud::Gcp))
+        .await
+        .unwrap();
     let json = r.to_json();
     let events_json = serde_json::to_string(
         &events
@@ -243,14 +246,15 @@ async fn an_interrupted_apply_names_the_missing_output() {
     let s = spec(Cloud::Gcp);
     applied(&h).await;
     // The state of an apply stopped before the database: everything else recorded.
-    let mut st = h.store.load().unwrap().unwrap();
+    let loaded = h.store.load().await.unwrap().unwrap();
+    let mut st = loaded.state;
     st.outputs.retain(|id, _| {
         !matches!(
             id.kind,
             ResourceKind::Database | ResourceKind::DatabaseInstance
         )
     });
-    h.store.save(&st).unwrap();
+    h.store.save(&st, Some(&loaded.generation)).await.unwrap();
     let r = verifying(&h).verify(&s).await.unwrap();
     assert!(r.ok);
     assert_eq!(r.counts(), (0, 0, 5), "{r}");

@@ -8,10 +8,16 @@
 //! the [`StateStore`] *before* each mutating call, outputs after it, so a run
 //! stopped anywhere resumes by observing and adopting.
 //!
+//! A run holds the store's lock from its first save to its last (a second writer is
+//! refused with the holder's name), refuses a plan made from a state that has since
+//! changed, and saves over the generation it read, so two writers never interleave.
+//! A [`Budget`] shared by many engines bounds their concurrent cloud calls.
+//!
 //! Cancellation ([`Engine::cancel`]) is graceful: no new step starts, in-flight ones
 //! finish (or time out). Dropping the future is the forceful second stage; the
 //! journal makes the next run converge.
 
+mod budget;
 mod clock;
 mod events;
 mod retry;
@@ -26,6 +32,7 @@ use std::time::Duration;
 use futures::stream::{FuturesUnordered, StreamExt};
 use tokio_util::sync::CancellationToken;
 
+pub use budget::{Budget, BudgetPermit};
 pub use clock::Clock;
 #[cfg(feature = "tokio")]
 pub use clock::TokioClock;
@@ -40,7 +47,9 @@ use crate::plan::{self, Action, Mode, Plan, Snapshot};
 use crate::provider::{Inputs, Operation, Progress, Providers};
 use crate::resource::{Desired, Domain, GeneratedSecret, Output, ResourceId};
 use crate::spec::ReferenceArchitecture;
-use crate::state::{MemoryStateStore, State, StateStore, ENCRYPTION_KEY};
+use crate::state::{
+    Generation, LockInfo, LockRequest, MemoryStateStore, State, StateStore, ENCRYPTION_KEY,
+};
 
 /// Engine settings.
 #[non_exhaustive]
@@ -78,9 +87,25 @@ pub struct EngineBuilder {
     clock: Option<Arc<dyn Clock>>,
     config: Config,
     events: Option<EventSink>,
+    budget: Option<Arc<Budget>>,
+    lock_owner: Option<String>,
 }
 
 impl EngineBuilder {
+    /// Share a budget of concurrent cloud calls with other engines (of the same cloud
+    /// account); default: no limit beyond [`Config::concurrency`].
+    pub fn budget(mut self, budget: Arc<Budget>) -> Self {
+        self.budget = Some(budget);
+        self
+    }
+
+    /// Who holds the state's lock during a run, as the second writer will read it
+    /// (default: `user@host (pid N)`).
+    pub fn lock_owner(mut self, owner: impl Into<String>) -> Self {
+        self.lock_owner = Some(owner.into());
+        self
+    }
+
     /// Where state lives (default: in memory).
     pub fn state(mut self, store: Arc<dyn StateStore>) -> Self {
         self.state = Some(store);
@@ -144,6 +169,8 @@ impl EngineBuilder {
             config: self.config,
             events: self.events,
             cancel: CancellationToken::new(),
+            budget: self.budget,
+            lock_owner: self.lock_owner.unwrap_or_else(LockRequest::this_process),
         })
     }
 }
@@ -168,6 +195,8 @@ pub struct Engine {
     config: Config,
     events: Option<EventSink>,
     cancel: CancellationToken,
+    budget: Option<Arc<Budget>>,
+    lock_owner: String,
 }
 
 impl std::fmt::Debug for Engine {
@@ -243,7 +272,8 @@ type StepFuture<'a> = Pin<Box<dyn Future<Output = (usize, Result<Option<Output>>
 
 struct Run<'a> {
     engine: &'a Engine,
-    state: Mutex<State>,
+    /// The state and the generation the next save replaces; saves are serialized.
+    state: futures::lock::Mutex<(State, Option<Generation>)>,
     outputs: Mutex<BTreeMap<ResourceId, Output>>,
 }
 
@@ -256,6 +286,8 @@ impl Engine {
             clock: None,
             config: Config::default(),
             events: None,
+            budget: None,
+            lock_owner: None,
         }
     }
 
@@ -281,17 +313,24 @@ impl Engine {
         }
     }
 
-    fn load_state(&self, installation: &str) -> Result<State> {
-        match self.state.load()? {
-            Some(s) if s.installation != installation => Err(Error::new(
+    /// The store this engine reads and writes.
+    pub fn state_store(&self) -> &Arc<dyn StateStore> {
+        &self.state
+    }
+
+    /// The state of `installation` and its generation (`None`: nothing stored yet).
+    async fn load_state(&self, installation: &str) -> Result<(State, Option<Generation>)> {
+        match self.state.load().await? {
+            Some(s) if s.state.installation != installation => Err(Error::new(
                 ErrorKind::State,
                 format!(
-                    "the state belongs to installation '{}', not '{installation}'",
-                    s.installation
+                    "the state at {} belongs to installation '{}', not '{installation}'",
+                    self.state.location(),
+                    s.state.installation
                 ),
             )),
-            Some(s) => Ok(s),
-            None => Ok(State::new(installation)),
+            Some(s) => Ok((s.state, Some(s.generation))),
+            None => Ok((State::new(installation), None)),
         }
     }
 
@@ -299,7 +338,7 @@ impl Engine {
     /// installation once, concurrently.
     pub async fn observe(&self, spec: &ReferenceArchitecture) -> Result<Snapshot> {
         spec.validate()?;
-        let state = self.load_state(&spec.name)?;
+        let (state, generation) = self.load_state(&spec.name).await?;
         // Desired resources, plus optional ones this installation is known to have
         // made (so that one no longer desired is deleted): one read per resource.
         let desired: BTreeMap<ResourceId, crate::resource::Desired> = plan::graph(spec)
@@ -347,6 +386,7 @@ impl Engine {
             stored_outputs: state.outputs,
             cluster_provider: Some(self.providers.info(Domain::Cluster)),
             in_cluster,
+            state_generation: generation,
         })
     }
 
@@ -404,22 +444,24 @@ impl Engine {
     }
 
     /// The outputs recorded in the state store.
-    pub fn outputs(&self, installation: &str) -> Result<Outputs> {
-        Ok(Outputs::new(self.load_state(installation)?.outputs))
+    pub async fn outputs(&self, installation: &str) -> Result<Outputs> {
+        Ok(Outputs::new(self.load_state(installation).await?.0.outputs))
     }
 
     /// Render the Gitpod installer config and secrets from the recorded outputs.
     ///
     /// The encryption key is generated from a CSPRNG on first use and kept in the
     /// state store: losing it makes Gitpod's encrypted database fields unreadable.
-    pub fn installer_bundle(&self, spec: &ReferenceArchitecture) -> Result<InstallerBundle> {
-        let mut state = self.load_state(&spec.name)?;
+    /// The key is saved over the generation read (a concurrent writer makes this fail
+    /// with [`ErrorKind::StateChanged`], never lose the key).
+    pub async fn installer_bundle(&self, spec: &ReferenceArchitecture) -> Result<InstallerBundle> {
+        let (mut state, generation) = self.load_state(&spec.name).await?;
         let key = match state.secrets.get(ENCRYPTION_KEY) {
             Some(k) => k.clone(),
             None => {
                 let k = GeneratedSecret::EncryptionKey.generate();
                 state.secrets.insert(ENCRYPTION_KEY.into(), k.clone());
-                self.state.save(&state)?;
+                self.state.save(&state, generation.as_ref()).await?;
                 k
             }
         };
@@ -429,9 +471,11 @@ impl Engine {
     /// Execute a plan as written.
     ///
     /// Fails before any call if the plan replaces something disruptively and
-    /// [`Config::allow_disruptive`] is off, or if the state cannot be read. Step
-    /// failures do not fail the call: they are in the [`RunReport`]
-    /// (see [`RunReport::into_result`]).
+    /// [`Config::allow_disruptive`] is off, if another run holds the state's lock
+    /// ([`ErrorKind::StateLocked`], naming it), if the state changed since the plan was
+    /// made ([`ErrorKind::StateChanged`]: plan again), or if the state cannot be read.
+    /// The lock is held until the run ends. Step failures do not fail the call: they
+    /// are in the [`RunReport`] (see [`RunReport::into_result`]).
     pub async fn apply(&self, plan: &Plan) -> Result<RunReport> {
         if !self.config.allow_disruptive {
             if let Some(s) = plan.disruptive_steps().next() {
@@ -442,8 +486,44 @@ impl Engine {
                 .with_resource(s.id.clone()));
             }
         }
+        let operation = match plan.mode() {
+            Mode::Apply => "apply",
+            Mode::Destroy => "destroy",
+        };
+        let lock = self
+            .state
+            .lock(&LockRequest::new(self.lock_owner.clone(), operation))
+            .await?;
+        let result = self.apply_locked(plan, &lock).await;
+        // Released whatever happened; a release that fails after a good run is the
+        // run's error (the next writer would find the lock).
+        let released = self.state.unlock(&lock).await;
+        match (result, released) {
+            (Ok(report), Ok(())) => Ok(report),
+            (Ok(_), Err(e)) => Err(e),
+            (Err(e), _) => Err(e),
+        }
+    }
+
+    async fn apply_locked(&self, plan: &Plan, lock: &LockInfo) -> Result<RunReport> {
         let start = self.clock.now();
-        let mut state = self.load_state(plan.installation())?;
+        let (mut state, mut generation) = self.load_state(plan.installation()).await?;
+        if generation != plan.state_generation().cloned() {
+            return Err(Error::new(
+                ErrorKind::StateChanged,
+                format!(
+                    "the state at {} changed since this plan was made (generation {} then, \
+                     {} now); nothing was applied. Plan again",
+                    self.state.location(),
+                    plan.state_generation()
+                        .map_or_else(|| "none".to_string(), ToString::to_string),
+                    generation
+                        .as_ref()
+                        .map_or_else(|| "none".to_string(), ToString::to_string),
+                ),
+            ));
+        }
+        tracing::debug!(lock = %lock, "state locked");
         // Outputs the plan read from resources that need nothing (an operation that
         // finished while no process watched it) go to the state now, so that the
         // installer bundle has them even if no step of this run touches them.
@@ -456,12 +536,12 @@ impl Engine {
             for (id, o) in unsaved {
                 state.outputs.insert(id.clone(), o.clone());
             }
-            self.state.save(&state)?;
+            generation = Some(self.state.save(&state, generation.as_ref()).await?);
         }
         let outputs = state.outputs.clone();
         let run = Run {
             engine: self,
-            state: Mutex::new(state),
+            state: futures::lock::Mutex::new((state, generation)),
             outputs: Mutex::new(outputs),
         };
         let steps = plan.steps();
@@ -620,6 +700,12 @@ impl Engine {
         let attributed = || {
             let fut = f();
             async move {
+                // A share of the account's budget for the call itself (not for the
+                // backoff between attempts).
+                let _permit = match &self.budget {
+                    Some(b) => b.acquire().await,
+                    None => None,
+                };
                 fut.await.map_err(|e| {
                     if e.resource().is_none() {
                         e.with_resource(id.clone())
@@ -687,28 +773,24 @@ impl Engine {
 }
 
 impl Run<'_> {
-    fn save<R>(&self, f: impl FnOnce(&mut State) -> R) -> Result<R> {
-        let mut st = self
-            .state
-            .lock()
-            .map_err(|_| Error::internal("state lock poisoned"))?;
-        let r = f(&mut st);
-        self.engine.state.save(&st)?;
+    /// Change the state and save it over the generation last written (saves are
+    /// serialized; a writer that slipped in makes this fail, never overwrite).
+    async fn save<R>(&self, f: impl FnOnce(&mut State) -> R) -> Result<R> {
+        let mut guard = self.state.lock().await;
+        let (st, generation) = &mut *guard;
+        let r = f(st);
+        let next = self.engine.state.save(st, generation.as_ref()).await?;
+        *generation = Some(next);
         Ok(r)
     }
 
-    fn inputs(&self) -> Result<Inputs> {
+    async fn inputs(&self) -> Result<Inputs> {
         let outputs = self
             .outputs
             .lock()
             .map_err(|_| Error::internal("outputs lock poisoned"))?
             .clone();
-        let secrets = self
-            .state
-            .lock()
-            .map_err(|_| Error::internal("state lock poisoned"))?
-            .secrets
-            .clone();
+        let secrets = self.state.lock().await.0.secrets.clone();
         Ok(Inputs::new(outputs, secrets))
     }
 
@@ -766,10 +848,11 @@ impl Run<'_> {
                         .entry(s.key().to_string())
                         .or_insert_with(|| s.generate());
                 }
-            })?;
+            })
+            .await?;
         }
-        let seq = self.save(|st| st.record_intent(&step.id, "ensure"))?;
-        let mut inputs = self.inputs()?;
+        let seq = self.save(|st| st.record_intent(&step.id, "ensure")).await?;
+        let mut inputs = self.inputs().await?;
         // `ensure` until it is done: after each operation it started finishes, it is
         // called again to converge the rest (a NAT gateway, then its routes).
         let mut rounds = 0;
@@ -785,7 +868,8 @@ impl Run<'_> {
                         return Err(Error::internal("ensure kept returning new operations")
                             .with_resource(step.id.clone()));
                     }
-                    self.save(|st| st.update_intent(seq, Some(op.clone()), false))?;
+                    self.save(|st| st.update_intent(seq, Some(op.clone()), false))
+                        .await?;
                     // What the finished operation reported is this resource's output
                     // for the next round (credentials it issued are not issued again).
                     if let Some(reported) = e.wait(op).await? {
@@ -805,7 +889,8 @@ impl Run<'_> {
         self.save(|st| {
             st.outputs.insert(step.id.clone(), out.clone());
             st.update_intent(seq, None, true);
-        })?;
+        })
+        .await?;
         Ok(out)
     }
 
@@ -814,8 +899,8 @@ impl Run<'_> {
         let desired = desired.ok_or_else(|| {
             Error::internal("a delete step without the spec's context").with_resource(id.clone())
         })?;
-        let seq = self.save(|st| st.record_intent(id, "delete"))?;
-        let inputs = self.inputs()?;
+        let seq = self.save(|st| st.record_intent(id, "delete")).await?;
+        let inputs = self.inputs().await?;
         let mut rounds = 0;
         loop {
             match e
@@ -829,7 +914,8 @@ impl Run<'_> {
                         return Err(Error::internal("delete kept returning new operations")
                             .with_resource(id.clone()));
                     }
-                    self.save(|st| st.update_intent(seq, Some(op.clone()), false))?;
+                    self.save(|st| st.update_intent(seq, Some(op.clone()), false))
+                        .await?;
                     e.wait(op).await?;
                 }
             }
@@ -845,7 +931,8 @@ impl Run<'_> {
                 st.secrets.remove(s.key());
             }
             st.update_intent(seq, None, true);
-        })?;
+        })
+        .await?;
         Ok(())
     }
 }

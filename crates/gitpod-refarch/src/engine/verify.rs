@@ -105,7 +105,7 @@ impl Engine {
         spec.validate()?;
         self.providers.check_choices(spec)?;
         let start = self.clock.now();
-        let outputs = self.outputs(&spec.name)?;
+        let outputs = self.outputs(&spec.name).await?;
         let mut checks: Vec<Check> = Vec::new();
         if outputs.is_empty() {
             for part in Part::ALL {
@@ -117,7 +117,7 @@ impl Engine {
             }
             return Ok(self.finish(spec, checks, start));
         }
-        let bundle = match self.installer_bundle(spec) {
+        let bundle = match self.installer_bundle(spec).await {
             Ok(b) => b,
             Err(e) if e.kind() == ErrorKind::InvalidInput => {
                 for part in Part::ALL {

@@ -5,13 +5,21 @@
 //! *before* each mutating call, so a run killed at any point resumes by observing and
 //! adopting, never by blindly creating again. Everything else is re-observed.
 //!
-//! [`FileStateStore`] writes JSON atomically (temp file + rename) with mode 0600:
-//! it holds secrets in clear, like Terraform state. [`MemoryStateStore`] is for tests
-//! and embedding.
+//! Many writers can share one state: every [`StateStore`] versions what it holds
+//! ([`Generation`]), saves only over the generation it read (compare-and-swap), and
+//! keeps a lock for the length of a run ([`LockInfo`]: owner, operation, start time,
+//! id) that a second writer is refused with, and that can be broken on purpose
+//! ([`StateStore::break_lock`]). A [`Plan`](crate::Plan) records the generation it was
+//! made from; applying it after the state changed is refused.
+//!
+//! Stores here: [`FileStateStore`] (JSON written atomically with mode 0600, a lock
+//! file next to it) and [`MemoryStateStore`] (tests, embedding). The cloud crates add
+//! S3 and GCS stores, the bootstrap crate a Kubernetes Secret store.
+
+mod file;
+mod store;
 
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
-use std::sync::Mutex;
 
 use serde::{Deserialize, Serialize};
 
@@ -60,6 +68,9 @@ pub struct State {
 #[serde(rename_all = "camelCase")]
 struct StateFile {
     version: u32,
+    /// The file store's generation (absent in files written before generations).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    generation: Option<u64>,
     installation: String,
     outputs: Vec<StoredOutput>,
     secrets: BTreeMap<String, Secret>,
@@ -108,10 +119,15 @@ impl State {
         }
     }
 
-    /// Serialize with secrets in clear (for the state file only).
+    /// Serialize with secrets in clear (for a state store only: never log or print it).
     pub fn to_json_exposed(&self) -> Result<String> {
+        self.to_json_with_generation(None)
+    }
+
+    fn to_json_with_generation(&self, generation: Option<u64>) -> Result<String> {
         let file = StateFile {
             version: 1,
+            generation,
             installation: self.installation.clone(),
             outputs: self
                 .outputs
@@ -130,6 +146,10 @@ impl State {
 
     /// Parse a state file.
     pub fn from_json(text: &str) -> Result<Self> {
+        Self::from_json_with_generation(text).map(|(s, _)| s)
+    }
+
+    fn from_json_with_generation(text: &str) -> Result<(Self, Option<u64>)> {
         let f: StateFile = serde_json::from_str(text).map_err(|e| {
             Error::new(ErrorKind::State, "the state file is not valid").with_source(e)
         })?;
@@ -139,121 +159,42 @@ impl State {
                 format!("unknown state file version {}", f.version),
             ));
         }
-        Ok(State {
-            installation: f.installation,
-            outputs: f
-                .outputs
-                .into_iter()
-                .map(|s| (s.resource, s.output))
-                .collect(),
-            secrets: f.secrets,
-            journal: f.journal,
-        })
+        Ok((
+            State {
+                installation: f.installation,
+                outputs: f
+                    .outputs
+                    .into_iter()
+                    .map(|s| (s.resource, s.output))
+                    .collect(),
+                secrets: f.secrets,
+                journal: f.journal,
+            },
+            f.generation,
+        ))
     }
 }
 
-/// Where state lives between runs.
-pub trait StateStore: Send + Sync {
-    /// Load the state, `None` if there is none yet.
-    fn load(&self) -> Result<Option<State>>;
-    /// Save the state (called after every change; must be atomic).
-    fn save(&self, state: &State) -> Result<()>;
-}
-
-/// State in memory (tests, embedding with your own persistence).
-#[derive(Debug, Default)]
-pub struct MemoryStateStore {
-    inner: Mutex<Option<State>>,
-    saves: std::sync::atomic::AtomicUsize,
-}
-
-impl MemoryStateStore {
-    /// An empty store.
-    pub fn new() -> Self {
-        Self::default()
-    }
-
-    /// A copy of what is stored.
-    pub fn snapshot(&self) -> Option<State> {
-        self.inner.lock().map(|g| g.clone()).unwrap_or(None)
-    }
-
-    /// How many times `save` was called.
-    pub fn saves(&self) -> usize {
-        self.saves.load(std::sync::atomic::Ordering::Relaxed)
-    }
-}
-
-impl StateStore for MemoryStateStore {
-    fn load(&self) -> Result<Option<State>> {
-        self.inner
-            .lock()
-            .map(|g| g.clone())
-            .map_err(|_| Error::new(ErrorKind::State, "state lock poisoned"))
-    }
-
-    fn save(&self, state: &State) -> Result<()> {
-        self.saves
-            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        let mut g = self
-            .inner
-            .lock()
-            .map_err(|_| Error::new(ErrorKind::State, "state lock poisoned"))?;
-        *g = Some(state.clone());
-        Ok(())
-    }
-}
-
-/// State in a JSON file, written atomically with mode 0600.
-#[derive(Debug, Clone)]
-pub struct FileStateStore {
-    path: PathBuf,
-}
-
-impl FileStateStore {
-    /// A store at `path` (created on first save, with its parent directories).
-    pub fn new(path: impl Into<PathBuf>) -> Self {
-        FileStateStore { path: path.into() }
-    }
-
-    /// The file path.
-    pub fn path(&self) -> &Path {
-        &self.path
-    }
-}
+pub use file::FileStateStore;
+pub use store::{
+    changed_error, locked_error, Generation, LockInfo, LockRequest, MemoryStateStore, StateStore,
+    Stored,
+};
 
 /// Write `contents` to `path` atomically, readable by the owner only (kept here for
 /// callers of `state::write_private`; it lives in `private_file`).
 pub use crate::private_file::write_private;
-
-impl StateStore for FileStateStore {
-    fn load(&self) -> Result<Option<State>> {
-        match std::fs::read_to_string(&self.path) {
-            Ok(text) => State::from_json(&text).map(Some),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
-            Err(e) => Err(Error::new(
-                ErrorKind::State,
-                format!("cannot read {}", self.path.display()),
-            )
-            .with_source(e)),
-        }
-    }
-
-    fn save(&self, state: &State) -> Result<()> {
-        write_private(&self.path, state.to_json_exposed()?.as_bytes())
-    }
-}
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::resource::ResourceKind;
 
-    #[test]
-    fn file_store_round_trips_secrets_with_private_mode() {
+    #[tokio::test]
+    async fn file_store_round_trips_secrets_with_private_mode() {
         let dir = std::env::temp_dir().join(format!("grefarch-state-{}", std::process::id()));
         let store = FileStateStore::new(dir.join("state.json"));
-        assert!(store.load().unwrap().is_none());
+        assert!(store.load().await.unwrap().is_none());
         let mut st = State::new("gp");
         st.secrets
             .insert(ENCRYPTION_KEY.into(), Secret::new("k3y".into()));
@@ -268,8 +209,21 @@ mod tests {
         );
         let seq = st.record_intent(&ResourceId::new(ResourceKind::Database, "gitpod"), "ensure");
         st.update_intent(seq, None, true);
-        store.save(&st).unwrap();
-        assert_eq!(store.load().unwrap().unwrap(), st);
+        let g1 = store.save(&st, None).await.unwrap();
+        let loaded = store.load().await.unwrap().unwrap();
+        assert_eq!(loaded.state, st);
+        assert_eq!(loaded.generation, g1);
+        // A second save over nothing, or over an old generation, writes nothing.
+        let e = store.save(&State::new("other"), None).await.unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::StateChanged, "{e}");
+        let g2 = store.save(&st, Some(&g1)).await.unwrap();
+        assert_ne!(g1, g2);
+        let e = store
+            .save(&State::new("other"), Some(&g1))
+            .await
+            .unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::StateChanged, "{e}");
+        assert_eq!(store.load().await.unwrap().unwrap().state, st);
         #[cfg(unix)]
         {
             use std::os::unix::fs::PermissionsExt;
