@@ -6,7 +6,7 @@
 set -euo pipefail
 
 VERSION=2.202.0
-DOCS=(container.v1 sqladmin.v1 sqladmin.v1beta4 dns.v1 iam.v1 cloudresourcemanager.v1 cloudresourcemanager.v3 serviceusage.v1 cloudbilling.v1 artifactregistry.v1 compute.v1)
+DOCS=(container.v1 sqladmin.v1 sqladmin.v1beta4 dns.v1 iam.v1 cloudresourcemanager.v1 cloudresourcemanager.v3 serviceusage.v1 cloudbilling.v1 artifactregistry.v1 compute.v1 storage.v1)
 DEST="${GITPOD_REFARCH_DISCOVERY_DIR:-$HOME/.cache/gitpod-refarch/discovery}"
 
 missing=0

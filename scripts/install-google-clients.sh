@@ -15,6 +15,13 @@ PACKAGES=(
   "google-auth-httplib2==0.4.4"
   "httplib2==0.32.1"
   "uritemplate==4.2.0"
+  # google-cloud-storage, for scripts/google-cloud-storage-client.py (the fake's GCS
+  # JSON API), with its own dependencies pinned.
+  "google-cloud-storage==3.17.1"
+  "google-cloud-core==2.8.0"
+  "google-resumable-media==2.11.0"
+  "google-crc32c==1.9.0"
+  "requests==2.34.2"
 )
 
 if python3 - "${PACKAGES[@]}" <<'PY'
@@ -47,5 +54,5 @@ if ! out="$(pip_install "${PACKAGES[@]}" 2>&1)"; then
   fi
 fi
 command -v pyenv >/dev/null 2>&1 && pyenv rehash || true
-python3 -c 'import googleapiclient.discovery, google.auth.credentials, httplib2' \
+python3 -c 'import googleapiclient.discovery, google.auth.credentials, httplib2, google.cloud.storage' \
   || { echo "error: google-api-python-client does not import after installing" >&2; exit 1; }

@@ -4,6 +4,11 @@
 //! With `--cloud sim` (the default) it runs on the simulated cloud, whose resources
 //! persist in the state directory between invocations, so `apply`, `apply` again and
 //! `destroy` behave as they would against a real account.
+//!
+//! `--state` is a directory, an S3 or GCS object, or a Kubernetes Secret; every run
+//! that writes takes the state's lock, and `state show|lock|break-lock` inspect it.
+
+mod state_backend;
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -13,7 +18,7 @@ use std::time::Duration;
 use clap::{Parser, Subcommand, ValueEnum};
 use gitpod_refarch::engine::{Clock, Event, EventSink, TokioClock, VerifyOptions};
 use gitpod_refarch::sim::{LatencyProfile, SimCloud};
-use gitpod_refarch::state::FileStateStore;
+use gitpod_refarch::state::{LockRequest, StateStore};
 use gitpod_refarch::verify::{Check, Part, VerifyContext};
 use gitpod_refarch::{
     ClusterProvider, Database, DnsProvider, Engine, ErrorKind, ObjectStore, Providers,
@@ -26,6 +31,7 @@ use gitpod_refarch_azure::{AzureConfig, AzureProvider};
 #[cfg(feature = "gcp")]
 use gitpod_refarch_gcp::{GcpConfig, GcpProvider};
 use indicatif::{MultiProgress, ProgressBar, ProgressStyle};
+use state_backend::{Reach, SimSynced, StateArg};
 
 const DEFAULT_SPEC: &str = include_str!("../specs/reference.yaml");
 
@@ -39,7 +45,32 @@ Environment:
 Confirmation:
   apply and destroy against a real cloud (gcp, aws) show the plan and ask for `yes` on a
   terminal; --yes skips the question. Without a terminal they refuse unless --yes is
-  given. The simulated cloud (--cloud sim) never asks.";
+  given. The simulated cloud (--cloud sim) never asks.
+
+Shared state (--state):
+  DIR                          state.json in DIR (the default, .gitpod-refarch)
+  s3://BUCKET/KEY              an S3 object, written with server-side encryption; the
+                               lock is the object KEY.lock. Credentials, region and
+                               endpoint as the AWS CLI finds them (AWS_PROFILE,
+                               AWS_REGION, AWS_ENDPOINT_URL_S3), or --state-endpoint
+  gs://BUCKET/OBJECT           a Cloud Storage object (Application Default
+                               Credentials); the lock is OBJECT.lock
+  kubernetes://NAMESPACE/NAME  the Secret NAME (key state.json) in NAMESPACE of the
+                               cluster kubectl uses (KUBECONFIG); the lock is the
+                               Lease NAME-lock
+  apply and destroy hold the state's lock for the whole run: a second writer is
+  refused with the holder's name (user@host (pid N)) and the lock's id. If that run
+  died, `gitpod-refarch state break-lock ID` removes its lock (only with the exact
+  id). With --cloud sim and a URL, the simulated cloud stays on this machine in
+  --sim-dir (default .gitpod-refarch).
+
+Exit codes:
+  0  success
+  1  failure (a step, a check or a call failed)
+  2  usage error (flags, spec, --state URL), nothing was done
+  3  verify --strict: a check was skipped
+  4  the state is locked by another run (the message names it)
+  5  the state changed since this plan was made (plan again)";
 
 #[derive(Parser)]
 #[command(
@@ -60,9 +91,25 @@ struct Cli {
     /// API endpoint override for emulators and fakes (moto, the GCP and Azure fakes).
     #[arg(long, global = true)]
     endpoint: Option<String>,
-    /// State directory (state.json, and sim-cloud.json for the simulated cloud).
-    #[arg(long, global = true, default_value = ".gitpod-refarch")]
-    state: PathBuf,
+    /// Where the state lives: a directory (state.json, and sim-cloud.json for the
+    /// simulated cloud), s3://BUCKET/KEY, gs://BUCKET/OBJECT or
+    /// kubernetes://NAMESPACE/NAME (see "Shared state" below).
+    #[arg(
+        long,
+        global = true,
+        default_value = ".gitpod-refarch",
+        value_name = "DIR|URL",
+        value_parser = StateArg::parse
+    )]
+    state: StateArg,
+    /// Simulated cloud: the directory of sim-cloud.json (default: the --state
+    /// directory, or .gitpod-refarch when --state is a URL).
+    #[arg(long, global = true, value_name = "DIR")]
+    sim_dir: Option<PathBuf>,
+    /// API endpoint of the state backend, for emulators (an S3 or GCS fake); default:
+    /// --endpoint with --cloud aws and s3:// or --cloud gcp and gs://, else the SDK's.
+    #[arg(long, global = true, value_name = "URL")]
+    state_endpoint: Option<String>,
     /// Print events as JSON lines on stdout instead of progress bars.
     #[arg(long, global = true)]
     json: bool,
@@ -138,6 +185,27 @@ enum Command {
         /// Seconds each verifier may take.
         #[arg(long, default_value_t = 120)]
         timeout: u64,
+    },
+    /// Inspect the shared state and its lock, or break a stale lock (no spec or
+    /// cloud needed; never prints a secret value).
+    State {
+        #[command(subcommand)]
+        action: StateCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum StateCommand {
+    /// The installation, the state's generation, its resources (id and kind), the
+    /// names of its secrets (never their values) and the lock holder if any.
+    Show,
+    /// The current lock: who holds it, for what, since when, and its id.
+    Lock,
+    /// Remove the lock of a run that died. Needs the lock's exact id (from the
+    /// "locked" error or `state lock`), so that a newer lock is never removed.
+    BreakLock {
+        /// The id of the lock to break.
+        id: String,
     },
 }
 
@@ -267,19 +335,44 @@ fn event_sink(json: bool) -> EventSink {
 
 struct Setup {
     engine: Engine,
-    sim: Option<Arc<SimCloud>>,
-    sim_file: PathBuf,
+}
+
+/// The directory of the simulated cloud's file.
+fn sim_dir(cli: &Cli) -> PathBuf {
+    cli.sim_dir
+        .clone()
+        .or_else(|| cli.state.dir().map(Path::to_path_buf))
+        .unwrap_or_else(|| PathBuf::from(".gitpod-refarch"))
+}
+
+/// The store `--state` names (nothing read yet); a bad or unavailable backend is a
+/// usage error.
+async fn open_state(cli: &Cli) -> Result<Arc<dyn StateStore>, (u8, String)> {
+    let same_cloud = matches!(
+        (&cli.state, cli.cloud),
+        (StateArg::S3 { .. }, CloudArg::Aws) | (StateArg::Gcs { .. }, CloudArg::Gcp)
+    );
+    let reach = Reach {
+        endpoint: cli
+            .state_endpoint
+            .clone()
+            .or_else(|| cli.endpoint.clone().filter(|_| same_cloud)),
+    };
+    state_backend::open(&cli.state, &reach)
+        .await
+        .map_err(|e| (exit_code(&e), e.chain()))
 }
 
 async fn setup(
     cli: &Cli,
     spec: &ReferenceArchitecture,
+    store: Arc<dyn StateStore>,
     concurrency: usize,
     allow_disruptive: bool,
 ) -> Result<Setup, String> {
     let clock: Arc<dyn Clock> = Arc::new(TokioClock::new());
-    let sim_file = cli.state.join("sim-cloud.json");
-    let (providers, sim) = match cli.cloud {
+    let mut store = store;
+    let providers = match cli.cloud {
         CloudArg::Sim => {
             if cli.endpoint.is_some() {
                 return Err(
@@ -293,23 +386,21 @@ async fn setup(
                 LatencyProfile::instant()
             };
             let sim = Arc::new(SimCloud::new(clock.clone(), profile));
-            match std::fs::read_to_string(&sim_file) {
-                Ok(text) => sim.load_json(&text).map_err(|e| e.chain())?,
-                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-                Err(e) => return Err(format!("cannot read {}: {e}", sim_file.display())),
-            }
+            // The simulated cloud is saved with the state, under the run's lock.
+            let synced = SimSynced::new(store, sim.clone(), sim_dir(cli).join("sim-cloud.json"));
+            synced.load_sim().map_err(|e| e.chain())?;
+            store = Arc::new(synced);
             // The simulated cloud checks the parts it provides; the self-managed
             // ones get the data-plane verifier.
             let own = self_managed_parts(spec);
             let sim_parts: Vec<Part> = Part::ALL.into_iter().filter(|p| !own.contains(p)).collect();
             let providers = mix(spec, sim.clone(), false)?
                 .with_verifier(Arc::new(OnlyParts(sim.clone(), sim_parts)));
-            let providers = if cli.no_in_cluster {
+            if cli.no_in_cluster {
                 providers
             } else {
-                providers.with_in_cluster(sim.clone())
-            };
-            (providers, Some(sim))
+                providers.with_in_cluster(sim)
+            }
         }
         #[cfg(not(feature = "gcp"))]
         CloudArg::Gcp => {
@@ -332,10 +423,7 @@ async fn setup(
             }
             manifest_flag(cli)?; // bad flags fail before any call
             let gcp = Arc::new(GcpProvider::connect(config).await.map_err(|e| e.chain())?);
-            (
-                with_bootstrap(cli, spec, mix(spec, gcp.clone(), true)?, gcp)?,
-                None,
-            )
+            with_bootstrap(cli, spec, mix(spec, gcp.clone(), true)?, gcp)?
         }
         #[cfg(not(feature = "aws"))]
         CloudArg::Aws => {
@@ -359,10 +447,7 @@ async fn setup(
             }
             manifest_flag(cli)?; // bad flags fail before any call
             let aws = Arc::new(AwsProvider::connect(config).await.map_err(|e| e.chain())?);
-            (
-                with_bootstrap(cli, spec, mix(spec, aws.clone(), true)?, aws)?,
-                None,
-            )
+            with_bootstrap(cli, spec, mix(spec, aws.clone(), true)?, aws)?
         }
         #[cfg(not(feature = "azure"))]
         CloudArg::Azure => {
@@ -394,15 +479,13 @@ async fn setup(
                     .await
                     .map_err(|e| e.chain())?,
             );
-            (
-                with_bootstrap(cli, spec, mix(spec, azure.clone(), true)?, azure)?,
-                None,
-            )
+            with_bootstrap(cli, spec, mix(spec, azure.clone(), true)?, azure)?
         }
     };
     let mut builder = Engine::builder(providers)
         .clock(clock)
-        .state(Arc::new(FileStateStore::new(cli.state.join("state.json"))))
+        .state(store)
+        .lock_owner(LockRequest::this_process())
         .concurrency(concurrency)
         .allow_disruptive(allow_disruptive);
     // `verify --json` prints one JSON report on stdout, not the event lines.
@@ -410,11 +493,7 @@ async fn setup(
         builder = builder.on_event(event_sink(cli.json));
     }
     let engine = builder.build().map_err(|e| e.chain())?;
-    Ok(Setup {
-        engine,
-        sim,
-        sim_file,
-    })
+    Ok(Setup { engine })
 }
 
 /// The parts the spec names `provider: selfManaged`.
@@ -583,15 +662,6 @@ fn with_bootstrap(
         .with_in_cluster(Arc::new(KubeBootstrap::new(config))))
 }
 
-fn save_sim(setup: &Setup) -> Result<(), String> {
-    if let Some(sim) = &setup.sim {
-        let json = sim.to_json().map_err(|e| e.chain())?;
-        gitpod_refarch::state::write_private(&setup.sim_file, json.as_bytes())
-            .map_err(|e| e.chain())?;
-    }
-    Ok(())
-}
-
 /// Ctrl-C once: stop scheduling, let running operations finish. Twice: exit now.
 fn wire_ctrl_c(engine: &Engine) {
     let token = engine.cancellation_token();
@@ -606,28 +676,49 @@ fn wire_ctrl_c(engine: &Engine) {
     });
 }
 
+/// The exit code of an error: 4 locked, 5 changed under a plan, 1 otherwise.
+fn exit_code(e: &gitpod_refarch::Error) -> u8 {
+    match e.kind() {
+        ErrorKind::StateLocked => 4,
+        ErrorKind::StateChanged => 5,
+        ErrorKind::InvalidInput => 2,
+        _ => 1,
+    }
+}
+
+/// An engine error as the CLI reports it, with its exit code.
+fn fail(e: gitpod_refarch::Error) -> (u8, String) {
+    let code = match e.kind() {
+        ErrorKind::StateLocked | ErrorKind::StateChanged => exit_code(&e),
+        _ => 1,
+    };
+    (code, e.chain())
+}
+
 async fn run(cli: Cli) -> Result<(), (u8, String)> {
     let usage = |e: String| (2u8, e);
     let failed = |e: String| (1u8, e);
+    if let Command::State { action } = &cli.command {
+        let store = open_state(&cli).await?;
+        return state_command(store.as_ref(), action, cli.json).await;
+    }
     let spec = load_spec(cli.spec.as_deref()).map_err(usage)?;
     // Refused before any call when no one can be asked.
     let ask = needs_confirmation(&cli).map_err(usage)?;
+    let store = open_state(&cli).await?;
     match &cli.command {
+        Command::State { .. } => {}
         Command::Plan {
             plan_json,
             show_spec,
         } => {
-            let setup = setup(&cli, &spec, 8, false).await.map_err(usage)?;
+            let setup = setup(&cli, &spec, store, 8, false).await.map_err(usage)?;
             if *show_spec {
-                println!("{}", spec.to_yaml().map_err(|e| failed(e.chain()))?);
+                println!("{}", spec.to_yaml().map_err(fail)?);
             }
-            let plan = setup
-                .engine
-                .plan(&spec)
-                .await
-                .map_err(|e| failed(e.chain()))?;
+            let plan = setup.engine.plan(&spec).await.map_err(fail)?;
             if *plan_json {
-                println!("{}", plan.to_json().map_err(|e| failed(e.chain()))?);
+                println!("{}", plan.to_json().map_err(fail)?);
             } else {
                 print!("{plan}");
             }
@@ -637,15 +728,11 @@ async fn run(cli: Cli) -> Result<(), (u8, String)> {
             allow_disruptive,
             concurrency,
         } => {
-            let setup = setup(&cli, &spec, *concurrency, *allow_disruptive)
+            let setup = setup(&cli, &spec, store, *concurrency, *allow_disruptive)
                 .await
                 .map_err(usage)?;
             wire_ctrl_c(&setup.engine);
-            let plan = setup
-                .engine
-                .plan(&spec)
-                .await
-                .map_err(|e| failed(e.chain()))?;
+            let plan = setup.engine.plan(&spec).await.map_err(fail)?;
             if !cli.json || ask {
                 print!("{plan}");
             }
@@ -657,18 +744,13 @@ async fn run(cli: Cli) -> Result<(), (u8, String)> {
                 ))
                 .map_err(usage)?;
             }
-            let result = setup.engine.apply(&plan).await;
-            save_sim(&setup).map_err(failed)?;
-            let report = result.map_err(|e| {
-                (
-                    if e.kind() == ErrorKind::InvalidInput {
-                        2
-                    } else {
-                        1
-                    },
-                    e.chain(),
-                )
-            })?;
+            // The lock is taken here: a second writer is refused (exit 4), a plan made
+            // before another writer changed the state too (exit 5).
+            let report = setup
+                .engine
+                .apply(&plan)
+                .await
+                .map_err(|e| (exit_code(&e), e.chain()))?;
             if !report.is_success() {
                 let first = report
                     .failed
@@ -681,12 +763,8 @@ async fn run(cli: Cli) -> Result<(), (u8, String)> {
                     report.skipped.len()
                 )));
             }
-            let bundle = setup
-                .engine
-                .installer_bundle(&spec)
-                .await
-                .map_err(|e| failed(e.chain()))?;
-            let files = bundle.write_to(out).map_err(|e| failed(e.chain()))?;
+            let bundle = setup.engine.installer_bundle(&spec).await.map_err(fail)?;
+            let files = bundle.write_to(out).map_err(fail)?;
             if !cli.json {
                 if plan.has_changes() {
                     println!(
@@ -705,14 +783,10 @@ async fn run(cli: Cli) -> Result<(), (u8, String)> {
             }
         }
         Command::Destroy => {
-            let setup = setup(&cli, &spec, 8, false).await.map_err(usage)?;
+            let setup = setup(&cli, &spec, store, 8, false).await.map_err(usage)?;
             wire_ctrl_c(&setup.engine);
             let result = if ask {
-                let plan = setup
-                    .engine
-                    .plan_destroy(&spec)
-                    .await
-                    .map_err(|e| failed(e.chain()))?;
+                let plan = setup.engine.plan_destroy(&spec).await.map_err(fail)?;
                 print!("{plan}");
                 confirm(&format!(
                     "Destroy installation '{}' in {}? This deletes what the plan lists.",
@@ -724,8 +798,7 @@ async fn run(cli: Cli) -> Result<(), (u8, String)> {
             } else {
                 setup.engine.destroy(&spec).await
             };
-            save_sim(&setup).map_err(failed)?;
-            let report = result.map_err(|e| failed(e.chain()))?;
+            let report = result.map_err(fail)?;
             let left = report.not_removed();
             if !left.is_empty() {
                 let names: Vec<String> = left.iter().map(ToString::to_string).collect();
@@ -740,7 +813,7 @@ async fn run(cli: Cli) -> Result<(), (u8, String)> {
             strict,
             timeout,
         } => {
-            let setup = setup(&cli, &spec, 8, false).await.map_err(usage)?;
+            let setup = setup(&cli, &spec, store, 8, false).await.map_err(usage)?;
             wire_ctrl_c(&setup.engine);
             let options = VerifyOptions::new()
                 .in_cluster(*in_cluster)
@@ -749,7 +822,7 @@ async fn run(cli: Cli) -> Result<(), (u8, String)> {
                 .engine
                 .verify_with(&spec, options)
                 .await
-                .map_err(|e| failed(e.chain()))?;
+                .map_err(fail)?;
             if cli.json {
                 println!("{}", report.to_json());
             } else {
@@ -764,12 +837,8 @@ async fn run(cli: Cli) -> Result<(), (u8, String)> {
             }
         }
         Command::Outputs => {
-            let setup = setup(&cli, &spec, 8, false).await.map_err(usage)?;
-            let o = setup
-                .engine
-                .outputs(&spec.name)
-                .await
-                .map_err(|e| failed(e.chain()))?;
+            let setup = setup(&cli, &spec, store, 8, false).await.map_err(usage)?;
+            let o = setup.engine.outputs(&spec.name).await.map_err(fail)?;
             let view = serde_json::json!({
                 "account": o.account(),
                 "cluster": o.cluster().map(|c| serde_json::json!({"name": c.name, "endpoint": c.endpoint})),
@@ -780,6 +849,116 @@ async fn run(cli: Cli) -> Result<(), (u8, String)> {
                 "{}",
                 serde_json::to_string_pretty(&view).map_err(|e| failed(e.to_string()))?
             );
+        }
+    }
+    Ok(())
+}
+
+/// `state show|lock|break-lock`: the store only, no spec or cloud.
+async fn state_command(
+    store: &dyn StateStore,
+    action: &StateCommand,
+    json: bool,
+) -> Result<(), (u8, String)> {
+    let location = store.location();
+    let print_json = |v: serde_json::Value| -> Result<(), (u8, String)> {
+        let text = serde_json::to_string_pretty(&v).map_err(|e| (1u8, e.to_string()))?;
+        println!("{text}");
+        Ok(())
+    };
+    match action {
+        StateCommand::Show => {
+            let stored = store.load().await.map_err(fail)?;
+            let lock = store.current_lock().await.map_err(fail)?;
+            let Some(stored) = stored else {
+                if json {
+                    return print_json(serde_json::json!({
+                        "location": location,
+                        "installation": null,
+                        "generation": null,
+                        "lock": lock,
+                        "resources": [],
+                        "secrets": [],
+                        "unfinishedIntents": 0,
+                    }));
+                }
+                println!("no state at {location} (nothing applied yet)");
+                if let Some(l) = lock {
+                    println!("lock: {l}");
+                }
+                return Ok(());
+            };
+            let state = &stored.state;
+            // Ids and kinds only: an output's fields may be secrets.
+            let resources: Vec<(String, String)> = state
+                .outputs
+                .iter()
+                .map(|(id, output)| {
+                    let kind = serde_json::to_value(output)
+                        .ok()
+                        .and_then(|v| v.get("kind").and_then(|k| k.as_str()).map(String::from))
+                        .unwrap_or_else(|| id.kind.as_str().to_string());
+                    (id.to_string(), kind)
+                })
+                .collect();
+            let secrets: Vec<&String> = state.secrets.keys().collect();
+            let unfinished = state.journal.iter().filter(|j| !j.done).count();
+            if json {
+                return print_json(serde_json::json!({
+                    "location": location,
+                    "installation": state.installation,
+                    "generation": stored.generation.as_str(),
+                    "lock": lock,
+                    "resources": resources
+                        .iter()
+                        .map(|(id, kind)| serde_json::json!({"id": id, "kind": kind}))
+                        .collect::<Vec<_>>(),
+                    "secrets": secrets,
+                    "unfinishedIntents": unfinished,
+                }));
+            }
+            println!("state:        {location}");
+            println!("installation: {}", state.installation);
+            println!("generation:   {}", stored.generation);
+            match &lock {
+                Some(l) => println!("lock:         {l}"),
+                None => println!("lock:         none"),
+            }
+            println!("resources:    {}", resources.len());
+            let width = resources.iter().map(|(id, _)| id.len()).max().unwrap_or(0);
+            for (id, kind) in &resources {
+                println!("  {id:<width$}  {kind}");
+            }
+            let names: Vec<&str> = secrets.iter().map(|s| s.as_str()).collect();
+            println!(
+                "secrets:      {} (values not shown)",
+                if names.is_empty() {
+                    "none".to_string()
+                } else {
+                    names.join(", ")
+                }
+            );
+            if unfinished > 0 {
+                println!("unfinished:   {unfinished} intent(s) of an interrupted run (apply resumes them)");
+            }
+        }
+        StateCommand::Lock => {
+            let lock = store.current_lock().await.map_err(fail)?;
+            if json {
+                return print_json(serde_json::json!({ "location": location, "lock": lock }));
+            }
+            match lock {
+                Some(l) => println!("the state at {location} is locked: {l}"),
+                None => println!("the state at {location} is not locked"),
+            }
+        }
+        StateCommand::BreakLock { id } => {
+            let broken = store.break_lock(id).await.map_err(fail)?;
+            if json {
+                return print_json(serde_json::json!({ "location": location, "broken": broken }));
+            }
+            println!("broke the lock on {location}: {broken}");
+            println!("the next apply observes every resource first and resumes what that run left");
         }
     }
     Ok(())

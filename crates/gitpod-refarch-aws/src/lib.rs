@@ -27,6 +27,8 @@
 //! user, records), [`storage`] (S3 bucket and scoped user), [`registry`] (in-cluster
 //! registry bucket, or ECR), [`database`] (RDS MySQL with parameter and subnet groups).
 //! [`iam`] holds the role/user helpers they share; `error.rs` the error classification.
+//! [`S3StateStore`] keeps the engine's state in an S3 object, shared safely by many
+//! writers (conditional writes on the ETag, a lock object, SSE encryption).
 //!
 //! Every resource is found by deterministic name or by the tag
 //! `gitpod-installation=<name>` before anything is created: the SDK never relies on
@@ -46,6 +48,7 @@ pub mod identity;
 pub mod network;
 pub mod nodegroup;
 pub mod registry;
+mod state_store;
 pub mod storage;
 
 use async_trait::async_trait;
@@ -61,6 +64,7 @@ use gitpod_refarch::{Error, ErrorKind, Result};
 
 pub use config::AwsConfig;
 pub use context::{tags_of, Clients, Context};
+pub use state_store::S3StateStore;
 
 /// The AWS provider: implements all five traits.
 #[derive(Debug, Clone)]

@@ -87,6 +87,7 @@ mod context;
 pub mod delegation;
 pub mod objects;
 mod resources;
+pub mod state_store;
 mod teardown;
 pub mod tls_secret;
 pub mod verify;
@@ -110,6 +111,7 @@ pub use certmanager::{CertManagerSource, Manifest};
 pub use config::BootstrapConfig;
 pub use context::CertWatch;
 pub use delegation::{Delegation, DelegationCheck};
+pub use state_store::KubeStateStore;
 pub use verify::ClusterVerifier;
 
 /// The cache key of a client given with [`KubeBootstrap::with_client`].

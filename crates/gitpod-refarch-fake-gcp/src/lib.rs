@@ -202,6 +202,7 @@ mod routes;
 mod serviceusage;
 mod sql;
 mod state;
+mod storage;
 
 use error::{ApiError, ApiResult};
 pub use routes::match_path;
@@ -442,6 +443,8 @@ struct Shared {
     frozen: watch::Sender<bool>,
     /// Publishes node pools' nodes to the kube fake (see `kube_nodes.rs`).
     nodes: kube_nodes::Publisher,
+    /// Cloud Storage buckets and objects (see `storage.rs`).
+    storage: Mutex<storage::Storage>,
 }
 
 impl Shared {
@@ -477,6 +480,7 @@ impl FakeGcp {
             state: Mutex::new(State::new(config)),
             frozen,
             nodes: kube_nodes::Publisher::default(),
+            storage: Mutex::default(),
         });
         let app = Router::new().fallback(handle).with_state(shared.clone());
         let (stop, stopped) = oneshot::channel::<()>();
@@ -599,6 +603,7 @@ async fn handle(
     AxState(shared): AxState<Arc<Shared>>,
     method: Method,
     uri: Uri,
+    headers: axum::http::HeaderMap,
     body: Bytes,
 ) -> Response {
     let mut frozen = shared.frozen.subscribe();
@@ -606,6 +611,9 @@ async fn handle(
         return frozen_answer(frozen).await;
     }
     let path = uri.path().to_string();
+    if storage::owns(&path) {
+        return storage::serve(&shared, &method, &path, uri.query(), &headers, &body);
+    }
     if method == Method::POST {
         // Compute's operations.wait blocks until its operation is done (or its time is up).
         if let Some(op) = ops::compute_wait_target(&path) {

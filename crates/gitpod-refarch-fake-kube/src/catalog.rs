@@ -87,6 +87,7 @@ const BUILT_INS: &[BuiltIn] = &[
         true,
     ),
     ("", "v1", "nodes", "node", "Node", false, &["no"], true),
+    ("", "v1", "events", "event", "Event", true, &["ev"], false),
     ("", "v1", "secrets", "secret", "Secret", true, &[], false),
     (
         "",
@@ -159,6 +160,26 @@ const BUILT_INS: &[BuiltIn] = &[
         false,
     ),
     (
+        "coordination.k8s.io",
+        "v1",
+        "leases",
+        "lease",
+        "Lease",
+        true,
+        &[],
+        false,
+    ),
+    (
+        "events.k8s.io",
+        "v1",
+        "events",
+        "event",
+        "Event",
+        true,
+        &["ev"],
+        false,
+    ),
+    (
         "apiextensions.k8s.io",
         "v1",
         "customresourcedefinitions",
@@ -196,6 +217,8 @@ const BUILT_IN_GROUPS: &[&str] = &[
     "rbac.authorization.k8s.io",
     "apiextensions.k8s.io",
     "admissionregistration.k8s.io",
+    "coordination.k8s.io",
+    "events.k8s.io",
 ];
 
 fn built_in(b: &BuiltIn) -> ResType {
@@ -466,6 +489,7 @@ pub(crate) fn resource_list(st: &Store, group: &str, version: &str) -> Option<Va
             "list",
             "patch",
             "update",
+            "watch",
         ];
         if t.plural == "namespaces" {
             verbs.retain(|v| *v != "deletecollection");

@@ -107,6 +107,7 @@ pub(crate) fn on_write(
     obj: &mut Value,
 ) -> ApiResult<()> {
     let name = str_at(obj, "/metadata/name").to_string();
+    check_finalizers(t, &name, old, obj)?;
     match (t.group.as_str(), t.plural.as_str()) {
         ("", "namespaces") => {
             let meta = meta_mut(obj);
@@ -175,6 +176,7 @@ pub(crate) fn on_write(
             }
         }
         ("", "services") => service_defaults(st, &name, t, old, obj)?,
+        ("", "events") | ("events.k8s.io", "events") => validate_event(t, &name, old, obj)?,
         ("apps", "deployments") => {
             let sel = obj.pointer("/spec/selector/matchLabels").cloned();
             let has_exprs = obj
@@ -431,6 +433,200 @@ fn service_defaults(
     Ok(())
 }
 
+/// The API server's validation of an Event: the legacy rules for both APIs, and
+/// for `events.k8s.io/v1` the strict ones (required `eventTime`, `type`, no
+/// `deprecated*` fields, a valid `series`, immutable fields on update).
+fn validate_event(t: &ResType, name: &str, old: Option<&Value>, obj: &Value) -> ApiResult<()> {
+    let strict = t.group == "events.k8s.io";
+    let f = |core: &'static str, events: &'static str| if strict { events } else { core };
+    let (involved, note, controller) = (
+        f("involvedObject", "regarding"),
+        f("message", "note"),
+        f("reportingComponent", "reportingController"),
+    );
+    let text = |field: &str| str_at(obj, &format!("/{field}")).to_string();
+    let ns = str_at(obj, "/metadata/namespace");
+    let involved_ns = str_at(obj, &format!("/{involved}/namespace"));
+    let mut errs: Vec<(String, String)> = Vec::new();
+    let required = |errs: &mut Vec<(String, String)>, field: &str| {
+        errs.push((field.to_string(), "Required value".to_string()));
+    };
+    let mismatch = format!("Invalid value: \"{involved_ns}\": does not match event.namespace");
+    if text("eventTime").is_empty() {
+        let ok = if involved_ns.is_empty() {
+            ns.is_empty() || ns == "default"
+        } else {
+            ns == involved_ns
+        };
+        if !ok {
+            errs.push((format!("{involved}.namespace"), mismatch));
+        }
+    } else {
+        if involved_ns.is_empty() && ns != "default" && ns != "kube-system" {
+            errs.push((format!("{involved}.namespace"), mismatch));
+        }
+        let rc = text(controller);
+        if rc.is_empty() {
+            required(&mut errs, controller);
+        } else if !is_qualified_name(&rc) {
+            errs.push((
+                controller.to_string(),
+                format!("Invalid value: \"{rc}\": name part must consist of alphanumeric characters, '-', '_' or '.', and must start and end with an alphanumeric character"),
+            ));
+        }
+        for (field, limit) in [("reportingInstance", 128), ("action", 128), ("reason", 128)] {
+            let v = text(field);
+            if v.is_empty() {
+                required(&mut errs, field);
+            } else if v.len() > limit {
+                errs.push((
+                    field.to_string(),
+                    format!("Invalid value: \"\": can have at most {limit} characters"),
+                ));
+            }
+        }
+        if text(note).len() > 1024 {
+            errs.push((
+                note.to_string(),
+                "Invalid value: \"\": can have at most 1024 characters".to_string(),
+            ));
+        }
+    }
+    if strict {
+        let series_changed = old.is_none_or(|o| o.get("series") != obj.get("series"));
+        if let Some(series) = obj.get("series").filter(|s| !s.is_null()) {
+            if series_changed {
+                if series.get("count").and_then(Value::as_i64).unwrap_or(0) < 2 {
+                    errs.push((
+                        "series.count".into(),
+                        "Invalid value: \"\": should be at least 2".into(),
+                    ));
+                }
+                if str_at(series, "/lastObservedTime").is_empty() {
+                    required(&mut errs, "series.lastObservedTime");
+                }
+            }
+        }
+        match old {
+            None => {
+                if text("eventTime").is_empty() {
+                    required(&mut errs, "eventTime");
+                }
+                let ty = text("type");
+                if ty != "Normal" && ty != "Warning" {
+                    errs.push((
+                        "type".into(),
+                        format!("Invalid value: \"\": has invalid value: {ty}"),
+                    ));
+                }
+                for field in [
+                    "deprecatedFirstTimestamp",
+                    "deprecatedLastTimestamp",
+                    "deprecatedCount",
+                    "deprecatedSource",
+                ] {
+                    let set = obj.get(field).is_some_and(|v| {
+                        !v.is_null() && *v != json!(0) && *v != json!({}) && *v != json!("")
+                    });
+                    if set {
+                        errs.push((
+                            field.into(),
+                            "Invalid value: \"\": needs to be unset".into(),
+                        ));
+                    }
+                }
+            }
+            Some(old) => {
+                for field in [
+                    "regarding",
+                    "related",
+                    "reason",
+                    "note",
+                    "type",
+                    "action",
+                    "reportingController",
+                    "reportingInstance",
+                    "eventTime",
+                    "deprecatedSource",
+                    "deprecatedFirstTimestamp",
+                    "deprecatedLastTimestamp",
+                    "deprecatedCount",
+                ] {
+                    if old.get(field) != obj.get(field) {
+                        errs.push((field.into(), "Invalid value: field is immutable".into()));
+                    }
+                }
+            }
+        }
+    }
+    if errs.is_empty() {
+        Ok(())
+    } else {
+        Err(ApiError::invalid(&t.kind, &t.group, name, &errs))
+    }
+}
+
+/// A qualified name (`[prefix/]name`), as `metadata.finalizers` entries must be.
+fn is_qualified_name(s: &str) -> bool {
+    let (prefix, name) = match s.split_once('/') {
+        Some((p, n)) => (Some(p), n),
+        None => (None, s),
+    };
+    let name_ok = !name.is_empty()
+        && name.len() <= 63
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'))
+        && name
+            .bytes()
+            .next()
+            .is_some_and(|b| b.is_ascii_alphanumeric())
+        && name
+            .bytes()
+            .last()
+            .is_some_and(|b| b.is_ascii_alphanumeric());
+    name_ok && prefix.is_none_or(|p| !p.is_empty() && is_subdomain(p))
+}
+
+/// The API server's rules for `metadata.finalizers`: each a qualified name, and
+/// none added to an object that is being deleted.
+fn check_finalizers(t: &ResType, name: &str, old: Option<&Value>, obj: &Value) -> ApiResult<()> {
+    let now = finalizers(obj);
+    if let Some((i, bad)) = now.iter().enumerate().find(|(_, f)| !is_qualified_name(f)) {
+        return Err(invalid(
+            t,
+            name,
+            &format!("metadata.finalizers[{i}]"),
+            &format!(
+                "Invalid value: \"{bad}\": name part must consist of alphanumeric characters, '-', '_' or '.', and must start and end with an alphanumeric character (e.g. 'MyName',  or 'my.name',  or '123-abc', regex used for validation is '([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9]')"
+            ),
+        ));
+    }
+    let Some(old) = old else {
+        return Ok(());
+    };
+    if old.pointer("/metadata/deletionTimestamp").is_none() {
+        return Ok(());
+    }
+    let before = finalizers(old);
+    let mut added: Vec<String> = now.into_iter().filter(|f| !before.contains(f)).collect();
+    if added.is_empty() {
+        return Ok(());
+    }
+    added.sort();
+    added.dedup();
+    let listed: Vec<String> = added.iter().map(|f| format!("{f:?}")).collect();
+    Err(invalid(
+        t,
+        name,
+        "metadata.finalizers",
+        &format!(
+            "Forbidden: no new finalizers can be added if the object is being deleted, found new finalizers []string{{{}}}",
+            listed.join(", ")
+        ),
+    ))
+}
+
 /// The finalizers of an object.
 pub(crate) fn finalizers(obj: &Value) -> Vec<String> {
     obj.pointer("/metadata/finalizers")
@@ -570,6 +766,11 @@ pub(crate) fn start_deletion(st: &mut Store, key: &Key, now: Instant) {
             let meta = meta_mut(o);
             meta.insert("deletionTimestamp".into(), json!(now_rfc3339()));
             meta.insert("deletionGracePeriodSeconds".into(), json!(0));
+            // Marking an object for deletion changes how its controllers treat it:
+            // the API server bumps a generation it has.
+            if let Some(g) = meta.get("generation").and_then(Value::as_i64) {
+                meta.insert("generation".into(), json!(g + 1));
+            }
         }
     });
 }

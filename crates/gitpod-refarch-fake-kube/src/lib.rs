@@ -55,10 +55,11 @@
 //!   each kind's operations with the query parameters the fake honours (`dryRun`,
 //!   which `kubectl diff` looks for, `fieldManager`, `force`).
 //! - Built-in resources: core `v1` namespaces, nodes, secrets, services,
-//!   serviceaccounts and configmaps; `apps/v1` deployments; `rbac.authorization.k8s.io/v1` clusterroles,
+//!   serviceaccounts, configmaps and events; `apps/v1` deployments; `rbac.authorization.k8s.io/v1` clusterroles,
 //!   clusterrolebindings, roles and rolebindings; `apiextensions.k8s.io/v1`
 //!   customresourcedefinitions; `admissionregistration.k8s.io/v1` validating and
-//!   mutating webhook configurations. The namespaces `default`, `kube-system`,
+//!   mutating webhook configurations; `coordination.k8s.io/v1` leases;
+//!   `events.k8s.io/v1` events. The namespaces `default`, `kube-system`,
 //!   `kube-public` and `kube-node-lease` exist at start.
 //! - Custom resources: the served versions of every CRD once it is `Established`
 //!   (before that its paths are 404 and its group is not in discovery). Objects are
@@ -143,6 +144,22 @@
 //!   itself). `managedFields` in an apply is 400 (`metadata.managedFields must be
 //!   nil`); in an update or patch an empty list is ignored, `[{}]` clears them, and
 //!   any other list replaces them (kubectl's migration from client-side apply).
+//! - Deletion and finalizers, on every kind: DELETE of an object with
+//!   `metadata.finalizers` sets `deletionTimestamp` and `deletionGracePeriodSeconds:
+//!   0` (and bumps a `generation` it has), answers the object and keeps it
+//!   (`MODIFIED`); the update or patch that empties its finalizers removes it
+//!   (`DELETED`). Adding a finalizer to an object being deleted is 422 (`Forbidden:
+//!   no new finalizers can be added if the object is being deleted, found new
+//!   finalizers []string{"x"}`), and finalizers must be qualified names. A JSON
+//!   patch `test` of `null` matches a missing key, as the API server's json-patch
+//!   does (kube-runtime's `finalizer()` helper relies on it).
+//! - Events: `events.k8s.io/v1` events are validated as the API server does for that
+//!   API (`eventTime`, `type` `Normal`/`Warning`, `reportingController`,
+//!   `reportingInstance`, `action` and `reason` required and bounded, no
+//!   `deprecated*` fields, `series.count` at least 2, and `regarding`, `reason`,
+//!   `note`, `type`, `action`, the reporter and `eventTime` immutable), core `v1`
+//!   events with the legacy rules (the involved object's namespace is the event's),
+//!   so kube-runtime's `Recorder` (create, then a merge patch of the `series`) works.
 //! - Errors are `kind: Status` objects with `reason` and `code`: `NotFound`,
 //!   `AlreadyExists`, `Conflict`, `Invalid` (with `details.causes`), `BadRequest`,
 //!   `Forbidden`, `MethodNotAllowed`, `UnsupportedMediaType`, `InternalError`,
@@ -283,6 +300,12 @@
 //!   `nodes/proxy`, no images or volumes; capacity is a rough function of the
 //!   machine type; all the clusters a cloud fake holds publish their nodes into the
 //!   one Kubernetes fake; a node deleted through the API does not re-register.
+//! - Events of the two APIs are stored apart: an event created through
+//!   `events.k8s.io/v1` is not listed through core `v1` (the API server keeps one
+//!   store and converts), so `kubectl describe` shows none of a `Recorder`'s events.
+//!   Leases are plain objects: nothing expires or renews them.
+//! - Deleting a CRD removes its custom resources at once, finalizers or not (the API
+//!   server deletes them one by one and waits for their finalizers).
 //! - No other controllers: no Pods, ReplicaSets, Endpoints, garbage collection by
 //!   owner references or service account tokens. Timed effects happen when the fake is
 //!   next asked something (a request or a library call), not in the background.

@@ -15,7 +15,9 @@ use std::sync::OnceLock;
 
 use k8s_openapi::api::admissionregistration::v1 as admission;
 use k8s_openapi::api::apps::v1 as apps;
+use k8s_openapi::api::coordination::v1 as coordination;
 use k8s_openapi::api::core::v1 as core;
+use k8s_openapi::api::events::v1 as events;
 use k8s_openapi::api::rbac::v1 as rbac;
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1 as apiext;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1 as meta;
@@ -159,6 +161,7 @@ fn built_in_schema(schemas: Option<&mut SchemaGenerator>, t: &ResType) -> Option
     }
     match (t.group.as_str(), t.version.as_str(), t.kind.as_str()) {
         ("", "v1", "ConfigMap") => add::<core::ConfigMap>(schemas),
+        ("", "v1", "Event") => add::<core::Event>(schemas),
         ("", "v1", "Namespace") => add::<core::Namespace>(schemas),
         ("", "v1", "Node") => add::<core::Node>(schemas),
         ("", "v1", "Pod") => add::<core::Pod>(schemas),
@@ -166,6 +169,8 @@ fn built_in_schema(schemas: Option<&mut SchemaGenerator>, t: &ResType) -> Option
         ("", "v1", "Service") => add::<core::Service>(schemas),
         ("", "v1", "ServiceAccount") => add::<core::ServiceAccount>(schemas),
         ("apps", "v1", "Deployment") => add::<apps::Deployment>(schemas),
+        ("coordination.k8s.io", "v1", "Lease") => add::<coordination::Lease>(schemas),
+        ("events.k8s.io", "v1", "Event") => add::<events::Event>(schemas),
         ("rbac.authorization.k8s.io", "v1", "ClusterRole") => add::<rbac::ClusterRole>(schemas),
         ("rbac.authorization.k8s.io", "v1", "ClusterRoleBinding") => {
             add::<rbac::ClusterRoleBinding>(schemas)
@@ -238,6 +243,14 @@ fn built_in_definitions(types: &[ResType], prefix: &'static str) -> Map<String, 
         }
     }
     let mut defs = schemas.take_definitions(false);
+    // Any JSON value (a CRD schema's `enum`, `default`, `example`): Kubernetes' own
+    // document gives it no type; k8s-openapi's says `object`, which would make
+    // kubectl refuse `enum: [a, b]` in a CRD.
+    if let Some(Value::Object(json)) =
+        defs.get_mut("io.k8s.apiextensions-apiserver.pkg.apis.apiextensions.v1.JSON")
+    {
+        json.remove("type");
+    }
     for (t, name) in kinds {
         if let Some(Value::Object(def)) = defs.get_mut(&name) {
             def.insert("x-kubernetes-group-version-kind".into(), gvk(t, &t.kind));

@@ -63,8 +63,22 @@ pub(crate) fn json_patch(target: &mut Value, ops: &Value) -> Result<(), String> 
                 add(target, path, value_of(op)?)?;
             }
             "test" => {
-                if target.pointer(path) != Some(&value_of(op)?) {
-                    return Err(format!("test failed at {path}"));
+                let want = value_of(op)?;
+                let ok = match target.pointer(path) {
+                    Some(have) => *have == want,
+                    // As the API server's json-patch: `null` matches a key missing
+                    // from an object that exists (kube-runtime's finalizer helper
+                    // tests `/metadata/finalizers` for `null` before adding it).
+                    None => {
+                        want.is_null()
+                            && path
+                                .rsplit_once('/')
+                                .and_then(|(parent, _)| target.pointer(parent))
+                                .is_some_and(Value::is_object)
+                    }
+                };
+                if !ok {
+                    return Err(format!("testing value {path} failed: test failed"));
                 }
             }
             "copy" | "move" => {

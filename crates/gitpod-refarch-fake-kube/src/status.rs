@@ -97,7 +97,9 @@ impl ApiError {
         .with_details(Self::object_details(group, plural, name))
     }
 
-    /// 422 Invalid, with one cause per `(field, message)`.
+    /// 422 Invalid, with one cause per `(field, message)`; each cause's reason is
+    /// read from its message as the API server writes it (`Forbidden: ...` is
+    /// `FieldValueForbidden`, `Required value` `FieldValueRequired`, ...).
     pub(crate) fn invalid(
         kind: &str,
         group: &str,
@@ -121,7 +123,7 @@ impl ApiError {
         );
         let causes: Vec<Value> = causes
             .iter()
-            .map(|(f, m)| json!({"reason": "FieldValueInvalid", "message": m, "field": f}))
+            .map(|(f, m)| json!({"reason": cause_reason(m), "message": m, "field": f}))
             .collect();
         let mut d = Map::new();
         d.insert("name".into(), json!(name));
@@ -201,4 +203,22 @@ pub(crate) fn success(group: &str, plural: &str, name: &str, uid: &str) -> Value
         "status": "Success",
         "details": Value::Object(d),
     })
+}
+
+/// The `StatusCause` reason of a field error, from the start of its message (the
+/// API server's `field.Error` puts its type there).
+fn cause_reason(message: &str) -> &'static str {
+    const REASONS: &[(&str, &str)] = &[
+        ("Required value", "FieldValueRequired"),
+        ("Forbidden", "FieldValueForbidden"),
+        ("Unsupported value", "FieldValueNotSupported"),
+        ("Duplicate value", "FieldValueDuplicate"),
+        ("Too long", "FieldValueTooLong"),
+        ("Too many", "FieldValueTooMany"),
+        ("Not found", "FieldValueNotFound"),
+    ];
+    REASONS
+        .iter()
+        .find(|(prefix, _)| message.starts_with(prefix))
+        .map_or("FieldValueInvalid", |(_, r)| r)
 }

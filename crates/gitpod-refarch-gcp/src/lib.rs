@@ -62,6 +62,7 @@ pub mod network;
 pub mod nodepool;
 pub mod ops;
 pub mod registry;
+pub mod state_store;
 pub mod storage;
 
 use async_trait::async_trait;
@@ -77,6 +78,7 @@ use gitpod_refarch::{Error, ErrorKind, Result};
 pub use config::{default_retry, GcpConfig, GcpCredentials, GcpRegistry};
 pub use context::{foreign, is_ours, labels_of, ownership_mark, Clients, Context};
 pub use foundation::REQUIRED_APIS;
+pub use state_store::{GcsStateStore, GcsStoreConfig};
 
 /// The GCP provider: implements all five cloud traits, and GKE tokens
 /// ([`ClusterCredentials`]).

@@ -110,6 +110,23 @@ impl<'de> Deserialize<'de> for Secret<String> {
     }
 }
 
+/// A secret is a string in a schema; the schema never holds a value (no default, no
+/// example), and it is marked `writeOnly`.
+#[cfg(feature = "schema")]
+impl schemars::JsonSchema for Secret<String> {
+    fn schema_name() -> std::borrow::Cow<'static, str> {
+        "Secret".into()
+    }
+
+    fn json_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+        schemars::json_schema!({
+            "type": "string",
+            "writeOnly": true,
+            "description": "A secret value (never printed; `<redacted>` is not accepted)."
+        })
+    }
+}
+
 /// The largest secret file [`SecretSource::load`] reads, in bytes (64 KiB).
 pub const MAX_SECRET_FILE_BYTES: u64 = 64 * 1024;
 
@@ -123,6 +140,7 @@ pub const MAX_SECRET_FILE_BYTES: u64 = 64 * 1024;
 /// secret and prints as it is.
 #[non_exhaustive]
 #[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub enum SecretSource {
     /// An environment variable's value (set and not empty).

@@ -121,6 +121,7 @@ macro_rules! choice_accessors {
 /// The MySQL database: the cloud's managed MySQL, or an existing MySQL/MariaDB server.
 #[non_exhaustive]
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(tag = "provider", rename_all = "camelCase")]
 pub enum DatabaseChoice {
     /// The cloud's managed MySQL (`provider: cloud`, the default).
@@ -165,6 +166,7 @@ impl DatabaseChoice {
 /// An existing MySQL or MariaDB server.
 #[non_exhaustive]
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct SelfManagedDatabaseSettings {
     /// Host name or IP address of the server.
@@ -242,6 +244,7 @@ impl SelfManagedDatabaseSettings {
 /// TLS to a self-managed database.
 #[non_exhaustive]
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct DatabaseTls {
     /// The mode (default `preferred`).
@@ -256,6 +259,7 @@ pub struct DatabaseTls {
 /// TLS modes, as MySQL clients name them.
 #[non_exhaustive]
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(rename_all = "camelCase")]
 pub enum DatabaseTlsMode {
     /// Plain TCP.
@@ -274,6 +278,7 @@ pub enum DatabaseTlsMode {
 /// The DNS zone: the cloud's DNS, or an existing zone updated by RFC 2136 with TSIG.
 #[non_exhaustive]
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(tag = "provider", rename_all = "camelCase")]
 pub enum DnsChoice {
     /// The cloud's DNS (`provider: cloud`, the default).
@@ -313,6 +318,7 @@ impl DnsChoice {
 /// An existing zone updated by RFC 2136 dynamic updates signed with TSIG.
 #[non_exhaustive]
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct SelfManagedDnsSettings {
     /// The existing zone (`gitpod.example.com`); the domain must lie inside it.
@@ -360,6 +366,7 @@ impl SelfManagedDnsSettings {
 /// TSIG algorithms both the SDK and cert-manager support.
 #[non_exhaustive]
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(rename_all = "kebab-case")]
 pub enum TsigAlgorithm {
     /// `hmac-sha256` (the default).
@@ -382,6 +389,7 @@ impl TsigAlgorithm {
 /// Object storage: the cloud's, or an existing S3-compatible store.
 #[non_exhaustive]
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(tag = "provider", rename_all = "camelCase")]
 pub enum StorageChoice {
     /// The cloud's object storage (`provider: cloud`, the default).
@@ -405,6 +413,7 @@ impl StorageChoice {
 /// An existing S3-compatible store (MinIO, Ceph RGW, ...).
 #[non_exhaustive]
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct SelfManagedStorageSettings {
     /// The endpoint URL (`https://minio.corp.example.com:9000`); `http://` means plain
@@ -455,6 +464,7 @@ impl SelfManagedStorageSettings {
 /// The OCI registry: the cloud's, or an existing registry.
 #[non_exhaustive]
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(tag = "provider", rename_all = "camelCase")]
 pub enum RegistryChoice {
     /// The cloud's registry or the in-cluster one (`provider: cloud`, the default).
@@ -472,6 +482,7 @@ choice_accessors!(
 /// An existing OCI registry (Harbor, GitLab, a plain `registry:2`, ...).
 #[non_exhaustive]
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct SelfManagedRegistrySettings {
     /// The prefix Gitpod pushes under, `host[:port]/path` (`harbor.corp.example.com/gitpod`);

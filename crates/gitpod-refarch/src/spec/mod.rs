@@ -49,6 +49,7 @@ pub mod labels {
 /// The engine itself never branches on this: providers decide how resources are made.
 #[non_exhaustive]
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(rename_all = "lowercase")]
 pub enum Cloud {
     /// Google Cloud.
@@ -79,6 +80,7 @@ impl fmt::Display for Cloud {
 /// One Gitpod installation on the single-cluster reference architecture.
 #[non_exhaustive]
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct ReferenceArchitecture {
     /// Installation name: prefix of every resource name, and external-dns' owner id.
@@ -119,6 +121,7 @@ pub struct ReferenceArchitecture {
 /// Cluster-wide settings.
 #[non_exhaustive]
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct ClusterSettings {
     /// Region (`europe-west1`, `eu-west-1`, `northeurope`).
@@ -139,6 +142,7 @@ pub struct ClusterSettings {
 /// Address ranges, as CIDR strings (checked by `validate`).
 #[non_exhaustive]
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct NetworkSettings {
     /// The VPC/VNet/subnet range for nodes.
@@ -153,6 +157,7 @@ pub struct NetworkSettings {
 /// The three node pools of the reference architecture.
 #[non_exhaustive]
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct NodePools {
     /// Gitpod's services (meta, IDE, workspace services).
@@ -239,6 +244,7 @@ impl NodePools {
 /// One node pool.
 #[non_exhaustive]
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct NodePool {
     /// Machine/instance/VM size.
@@ -265,6 +271,7 @@ pub struct NodePool {
 /// A Kubernetes node taint.
 #[non_exhaustive]
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct Taint {
     /// Key (a qualified name).
@@ -294,6 +301,7 @@ impl Taint {
 /// Managed MySQL.
 #[non_exhaustive]
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct DatabaseSettings {
     /// `5.7` (the guide's; past standard support) or `8.0`.
@@ -321,6 +329,7 @@ pub struct DatabaseSettings {
 /// Automated backups.
 #[non_exhaustive]
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct BackupSettings {
     /// Whether backups (and binary logging, where HA needs it) are on.
@@ -332,6 +341,7 @@ pub struct BackupSettings {
 /// The DNS zone.
 #[non_exhaustive]
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct DnsSettings {
     /// The zone's DNS name; defaults to the domain itself. The domain must lie inside it.
@@ -346,6 +356,7 @@ pub struct DnsSettings {
 /// The target of the three Gitpod records.
 #[non_exhaustive]
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub enum RecordsTarget {
     /// An IPv4 address (A records).
@@ -357,6 +368,7 @@ pub enum RecordsTarget {
 /// Object storage.
 #[non_exhaustive]
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct StorageSettings {
     /// A bucket for single-bucket mode (S3). None: derived from the installation name
@@ -370,6 +382,7 @@ pub struct StorageSettings {
 /// How workspace images are stored.
 #[non_exhaustive]
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(rename_all = "camelCase")]
 pub enum RegistryMode {
     /// The cloud's registry (Artifact Registry, ECR, ACR) with push credentials.
@@ -381,6 +394,7 @@ pub enum RegistryMode {
 /// The OCI registry.
 #[non_exhaustive]
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct RegistrySettings {
     /// Managed registry or in-cluster with object storage.
@@ -392,6 +406,7 @@ pub struct RegistrySettings {
 /// How the `https-certificates` secret comes to exist.
 #[non_exhaustive]
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields, rename_all = "camelCase", tag = "issuer")]
 pub enum CertificateSettings {
     /// cert-manager with an ACME ClusterIssuer `gitpod-issuer` and DNS-01.
@@ -452,6 +467,7 @@ pub const LETS_ENCRYPT_PRODUCTION: &str = "https://acme-v02.api.letsencrypt.org/
 /// Google Cloud settings.
 #[non_exhaustive]
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct GcpSettings {
     /// The project id.
@@ -470,6 +486,7 @@ pub struct GcpSettings {
 /// AWS settings.
 #[non_exhaustive]
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct AwsSettings {
     /// Expected account id (12 digits); apply refuses to run in another account.
@@ -483,6 +500,7 @@ pub struct AwsSettings {
 /// Azure settings.
 #[non_exhaustive]
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct AzureSettings {
     /// Subscription id (a UUID).

@@ -1,0 +1,998 @@
+//! The reconciler: observe, plan, apply per installation; finalizer; status; Events.
+//!
+//! [`run`] watches `GitpodInstallation`s (in one namespace or all) and reconciles
+//! each one as the CLI would run it:
+//!
+//! 1. The finalizer [`FINALIZER`] is added before anything is made.
+//! 2. `spec` (minus `operator`) is read as the CLI reads its spec file and validated;
+//!    an invalid one is `Degraded` with reason `InvalidSpec` and the problems' field
+//!    paths, and waits for the resource to change.
+//! 3. The credentials Secret (`operator.credentialsSecret`) is read; the
+//!    [`ProviderFactory`] builds the providers (bad credentials fail here) and names
+//!    the account whose [`Budget`](gitpod_refarch::engine::Budget) the engine shares.
+//! 4. The engine keeps its state in the Secret `<name>-state` (the bootstrap crate's
+//!    `KubeStateStore`), locked for each run as `controller <identity>`.
+//! 5. Plan (`Planned` condition, the plan in short); with changes, `Progressing`
+//!    and apply; then `Ready` with the name servers, the outputs that are not secret,
+//!    and the installer bundle in the Secret `operator.installerSecret` (default
+//!    `<name>-installer`, owned by the resource). Requeued after the resync period
+//!    to repair drift.
+//! 6. A failure is `Degraded` with the error's kind as the reason, retried with a
+//!    per-object exponential backoff. A state locked by another controller replica
+//!    (a dead one: the caller holds leadership) is broken and the run retried at
+//!    once; locked by anyone else (the CLI) it is `Degraded` with reason
+//!    `StateLocked` naming the holder, and retried after [`OperatorConfig::locked_retry`].
+//! 7. On delete, `deletionPolicy: Retain` leaves everything; `Delete` destroys.
+//!    Resources kept by deletion protection are named in an Event and the state
+//!    Secret stays; otherwise the state Secret goes too. A failed destroy keeps the
+//!    finalizer and is retried.
+//!
+//! Credentials never reach logs, Events or the status.
+
+pub mod status;
+
+use std::collections::{BTreeMap, HashMap};
+use std::hash::{Hash, Hasher};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use futures::StreamExt;
+use gitpod_refarch::state::{LockInfo, StateStore};
+use gitpod_refarch::{Engine, EngineBuilder, Error, ErrorKind, ReferenceArchitecture, Result};
+use gitpod_refarch_bootstrap::api::kube_error;
+use gitpod_refarch_bootstrap::KubeStateStore;
+use k8s_openapi::api::core::v1::Secret as KubeSecret;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
+use k8s_openapi::ByteString;
+use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams};
+use kube::runtime::controller::{Action, Config as ControllerConfig, Controller};
+use kube::runtime::events::{Event, EventType, Recorder, Reporter};
+use kube::runtime::finalizer::{finalizer, Error as FinalizerError, Event as FinalizerEvent};
+use kube::runtime::watcher;
+use kube::{Resource, ResourceExt};
+
+use crate::budgets::Budgets;
+use crate::crd::{DeletionPolicy, GitpodInstallation};
+use crate::factory::{Credentials, ProviderFactory};
+use status::StatusWriter;
+
+/// The finalizer that holds a deleted installation until its cleanup ran.
+pub const FINALIZER: &str = "refarch.gitpod.io/cleanup";
+/// The controller's name: Events' reporting controller, the field manager of what it
+/// writes.
+pub const CONTROLLER_NAME: &str = "gitpod-refarch-operator";
+/// How the controller names itself as a state lock's owner (`controller <identity>`).
+pub const LOCK_OWNER_PREFIX: &str = "controller ";
+
+/// Builds the state store of one installation: `(client, namespace, secret name)`
+/// (the Secret is `<resource name>-state`).
+pub type StateStoreFactory =
+    Arc<dyn Fn(kube::Client, &str, &str) -> Arc<dyn StateStore> + Send + Sync>;
+
+/// Adjusts the engine of each reconcile (retry and wait policies, a clock, events).
+pub type EngineHook = Arc<dyn Fn(EngineBuilder) -> EngineBuilder + Send + Sync>;
+
+/// Controller settings.
+#[non_exhaustive]
+#[derive(Clone)]
+pub struct OperatorConfig {
+    /// Who this replica is (lock owner, Events, leader election).
+    pub identity: String,
+    /// The namespace to watch (`None`: all namespaces).
+    pub namespace: Option<String>,
+    /// How often a Ready installation is reconciled again, to repair drift (default
+    /// 10 minutes).
+    pub resync: Duration,
+    /// Concurrent cloud calls per account, across its installations (default 8).
+    pub account_budget: usize,
+    /// Installations reconciled at once (default 0: no limit). A reconcile spends
+    /// most of an apply waiting for cloud operations; what bounds the load on a cloud
+    /// account is its budget of concurrent calls (`account_budget`), not this.
+    pub concurrency: u16,
+    /// When a state locked by someone else (the CLI) is tried again (default 30 s).
+    pub locked_retry: Duration,
+    /// The first retry delay after a failure; it doubles with each failure in a row
+    /// (default 5 s).
+    pub backoff_base: Duration,
+    /// The longest retry delay after failures (default 5 minutes).
+    pub backoff_max: Duration,
+    /// Where an installation's state lives (default: the Secret `<name>-state` in its
+    /// namespace, `KubeStateStore`).
+    pub state_store: Option<StateStoreFactory>,
+    /// Adjusts each reconcile's engine.
+    pub engine: Option<EngineHook>,
+}
+
+impl std::fmt::Debug for OperatorConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("OperatorConfig")
+            .field("identity", &self.identity)
+            .field("namespace", &self.namespace)
+            .field("resync", &self.resync)
+            .field("account_budget", &self.account_budget)
+            .field("concurrency", &self.concurrency)
+            .field("locked_retry", &self.locked_retry)
+            .field("backoff_base", &self.backoff_base)
+            .field("backoff_max", &self.backoff_max)
+            .field("state_store", &self.state_store.as_ref().map(|_| "custom"))
+            .field("engine", &self.engine.as_ref().map(|_| "custom"))
+            .finish()
+    }
+}
+
+impl OperatorConfig {
+    /// Defaults for replica `identity`.
+    pub fn new(identity: impl Into<String>) -> Self {
+        OperatorConfig {
+            identity: identity.into(),
+            namespace: None,
+            resync: Duration::from_secs(600),
+            account_budget: 8,
+            concurrency: 0,
+            locked_retry: Duration::from_secs(30),
+            backoff_base: Duration::from_secs(5),
+            backoff_max: Duration::from_secs(300),
+            state_store: None,
+            engine: None,
+        }
+    }
+
+    /// Watch only `namespace` (`None`: all).
+    #[must_use]
+    pub fn namespace(mut self, namespace: Option<String>) -> Self {
+        self.namespace = namespace;
+        self
+    }
+
+    /// The resync period.
+    #[must_use]
+    pub fn resync(mut self, period: Duration) -> Self {
+        self.resync = period;
+        self
+    }
+
+    /// Concurrent cloud calls per account (at least 1).
+    #[must_use]
+    pub fn account_budget(mut self, calls: usize) -> Self {
+        self.account_budget = calls.max(1);
+        self
+    }
+
+    /// Installations reconciled at once (0: no limit).
+    #[must_use]
+    pub fn concurrency(mut self, n: u16) -> Self {
+        self.concurrency = n;
+        self
+    }
+
+    /// When a state locked by someone else is tried again.
+    #[must_use]
+    pub fn locked_retry(mut self, d: Duration) -> Self {
+        self.locked_retry = d;
+        self
+    }
+
+    /// The retry delays after failures: `base`, doubling, at most `max`.
+    #[must_use]
+    pub fn backoff(mut self, base: Duration, max: Duration) -> Self {
+        self.backoff_base = base;
+        self.backoff_max = max.max(base);
+        self
+    }
+
+    /// Keep state elsewhere than in `KubeStateStore` (tests).
+    #[must_use]
+    pub fn state_store(
+        mut self,
+        f: impl Fn(kube::Client, &str, &str) -> Arc<dyn StateStore> + Send + Sync + 'static,
+    ) -> Self {
+        self.state_store = Some(Arc::new(f));
+        self
+    }
+
+    /// Adjust each reconcile's engine (retry and wait policies, clock, events).
+    #[must_use]
+    pub fn engine(
+        mut self,
+        f: impl Fn(EngineBuilder) -> EngineBuilder + Send + Sync + 'static,
+    ) -> Self {
+        self.engine = Some(Arc::new(f));
+        self
+    }
+
+    /// The state lock owner this replica's runs use (`controller <identity>`).
+    pub fn lock_owner(&self) -> String {
+        format!("{LOCK_OWNER_PREFIX}{}", self.identity)
+    }
+}
+
+/// What every reconcile shares: the client, the provider factory, the settings, the
+/// per-account budgets, the Event recorder and the failure counts of the backoff.
+pub struct Context {
+    client: kube::Client,
+    factory: Arc<dyn ProviderFactory>,
+    config: OperatorConfig,
+    budgets: Budgets,
+    recorder: Recorder,
+    failures: Mutex<HashMap<String, u32>>,
+    seen: Mutex<HashMap<String, Seen>>,
+}
+
+impl std::fmt::Debug for Context {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Context")
+            .field("config", &self.config)
+            .field("budgets", &self.budgets)
+            .finish_non_exhaustive()
+    }
+}
+
+/// When an installation is reconciled next, unless it changes first.
+#[derive(Debug, Clone, Copy)]
+enum Next {
+    /// After this long (resync, a retry).
+    After(Duration),
+    /// Only when the resource changes.
+    OnChange,
+}
+
+impl Next {
+    fn action(self) -> Action {
+        match self {
+            Next::After(d) => Action::requeue(d),
+            Next::OnChange => Action::await_change(),
+        }
+    }
+}
+
+/// What the last reconcile of an installation saw, and until when it holds.
+#[derive(Debug, Clone, Copy)]
+struct Seen {
+    /// [`wake_hash`] of the object it reconciled.
+    hash: u64,
+    /// `None`: until the resource changes.
+    until: Option<Instant>,
+}
+
+/// The key of one installation (`namespace/name`).
+fn key_of(obj: &GitpodInstallation) -> String {
+    format!("{}/{}", obj.namespace().unwrap_or_default(), obj.name_any())
+}
+
+impl Context {
+    /// The shared context of a controller.
+    pub fn new(
+        client: kube::Client,
+        factory: Arc<dyn ProviderFactory>,
+        config: OperatorConfig,
+    ) -> Arc<Self> {
+        let budgets = Budgets::new(config.account_budget);
+        Self::with_budgets(client, factory, config, budgets)
+    }
+
+    /// The shared context of a controller whose installations draw on `budgets`
+    /// (shared with another context, or with its own per-account limits).
+    pub fn with_budgets(
+        client: kube::Client,
+        factory: Arc<dyn ProviderFactory>,
+        config: OperatorConfig,
+        budgets: Budgets,
+    ) -> Arc<Self> {
+        let recorder = Recorder::new(
+            client.clone(),
+            Reporter {
+                controller: CONTROLLER_NAME.into(),
+                instance: Some(config.identity.clone()),
+            },
+        );
+        Arc::new(Context {
+            client,
+            factory,
+            config,
+            budgets,
+            recorder,
+            failures: Mutex::new(HashMap::new()),
+            seen: Mutex::new(HashMap::new()),
+        })
+    }
+
+    /// The settings.
+    pub fn config(&self) -> &OperatorConfig {
+        &self.config
+    }
+
+    /// The per-account budgets.
+    pub fn budgets(&self) -> &Budgets {
+        &self.budgets
+    }
+
+    /// The Kubernetes client.
+    pub fn client(&self) -> &kube::Client {
+        &self.client
+    }
+
+    fn seen(&self) -> std::sync::MutexGuard<'_, HashMap<String, Seen>> {
+        match self.seen.lock() {
+            Ok(g) => g,
+            Err(poisoned) => poisoned.into_inner(),
+        }
+    }
+
+    /// Remember when `key`, as `hash` describes it, is due again.
+    fn remember(&self, key: &str, hash: u64, next: Next) {
+        let until = match next {
+            Next::After(d) => Some(Instant::now() + d),
+            Next::OnChange => None,
+        };
+        self.seen().insert(key.to_string(), Seen { hash, until });
+    }
+
+    /// If nothing that matters changed since the last reconcile of `key` and it is
+    /// not due yet (a wake-up by the controller's own status write), when it is.
+    fn not_due(&self, key: &str, hash: u64) -> Option<Action> {
+        let seen = *self.seen().get(key)?;
+        if seen.hash != hash {
+            return None;
+        }
+        match seen.until {
+            None => Some(Action::await_change()),
+            Some(t) => {
+                let left = t.checked_duration_since(Instant::now())?;
+                (!left.is_zero()).then(|| Action::requeue(left))
+            }
+        }
+    }
+
+    fn failures(&self) -> std::sync::MutexGuard<'_, HashMap<String, u32>> {
+        match self.failures.lock() {
+            Ok(g) => g,
+            Err(poisoned) => poisoned.into_inner(),
+        }
+    }
+
+    /// Publish an Event about `obj`; a failure to publish is logged, never fatal.
+    async fn event(&self, obj: &GitpodInstallation, warning: bool, reason: &str, note: String) {
+        let ev = Event {
+            type_: if warning {
+                EventType::Warning
+            } else {
+                EventType::Normal
+            },
+            reason: reason.into(),
+            note: Some(truncate_note(note)),
+            action: reason.into(),
+            secondary: None,
+        };
+        if let Err(e) = self.recorder.publish(&ev, &obj.object_ref(&())).await {
+            tracing::warn!(installation = %key_of(obj), reason, "cannot publish an Event: {e}");
+        }
+    }
+
+    fn state_store(&self, namespace: &str, name: &str) -> Arc<dyn StateStore> {
+        let secret = state_secret_name(name);
+        match &self.config.state_store {
+            Some(f) => f(self.client.clone(), namespace, &secret),
+            None => Arc::new(KubeStateStore::new(self.client.clone(), namespace, secret)),
+        }
+    }
+
+    /// The credentials of the installation's Secret, if it names one.
+    async fn credentials(&self, obj: &GitpodInstallation) -> Result<Option<Credentials>> {
+        let Some(name) = &obj.spec.operator.credentials_secret else {
+            return Ok(None);
+        };
+        let ns = obj.namespace().unwrap_or_default();
+        let api: Api<KubeSecret> = Api::namespaced(self.client.clone(), &ns);
+        let secret = api
+            .get_opt(name)
+            .await
+            .map_err(|e| kube_error(e, &format!("reading the credentials Secret {ns}/{name}")))?;
+        let Some(secret) = secret else {
+            return Err(Error::new(
+                ErrorKind::Credentials,
+                format!(
+                    "the credentials Secret {ns}/{name} (operator.credentialsSecret) does not \
+                     exist: create it, or remove the field to use the controller's own identity"
+                ),
+            ));
+        };
+        let mut out = Credentials::new();
+        for (k, v) in secret.data.unwrap_or_default() {
+            let text = String::from_utf8(v.0).map_err(|_| {
+                Error::new(
+                    ErrorKind::Credentials,
+                    format!("the key {k} of the credentials Secret {ns}/{name} is not UTF-8"),
+                )
+            })?;
+            out.insert(k, gitpod_refarch::Secret::new(text));
+        }
+        for (k, v) in secret.string_data.unwrap_or_default() {
+            out.insert(k, gitpod_refarch::Secret::new(v));
+        }
+        Ok(Some(out))
+    }
+
+    /// The engine of one installation.
+    async fn engine(
+        &self,
+        obj: &GitpodInstallation,
+        spec: &ReferenceArchitecture,
+    ) -> Result<(Engine, String)> {
+        let credentials = self.credentials(obj).await?;
+        let providers = self.factory.providers(spec, credentials.as_ref()).await?;
+        let account = self.factory.account(spec, credentials.as_ref());
+        drop(credentials);
+        let ns = obj.namespace().unwrap_or_default();
+        let mut b = Engine::builder(providers)
+            .state(self.state_store(&ns, &obj.name_any()))
+            .lock_owner(self.config.lock_owner())
+            .budget(self.budgets.get(&account))
+            .allow_disruptive(obj.spec.operator.allow_disruptive);
+        if let Some(hook) = &self.config.engine {
+            b = hook(b);
+        }
+        Ok((b.build()?, account))
+    }
+
+    /// After a `StateLocked`: break the lock if a controller replica holds it (the
+    /// caller is the leader, so that replica is gone) and return `None` to retry;
+    /// else the holder.
+    async fn stale_lock(
+        &self,
+        obj: &GitpodInstallation,
+        engine: &Engine,
+    ) -> Result<Option<LockInfo>> {
+        let store = engine.state_store();
+        let Some(lock) = store.current_lock().await? else {
+            return Ok(None);
+        };
+        if !lock.owner.starts_with(LOCK_OWNER_PREFIX) {
+            return Ok(Some(lock));
+        }
+        // A controller holds it, and this replica is the one running: the holder is a
+        // replica that died mid-run (or this one's run that was dropped).
+        let broken = store.break_lock(&lock.id).await?;
+        tracing::info!(installation = %key_of(obj), lock = %broken, "broke a stale controller lock");
+        self.event(
+            obj,
+            false,
+            "BrokeStaleLock",
+            format!("broke the stale state lock {broken}"),
+        )
+        .await;
+        Ok(None)
+    }
+
+    /// Record a failure: `Degraded` with the error's kind, an Event; the error goes
+    /// on to the backoff.
+    async fn fail(&self, obj: &GitpodInstallation, st: &mut StatusWriter, e: Error) -> Error {
+        let reason = reason_of(e.kind());
+        let message = e.chain();
+        tracing::warn!(installation = %key_of(obj), reason, "reconcile failed: {message}");
+        // The Event first: whoever sees `Degraded` finds its Event already there.
+        self.event(obj, true, "Failed", format!("{reason}: {message}"))
+            .await;
+        st.degraded(reason, message);
+        if let Err(w) = st.write().await {
+            tracing::warn!(installation = %key_of(obj), "cannot write the status: {}", w.chain());
+        }
+        e
+    }
+
+    async fn apply(&self, api: &Api<GitpodInstallation>, obj: &GitpodInstallation) -> Result<Next> {
+        let mut st = StatusWriter::new(api.clone(), obj);
+        let spec = match parse_spec(obj) {
+            Ok(spec) => spec,
+            Err(message) => {
+                st.observed();
+                st.degraded("InvalidSpec", message.clone());
+                st.write().await?;
+                self.event(obj, true, "InvalidSpec", message).await;
+                // Nothing to retry until the resource changes.
+                return Ok(Next::OnChange);
+            }
+        };
+        if obj.status.is_none() {
+            st.phase(status::PHASE_PENDING);
+        }
+        match self.apply_spec(obj, &spec, &mut st).await {
+            Ok(action) => Ok(action),
+            Err(e) => Err(self.fail(obj, &mut st, e).await),
+        }
+    }
+
+    async fn apply_spec(
+        &self,
+        obj: &GitpodInstallation,
+        spec: &ReferenceArchitecture,
+        st: &mut StatusWriter,
+    ) -> Result<Next> {
+        let (engine, account) = self.engine(obj, spec).await?;
+        tracing::debug!(installation = %key_of(obj), account, "reconciling");
+        let mut attempts = 0;
+        loop {
+            attempts += 1;
+            let plan = engine.plan(spec).await?;
+            let summary = status::plan_summary(&plan);
+            st.plan(&plan);
+            st.condition(status::PLANNED, true, "Planned", summary_text(&summary));
+            if !plan.has_changes() {
+                break;
+            }
+            st.phase(status::PHASE_APPLYING);
+            st.condition(
+                status::PROGRESSING,
+                true,
+                "Applying",
+                format!("applying: {}", summary_text(&summary)),
+            );
+            st.write().await?;
+            self.event(obj, false, "Planned", summary_text(&summary))
+                .await;
+            self.event(
+                obj,
+                false,
+                "Applying",
+                format!("applying: {}", summary_text(&summary)),
+            )
+            .await;
+            match engine.apply(&plan).await {
+                Ok(report) => {
+                    let report = report.into_result()?;
+                    self.event(
+                        obj,
+                        false,
+                        "Applied",
+                        format!(
+                            "{} resource(s) changed, {} unchanged, in {:.1} s",
+                            report.changed.len(),
+                            report.unchanged.len(),
+                            report.elapsed.as_secs_f64()
+                        ),
+                    )
+                    .await;
+                    break;
+                }
+                Err(e) if e.kind() == ErrorKind::StateLocked && attempts < 4 => {
+                    if let Some(held) = self.stale_lock(obj, &engine).await? {
+                        return self.locked(obj, st, &held).await;
+                    }
+                }
+                // Someone wrote between the plan and the apply (a stale run that was
+                // just broken): plan again.
+                Err(e) if e.kind() == ErrorKind::StateChanged && attempts < 4 => {}
+                Err(e) => return Err(e),
+            }
+        }
+
+        let outputs = engine.outputs(&spec.name).await?;
+        let bundle = engine.installer_bundle(spec).await?;
+        self.write_installer_secret(obj, &bundle).await?;
+
+        st.observed();
+        st.outputs(spec, &outputs);
+        st.phase(status::PHASE_READY);
+        st.condition(
+            status::PROGRESSING,
+            false,
+            "Applied",
+            "nothing to apply".into(),
+        );
+        st.condition(
+            status::DEGRADED,
+            false,
+            "Applied",
+            "the last reconcile succeeded".into(),
+        );
+        st.condition(
+            status::READY,
+            true,
+            "Applied",
+            format!(
+                "the installation matches generation {}",
+                obj.metadata.generation.unwrap_or(0)
+            ),
+        );
+        st.write().await?;
+        self.failures().remove(&key_of(obj));
+        Ok(Next::After(self.config.resync))
+    }
+
+    /// The state is locked by someone who is not a controller: `Degraded`, retried
+    /// later.
+    async fn locked(
+        &self,
+        obj: &GitpodInstallation,
+        st: &mut StatusWriter,
+        held: &LockInfo,
+    ) -> Result<Next> {
+        let message = format!(
+            "the state is locked: {held}; the controller retries in {} s (if that run is \
+             dead, break the lock: gitpod-refarch state break-lock {})",
+            self.config.locked_retry.as_secs(),
+            held.id
+        );
+        st.degraded("StateLocked", message.clone());
+        st.write().await?;
+        self.event(obj, true, "StateLocked", message).await;
+        Ok(Next::After(self.config.locked_retry))
+    }
+
+    async fn write_installer_secret(
+        &self,
+        obj: &GitpodInstallation,
+        bundle: &gitpod_refarch::installer::InstallerBundle,
+    ) -> Result<()> {
+        let ns = obj.namespace().unwrap_or_default();
+        let name = installer_secret_name(obj);
+        let mut data = BTreeMap::new();
+        data.insert(
+            "gitpod.config.yaml".to_string(),
+            ByteString(bundle.config_yaml()?.into_bytes()),
+        );
+        for s in &bundle.secrets {
+            data.insert(
+                format!("{}.yaml", s.name),
+                ByteString(s.to_yaml_exposed()?.into_bytes()),
+            );
+        }
+        if !bundle.cert_manager.is_empty() {
+            let mut docs = Vec::new();
+            for v in &bundle.cert_manager {
+                docs.push(serde_yaml_ng::to_string(v).map_err(|e| {
+                    Error::internal("the cert-manager objects do not serialize").with_source(e)
+                })?);
+            }
+            data.insert(
+                "cert-manager.yaml".to_string(),
+                ByteString(docs.join("---\n").into_bytes()),
+            );
+        }
+        let owner = obj.controller_owner_ref(&()).ok_or_else(|| {
+            Error::internal("the installation has no uid to own its installer Secret")
+        })?;
+        let secret = KubeSecret {
+            metadata: ObjectMeta {
+                name: Some(name.clone()),
+                namespace: Some(ns.clone()),
+                owner_references: Some(vec![owner]),
+                labels: Some(BTreeMap::from([(
+                    "app.kubernetes.io/managed-by".to_string(),
+                    CONTROLLER_NAME.to_string(),
+                )])),
+                ..ObjectMeta::default()
+            },
+            type_: Some("Opaque".into()),
+            data: Some(data),
+            ..KubeSecret::default()
+        };
+        let api: Api<KubeSecret> = Api::namespaced(self.client.clone(), &ns);
+        api.patch(
+            &name,
+            &PatchParams::apply(CONTROLLER_NAME).force(),
+            &Patch::Apply(&secret),
+        )
+        .await
+        .map_err(|e| kube_error(e, &format!("writing the installer Secret {ns}/{name}")))?;
+        Ok(())
+    }
+
+    async fn cleanup(
+        &self,
+        api: &Api<GitpodInstallation>,
+        obj: &GitpodInstallation,
+    ) -> Result<Next> {
+        let mut st = StatusWriter::new(api.clone(), obj);
+        st.phase(status::PHASE_DELETING);
+        let ns = obj.namespace().unwrap_or_default();
+        let state = state_secret_name(&obj.name_any());
+        if obj.spec.operator.deletion_policy == DeletionPolicy::Retain {
+            self.event(
+                obj,
+                false,
+                "Retained",
+                format!(
+                    "deletionPolicy is Retain: every cloud resource and the state Secret \
+                     {ns}/{state} are left in place"
+                ),
+            )
+            .await;
+            return Ok(Next::OnChange);
+        }
+        match self.destroy(obj, &mut st).await {
+            Ok(action) => Ok(action),
+            Err(e) => Err(self.fail(obj, &mut st, e).await),
+        }
+    }
+
+    async fn destroy(&self, obj: &GitpodInstallation, st: &mut StatusWriter) -> Result<Next> {
+        let ns = obj.namespace().unwrap_or_default();
+        let state = state_secret_name(&obj.name_any());
+        let spec = match parse_spec(obj) {
+            Ok(spec) => spec,
+            Err(message) => {
+                // Nothing to destroy if nothing was ever stored.
+                let store = self.state_store(&ns, &obj.name_any());
+                if store.load().await?.is_none() {
+                    return Ok(Next::OnChange);
+                }
+                return Err(Error::invalid_input(format!(
+                    "cannot destroy with an invalid spec ({message}); fix the spec, or set \
+                     operator.deletionPolicy: Retain to leave everything in place"
+                )));
+            }
+        };
+        let (engine, _) = self.engine(obj, &spec).await?;
+        st.condition(
+            status::PROGRESSING,
+            true,
+            "Destroying",
+            "destroying the installation".into(),
+        );
+        st.write().await?;
+        self.event(
+            obj,
+            false,
+            "Destroying",
+            "destroying the installation".into(),
+        )
+        .await;
+        let mut attempts = 0;
+        let report = loop {
+            attempts += 1;
+            match engine.destroy(&spec).await {
+                Ok(report) => break report,
+                Err(e) if e.kind() == ErrorKind::StateLocked && attempts < 4 => {
+                    if let Some(held) = self.stale_lock(obj, &engine).await? {
+                        return self.locked(obj, st, &held).await;
+                    }
+                }
+                Err(e) if e.kind() == ErrorKind::StateChanged && attempts < 4 => {}
+                Err(e) => return Err(e),
+            }
+        };
+        if !report.failed.is_empty() || !report.skipped.is_empty() || report.cancelled {
+            return Err(match report.into_result() {
+                Err(e) => e,
+                Ok(_) => Error::internal("the destroy did not complete"),
+            });
+        }
+        if !report.retained.is_empty() {
+            let names: Vec<String> = report
+                .retained
+                .iter()
+                .map(|(id, why)| format!("{id} ({why})"))
+                .collect();
+            self.event(
+                obj,
+                true,
+                "Retained",
+                format!(
+                    "destroyed all but {}; the state Secret {ns}/{state} is kept",
+                    names.join(", ")
+                ),
+            )
+            .await;
+            return Ok(Next::OnChange);
+        }
+        let secrets: Api<KubeSecret> = Api::namespaced(self.client.clone(), &ns);
+        match secrets.delete(&state, &DeleteParams::default()).await {
+            Ok(_) => {}
+            Err(kube::Error::Api(r)) if r.code == 404 => {}
+            Err(e) => {
+                return Err(kube_error(
+                    e,
+                    &format!("deleting the state Secret {ns}/{state}"),
+                ))
+            }
+        }
+        self.event(
+            obj,
+            false,
+            "Destroyed",
+            format!(
+                "destroyed {} resource(s); the state Secret {ns}/{state} is deleted",
+                report.changed.len()
+            ),
+        )
+        .await;
+        Ok(Next::OnChange)
+    }
+}
+
+fn truncate_note(mut s: String) -> String {
+    // Events' notes are at most 1 kB.
+    if s.len() > 1000 {
+        let mut end = 1000;
+        while !s.is_char_boundary(end) {
+            end -= 1;
+        }
+        s.truncate(end);
+    }
+    s
+}
+
+/// The name of the state Secret of the installation resource `name`.
+pub fn state_secret_name(name: &str) -> String {
+    format!("{name}-state")
+}
+
+/// The name of the Secret that receives the installation's installer bundle.
+pub fn installer_secret_name(obj: &GitpodInstallation) -> String {
+    obj.spec
+        .operator
+        .installer_secret
+        .clone()
+        .unwrap_or_else(|| format!("{}-installer", obj.name_any()))
+}
+
+fn summary_text(s: &crate::crd::PlanSummary) -> String {
+    format!(
+        "{} to create, {} to update, {} to replace, {} to delete, {} unchanged",
+        s.create, s.update, s.replace, s.delete, s.unchanged
+    )
+}
+
+/// The condition reason for an error kind (CamelCase).
+pub fn reason_of(kind: ErrorKind) -> &'static str {
+    match kind {
+        ErrorKind::InvalidInput => "InvalidInput",
+        ErrorKind::NotFound => "NotFound",
+        ErrorKind::Conflict => "Conflict",
+        ErrorKind::OperationInProgress => "OperationInProgress",
+        ErrorKind::Throttled => "Throttled",
+        ErrorKind::Transient => "Transient",
+        ErrorKind::PropagationDelay => "PropagationDelay",
+        ErrorKind::Permission => "Permission",
+        ErrorKind::Credentials => "Credentials",
+        ErrorKind::OperationFailed => "OperationFailed",
+        ErrorKind::Timeout => "Timeout",
+        ErrorKind::Cancelled => "Cancelled",
+        ErrorKind::State => "State",
+        ErrorKind::StateLocked => "StateLocked",
+        ErrorKind::StateChanged => "StateChanged",
+        ErrorKind::Precondition => "Precondition",
+        ErrorKind::Internal => "Internal",
+        _ => "Error",
+    }
+}
+
+/// The SDK spec of the resource, loaded as the CLI loads its spec file and
+/// validated; on failure, every problem with its field path under `spec.`.
+pub fn parse_spec(obj: &GitpodInstallation) -> std::result::Result<ReferenceArchitecture, String> {
+    let text = serde_json::to_string(&obj.spec.architecture)
+        .map_err(|e| format!("the spec does not serialize: {e}"))?;
+    let problems = match ReferenceArchitecture::from_json(&text) {
+        Ok(spec) => match spec.validate() {
+            Ok(()) => return Ok(spec),
+            Err(v) => v,
+        },
+        Err(v) => v,
+    };
+    let list: Vec<String> = problems
+        .problems()
+        .iter()
+        .map(|p| {
+            if p.path.is_empty() {
+                format!("spec: {}", p.message)
+            } else {
+                format!("spec.{}: {}", p.path, p.message)
+            }
+        })
+        .collect();
+    Err(format!(
+        "invalid spec ({} problem(s)): {}",
+        list.len(),
+        list.join("; ")
+    ))
+}
+
+/// Reconcile one installation: the finalizer, then apply or cleanup.
+pub async fn reconcile(obj: Arc<GitpodInstallation>, ctx: Arc<Context>) -> Result<Action> {
+    let ns = obj
+        .namespace()
+        .ok_or_else(|| Error::invalid_input("a GitpodInstallation must be namespaced"))?;
+    let api: Api<GitpodInstallation> = Api::namespaced(ctx.client.clone(), &ns);
+    let key = key_of(&obj);
+    let hash = wake_hash(&obj);
+    // Woken by its own status write (or early): nothing to do before it is due.
+    if let Some(action) = ctx.not_due(&key, hash) {
+        return Ok(action);
+    }
+    let (api_ref, ctx_ref, key_ref) = (&api, &ctx, &key);
+    let result = finalizer(&api, FINALIZER, obj, move |event| async move {
+        let (next, deleted) = match event {
+            FinalizerEvent::Apply(o) => (ctx_ref.apply(api_ref, &o).await?, false),
+            FinalizerEvent::Cleanup(o) => (ctx_ref.cleanup(api_ref, &o).await?, true),
+        };
+        if deleted {
+            ctx_ref.seen().remove(key_ref);
+            ctx_ref.failures().remove(key_ref);
+        } else {
+            ctx_ref.remember(key_ref, hash, next);
+        }
+        Ok::<_, Error>(next.action())
+    })
+    .await;
+    match result {
+        Ok(action) => Ok(action),
+        Err(FinalizerError::ApplyFailed(e) | FinalizerError::CleanupFailed(e)) => Err(e),
+        Err(FinalizerError::AddFinalizer(e)) => {
+            Err(kube_error(e, &format!("adding the finalizer to {key}")))
+        }
+        Err(FinalizerError::RemoveFinalizer(e)) => {
+            Err(kube_error(e, &format!("removing the finalizer from {key}")))
+        }
+        Err(e) => Err(Error::internal(format!("finalizer of {key}: {e}"))),
+    }
+}
+
+/// The retry of a failed reconcile: the backoff base, doubling with each failure in
+/// a row of that installation, at most the maximum.
+pub fn error_policy(obj: Arc<GitpodInstallation>, err: &Error, ctx: Arc<Context>) -> Action {
+    let key = key_of(&obj);
+    let n = {
+        let mut failures = ctx.failures();
+        let n = failures.entry(key.clone()).or_insert(0);
+        *n = n.saturating_add(1);
+        *n
+    };
+    let factor = 2u32.saturating_pow(n.saturating_sub(1).min(20));
+    let delay = ctx
+        .config
+        .backoff_base
+        .saturating_mul(factor)
+        .min(ctx.config.backoff_max);
+    ctx.remember(&key, wake_hash(&obj), Next::After(delay));
+    tracing::info!(installation = %key, failures = n, delay = ?delay, kind = %err.kind(), "retrying after a failure");
+    Action::requeue(delay)
+}
+
+/// What changes should wake a reconcile: the spec (generation), deletion, the
+/// finalizers and the annotations (to ask for a reconcile now); never a status
+/// write of the controller's own.
+fn wake_hash(obj: &GitpodInstallation) -> u64 {
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    obj.metadata.generation.hash(&mut h);
+    obj.metadata.deletion_timestamp.is_some().hash(&mut h);
+    obj.metadata.finalizers.hash(&mut h);
+    obj.metadata.annotations.hash(&mut h);
+    h.finish()
+}
+
+/// Run the controller until the watch ends or the future is dropped.
+pub async fn run(
+    client: kube::Client,
+    factory: Arc<dyn ProviderFactory>,
+    config: OperatorConfig,
+) -> Result<()> {
+    run_with(Context::new(client, factory, config)).await
+}
+
+/// Run the controller with a context made beforehand (to share its budgets, or to
+/// look at them); stops when the future is dropped.
+pub async fn run_with(ctx: Arc<Context>) -> Result<()> {
+    let api: Api<GitpodInstallation> = match &ctx.config.namespace {
+        Some(ns) => Api::namespaced(ctx.client.clone(), ns),
+        None => Api::all(ctx.client.clone()),
+    };
+    // Fail at once, with what to do, if the resource type is not served.
+    api.list(&ListParams::default().limit(1)).await.map_err(|e| {
+        kube_error(
+            e,
+            "listing GitpodInstallations (is the CRD installed? `gitpod-refarch-operator crd | kubectl apply -f -`)",
+        )
+    })?;
+    tracing::info!(identity = %ctx.config.identity, namespace = ?ctx.config.namespace, "controller started");
+    Controller::new(api, watcher::Config::default())
+        .with_config(ControllerConfig::default().concurrency(ctx.config.concurrency))
+        .run(reconcile, error_policy, ctx)
+        .for_each(|r| async move {
+            match r {
+                Ok((obj, _)) => tracing::debug!(installation = %obj, "reconciled"),
+                Err(e) => tracing::debug!("reconcile error: {e}"),
+            }
+        })
+        .await;
+    Ok(())
+}

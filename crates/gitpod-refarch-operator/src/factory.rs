@@ -1,0 +1,484 @@
+//! Providers for one installation, built from its spec and credentials, and the cloud
+//! account whose budget it shares.
+//!
+//! - [`SimFactory`]: the in-process simulated cloud (tests, demos, benchmarks).
+//! - [`AwsFactory`] (feature `aws`): AWS with the credentials of the installation's
+//!   Secret (`AWS_ACCESS_KEY_ID`, `AWS_SECRET_ACCESS_KEY`, optional
+//!   `AWS_SESSION_TOKEN`) or, without one, the controller's own identity (the
+//!   standard chain: IRSA, instance profile, environment).
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use gitpod_refarch::engine::{Clock, TokioClock};
+use gitpod_refarch::provider::{Inputs, Observed, Operation, Progress, ProviderInfo, Providers};
+use gitpod_refarch::resource::{
+    ClusterResource, DatabaseResource, DnsResource, InClusterResource, ObjectStorageSpec,
+    RegistrySpec,
+};
+use gitpod_refarch::sim::{LatencyProfile, SimCloud};
+use gitpod_refarch::{
+    ClusterBootstrap, ClusterProvider, Database, DnsProvider, Error, ErrorKind, ObjectStore,
+    ReferenceArchitecture, Registry, Result, Secret,
+};
+
+/// Cloud credentials read from the Secret an installation names (key to value).
+pub type Credentials = BTreeMap<String, Secret>;
+
+/// Builds the providers of one installation.
+#[async_trait]
+pub trait ProviderFactory: Send + Sync {
+    /// The providers for `spec`, with the credentials of its Secret (`None`: the
+    /// controller's own identity). Bad credentials are an error here (a fail-fast
+    /// preflight), so the installation is `Degraded` with the reason.
+    async fn providers(
+        &self,
+        spec: &ReferenceArchitecture,
+        credentials: Option<&Credentials>,
+    ) -> Result<Providers>;
+
+    /// The account (project, subscription) the installation's cloud calls count
+    /// against, as `<cloud>:<id>`; installations with the same account share one
+    /// budget. Called after [`ProviderFactory::providers`] succeeded for the same
+    /// spec and credentials (so a preflight's answer may be used).
+    fn account(&self, spec: &ReferenceArchitecture, credentials: Option<&Credentials>) -> String;
+}
+
+fn guard<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    match m.lock() {
+        Ok(g) => g,
+        // Nothing here is left half-updated by a panic: keep going.
+        Err(poisoned) => poisoned.into_inner(),
+    }
+}
+
+// ---------------------------------------------------------------------------
+// The simulated cloud
+// ---------------------------------------------------------------------------
+
+/// The credentials key that makes [`SimFactory::providers`] fail with
+/// [`ErrorKind::Credentials`] (any value), as a cloud rejecting bad keys would.
+pub const SIM_FAIL_CREDENTIALS: &str = "SIM_FAIL_CREDENTIALS";
+
+/// The credentials key naming the simulated account (default `default`): the
+/// account is `sim:<value>`.
+pub const SIM_ACCOUNT: &str = "SIM_ACCOUNT";
+
+/// Every installation on the in-process simulated cloud (tests, demos, benchmarks).
+///
+/// The account of an installation is `sim:<SIM_ACCOUNT>` from its credentials
+/// (`sim:default` without). Each installation of an account gets its own
+/// [`SimCloud`], kept for the factory's life and shared by every reconcile of that
+/// installation: the simulated cloud models one installation's world (its node
+/// pools are named `services`, `regular-ws`..., its dependency checks span the whole
+/// world), so two installations in one `SimCloud` would collide. The account still
+/// groups them for the budget. [`SimFactory::sim`] hands a test the cloud of one
+/// installation to inspect.
+pub struct SimFactory {
+    clock: Arc<dyn Clock>,
+    profile: LatencyProfile,
+    in_cluster: bool,
+    call_latency: Duration,
+    failing: Mutex<BTreeSet<String>>,
+    sims: Mutex<BTreeMap<(String, String), Arc<SimCloud>>>,
+}
+
+impl std::fmt::Debug for SimFactory {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SimFactory")
+            .field("profile", &self.profile)
+            .field("in_cluster", &self.in_cluster)
+            .field("call_latency", &self.call_latency)
+            .field("failing", &*guard(&self.failing))
+            .field(
+                "installations",
+                &guard(&self.sims).keys().collect::<Vec<_>>(),
+            )
+            .finish_non_exhaustive()
+    }
+}
+
+impl Default for SimFactory {
+    /// Operations finish at once (still as operations to poll), calls take no time,
+    /// the in-cluster part is simulated too.
+    fn default() -> Self {
+        SimFactory::new(Arc::new(TokioClock::new()), LatencyProfile::instant())
+    }
+}
+
+impl SimFactory {
+    /// Simulated clouds on `clock` whose operations take `profile`'s durations.
+    pub fn new(clock: Arc<dyn Clock>, profile: LatencyProfile) -> Self {
+        SimFactory {
+            clock,
+            profile,
+            in_cluster: true,
+            call_latency: Duration::ZERO,
+            failing: Mutex::new(BTreeSet::new()),
+            sims: Mutex::new(BTreeMap::new()),
+        }
+    }
+
+    /// Whether the inside of the cluster is simulated too (default true), as the
+    /// CLI's `--cloud sim` does unless `--no-in-cluster`.
+    #[must_use]
+    pub fn in_cluster(mut self, on: bool) -> Self {
+        self.in_cluster = on;
+        self
+    }
+
+    /// How long each provider call takes (default zero), like a real API's round
+    /// trip: calls then overlap, so budgets and concurrency show.
+    #[must_use]
+    pub fn call_latency(mut self, latency: Duration) -> Self {
+        self.call_latency = latency;
+        self
+    }
+
+    /// From now on, the credentials of installation `name` (the spec's `name`) are
+    /// rejected (or accepted again with `fail = false`).
+    pub fn set_failing_credentials(&self, name: &str, fail: bool) {
+        let mut f = guard(&self.failing);
+        if fail {
+            f.insert(name.to_string());
+        } else {
+            f.remove(name);
+        }
+    }
+
+    /// The simulated cloud of installation `name` in `account` (`sim:<id>`), once a
+    /// reconcile made it.
+    pub fn sim(&self, account: &str, name: &str) -> Option<Arc<SimCloud>> {
+        guard(&self.sims)
+            .get(&(account.to_string(), name.to_string()))
+            .cloned()
+    }
+
+    /// The simulated clouds made so far: `(account, installation)` to cloud.
+    pub fn sims(&self) -> BTreeMap<(String, String), Arc<SimCloud>> {
+        guard(&self.sims).clone()
+    }
+
+    fn account_id(credentials: Option<&Credentials>) -> String {
+        let id = credentials
+            .and_then(|c| c.get(SIM_ACCOUNT))
+            .map(|s| s.expose().trim().to_string())
+            .filter(|s| !s.is_empty())
+            .unwrap_or_else(|| "default".to_string());
+        format!("sim:{id}")
+    }
+}
+
+#[async_trait]
+impl ProviderFactory for SimFactory {
+    async fn providers(
+        &self,
+        spec: &ReferenceArchitecture,
+        credentials: Option<&Credentials>,
+    ) -> Result<Providers> {
+        let rejected = credentials.is_some_and(|c| c.contains_key(SIM_FAIL_CREDENTIALS))
+            || guard(&self.failing).contains(&spec.name);
+        if rejected {
+            return Err(Error::new(
+                ErrorKind::Credentials,
+                "the simulated cloud rejected the credentials; fix the Secret named by \
+                 operator.credentialsSecret",
+            ));
+        }
+        let account = Self::account_id(credentials);
+        let sim = guard(&self.sims)
+            .entry((account, spec.name.clone()))
+            .or_insert_with(|| Arc::new(SimCloud::new(self.clock.clone(), self.profile.clone())))
+            .clone();
+        if self.call_latency.is_zero() {
+            let providers = Providers::all(sim.clone());
+            return Ok(if self.in_cluster {
+                providers.with_in_cluster(sim)
+            } else {
+                providers
+            });
+        }
+        let slow = Arc::new(Slow {
+            inner: sim,
+            latency: self.call_latency,
+        });
+        let providers = Providers::all(slow.clone());
+        Ok(if self.in_cluster {
+            providers.with_in_cluster(slow)
+        } else {
+            providers
+        })
+    }
+
+    fn account(&self, _spec: &ReferenceArchitecture, credentials: Option<&Credentials>) -> String {
+        Self::account_id(credentials)
+    }
+}
+
+/// The simulated cloud with a delay before every call.
+struct Slow {
+    inner: Arc<SimCloud>,
+    latency: Duration,
+}
+
+impl Slow {
+    async fn pause(&self) {
+        tokio::time::sleep(self.latency).await;
+    }
+}
+
+/// Delegate one cloud trait to the simulated cloud, pausing first.
+macro_rules! slow_cloud_trait {
+    ($trait:ident, $res:ty) => {
+        #[async_trait]
+        impl $trait for Slow {
+            fn info(&self) -> ProviderInfo {
+                $trait::info(&*self.inner)
+            }
+            async fn observe(&self, r: &$res) -> Result<Option<Observed<$res>>> {
+                self.pause().await;
+                $trait::observe(&*self.inner, r).await
+            }
+            async fn ensure(&self, r: &$res, inputs: &Inputs) -> Result<Progress> {
+                self.pause().await;
+                $trait::ensure(&*self.inner, r, inputs).await
+            }
+            async fn delete(&self, r: &$res) -> Result<Progress> {
+                self.pause().await;
+                $trait::delete(&*self.inner, r).await
+            }
+            async fn poll(&self, op: &Operation) -> Result<Progress> {
+                self.pause().await;
+                $trait::poll(&*self.inner, op).await
+            }
+        }
+    };
+}
+
+slow_cloud_trait!(ClusterProvider, ClusterResource);
+slow_cloud_trait!(DnsProvider, DnsResource);
+slow_cloud_trait!(ObjectStore, ObjectStorageSpec);
+slow_cloud_trait!(Registry, RegistrySpec);
+slow_cloud_trait!(Database, DatabaseResource);
+
+#[async_trait]
+impl ClusterBootstrap for Slow {
+    fn info(&self) -> ProviderInfo {
+        ClusterBootstrap::info(&*self.inner)
+    }
+    async fn observe(
+        &self,
+        r: &InClusterResource,
+        inputs: &Inputs,
+    ) -> Result<Option<Observed<InClusterResource>>> {
+        self.pause().await;
+        ClusterBootstrap::observe(&*self.inner, r, inputs).await
+    }
+    async fn ensure(&self, r: &InClusterResource, inputs: &Inputs) -> Result<Progress> {
+        self.pause().await;
+        ClusterBootstrap::ensure(&*self.inner, r, inputs).await
+    }
+    async fn delete(&self, r: &InClusterResource, inputs: &Inputs) -> Result<Progress> {
+        self.pause().await;
+        ClusterBootstrap::delete(&*self.inner, r, inputs).await
+    }
+    async fn poll(&self, op: &Operation) -> Result<Progress> {
+        self.pause().await;
+        ClusterBootstrap::poll(&*self.inner, op).await
+    }
+}
+
+// ---------------------------------------------------------------------------
+// AWS
+// ---------------------------------------------------------------------------
+
+#[cfg(feature = "aws")]
+pub use aws::{AwsFactory, AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, AWS_SESSION_TOKEN};
+
+#[cfg(feature = "aws")]
+mod aws {
+    use super::*;
+    use gitpod_refarch::spec::Cloud;
+    use gitpod_refarch_aws::{AwsConfig, AwsProvider};
+
+    /// The credentials key of the access key id.
+    pub const AWS_ACCESS_KEY_ID: &str = "AWS_ACCESS_KEY_ID";
+    /// The credentials key of the secret access key.
+    pub const AWS_SECRET_ACCESS_KEY: &str = "AWS_SECRET_ACCESS_KEY";
+    /// The credentials key of the session token (temporary credentials).
+    pub const AWS_SESSION_TOKEN: &str = "AWS_SESSION_TOKEN";
+
+    /// Installations on AWS.
+    ///
+    /// With a credentials Secret the provider signs with its keys; without one it uses
+    /// the standard chain (the controller's IRSA role, instance profile or
+    /// environment). [`AwsProvider::connect`] checks the credentials with one STS
+    /// call, so bad keys fail the reconcile at once with [`ErrorKind::Credentials`].
+    /// The account is `aws:<account id>` as STS answered (`aws:<access key id>` until
+    /// a connect succeeded, `aws:default` for the controller's own identity).
+    pub struct AwsFactory {
+        endpoint_url: Option<String>,
+        poll_interval: Option<Duration>,
+        in_cluster: bool,
+        /// Access key id (or `""` for the default chain) to the account STS named.
+        accounts: Mutex<BTreeMap<String, String>>,
+    }
+
+    impl std::fmt::Debug for AwsFactory {
+        fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            f.debug_struct("AwsFactory")
+                .field("endpoint_url", &self.endpoint_url)
+                .field("poll_interval", &self.poll_interval)
+                .field("in_cluster", &self.in_cluster)
+                .finish_non_exhaustive()
+        }
+    }
+
+    impl Default for AwsFactory {
+        fn default() -> Self {
+            AwsFactory::new()
+        }
+    }
+
+    impl AwsFactory {
+        /// Real AWS, with the in-cluster bootstrap.
+        pub fn new() -> Self {
+            AwsFactory {
+                endpoint_url: None,
+                poll_interval: None,
+                in_cluster: true,
+                accounts: Mutex::new(BTreeMap::new()),
+            }
+        }
+
+        /// Send every call to `url` (moto, LocalStack).
+        #[must_use]
+        pub fn endpoint_url(mut self, url: impl Into<String>) -> Self {
+            self.endpoint_url = Some(url.into());
+            self
+        }
+
+        /// How often pending EKS/RDS operations are polled (emulators answer at once).
+        #[must_use]
+        pub fn poll_interval(mut self, d: Duration) -> Self {
+            self.poll_interval = Some(d);
+            self
+        }
+
+        /// Whether the inside of the EKS cluster is bootstrapped too (cert-manager,
+        /// external-dns, issuer, certificate; default true). Off against an emulator
+        /// whose clusters have no API server.
+        #[must_use]
+        pub fn in_cluster(mut self, on: bool) -> Self {
+            self.in_cluster = on;
+            self
+        }
+
+        fn key_id(credentials: Option<&Credentials>) -> String {
+            credentials
+                .and_then(|c| c.get(AWS_ACCESS_KEY_ID))
+                .map(|s| s.expose().trim().to_string())
+                .unwrap_or_default()
+        }
+
+        fn config(
+            &self,
+            spec: &ReferenceArchitecture,
+            credentials: Option<&Credentials>,
+        ) -> Result<AwsConfig> {
+            let mut config = AwsConfig::for_spec(spec);
+            if let Some(url) = &self.endpoint_url {
+                config = config.endpoint_url(url.clone());
+            }
+            if let Some(d) = self.poll_interval {
+                config = config.poll_interval(d);
+            }
+            let Some(creds) = credentials else {
+                return Ok(config);
+            };
+            let id = creds.get(AWS_ACCESS_KEY_ID);
+            let secret = creds.get(AWS_SECRET_ACCESS_KEY);
+            match (id, secret) {
+                (Some(id), Some(secret)) => {
+                    config = config.static_credentials(id.expose().trim(), secret.clone());
+                }
+                (None, None) => {}
+                _ => {
+                    return Err(Error::new(
+                        ErrorKind::Credentials,
+                        format!(
+                            "the credentials Secret must hold both {AWS_ACCESS_KEY_ID} and \
+                             {AWS_SECRET_ACCESS_KEY} (or neither, for the controller's own \
+                             identity)"
+                        ),
+                    ))
+                }
+            }
+            if creds.contains_key(AWS_SESSION_TOKEN) {
+                // The provider's configuration has no session token yet: refuse rather
+                // than sign with half the credentials.
+                return Err(Error::new(
+                    ErrorKind::Credentials,
+                    format!(
+                        "{AWS_SESSION_TOKEN} is not supported yet: use long-lived keys in the \
+                         credentials Secret, or no Secret and the controller's IRSA role"
+                    ),
+                ));
+            }
+            Ok(config)
+        }
+    }
+
+    #[async_trait]
+    impl ProviderFactory for AwsFactory {
+        async fn providers(
+            &self,
+            spec: &ReferenceArchitecture,
+            credentials: Option<&Credentials>,
+        ) -> Result<Providers> {
+            if spec.cloud != Cloud::Aws {
+                return Err(Error::invalid_input(format!(
+                    "this controller runs AWS installations; the spec's cloud is {}",
+                    spec.cloud.as_str()
+                )));
+            }
+            let config = self.config(spec, credentials)?;
+            let aws = Arc::new(AwsProvider::connect(config).await?);
+            guard(&self.accounts).insert(Self::key_id(credentials), aws.context().account.clone());
+            let providers = Providers::all(aws.clone());
+            if !self.in_cluster {
+                return Ok(providers);
+            }
+            let mut bootstrap = gitpod_refarch_bootstrap::BootstrapConfig::new(aws);
+            if let Some(tls) = gitpod_refarch::tls::TlsCertificate::from_spec(spec)? {
+                bootstrap = bootstrap.tls_certificate(tls);
+            }
+            bootstrap.validate()?;
+            Ok(providers
+                .with_verifier(Arc::new(gitpod_refarch_bootstrap::ClusterVerifier::new(
+                    bootstrap.clone(),
+                )))
+                .with_in_cluster(Arc::new(gitpod_refarch_bootstrap::KubeBootstrap::new(
+                    bootstrap,
+                ))))
+        }
+
+        fn account(
+            &self,
+            _spec: &ReferenceArchitecture,
+            credentials: Option<&Credentials>,
+        ) -> String {
+            let key = Self::key_id(credentials);
+            if let Some(account) = guard(&self.accounts).get(&key) {
+                return format!("aws:{account}");
+            }
+            if key.is_empty() {
+                "aws:default".to_string()
+            } else {
+                format!("aws:{key}")
+            }
+        }
+    }
+}
