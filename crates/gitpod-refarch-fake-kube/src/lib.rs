@@ -83,7 +83,8 @@
 //!   JSON `{"type": "ADDED|MODIFIED|DELETED|BOOKMARK|ERROR", "object": ...}`,
 //!   streamed (`application/json`, chunked). Without `resourceVersion` (or with `"0"`)
 //!   a watch starts with an `ADDED` event per current object; from a version it replays
-//!   the changes after it from a bounded history ([`FakeConfig::watch_history`]), and a
+//!   the changes after it from a bounded history per resource type
+//!   ([`FakeConfig::watch_history`]), and a
 //!   version older than the history gets an `ERROR` event with a 410 `Expired` Status
 //!   (`too old resource version`) and the end of the stream, as the API server's watch
 //!   cache answers. `labelSelector`/`fieldSelector` as for a list (an object that
@@ -385,8 +386,9 @@ pub struct FakeConfig {
     pub webhook_namespace: String,
     /// Name of the cert-manager webhook Deployment (default `cert-manager-webhook`).
     pub webhook_deployment: String,
-    /// How many recent changes (of any type) are kept for watches to start from
-    /// (default 1000): a watch from an older `resourceVersion` gets a 410 `Expired`
+    /// How many recent changes of each resource type are kept for watches to start
+    /// from (default 1000; one window per type, as the API server's watch cache is per
+    /// resource): a watch from an older `resourceVersion` gets a 410 `Expired`
     /// `ERROR` event, a list or continue token from one 410 `Expired`.
     pub watch_history: usize,
     /// Period of the `BOOKMARK` events of a watch with `allowWatchBookmarks=true`
@@ -394,6 +396,10 @@ pub struct FakeConfig {
     pub watch_bookmark_interval: Duration,
     /// Who may call the fake (default [`Auth::Anyone`]: no authentication).
     pub auth: Auth,
+    /// How many recent calls [`FakeKube::calls`] keeps, bodies included (default
+    /// `usize::MAX`: all; 0: none). [`FakeKube::counts`] counts every call whatever
+    /// this is; a long benchmark sets it low so that the log does not grow with the run.
+    pub call_log: usize,
 }
 
 impl Default for FakeConfig {
@@ -416,6 +422,7 @@ impl Default for FakeConfig {
             watch_history: 1000,
             watch_bookmark_interval: Duration::from_secs(60),
             auth: Auth::Anyone,
+            call_log: usize::MAX,
         }
     }
 }
@@ -424,6 +431,11 @@ impl FakeConfig {
     /// Set [`FakeConfig::port`].
     pub fn with_port(mut self, port: u16) -> Self {
         self.port = port;
+        self
+    }
+    /// Set [`FakeConfig::call_log`].
+    pub fn with_call_log(mut self, calls: usize) -> Self {
+        self.call_log = calls;
         self
     }
     /// Set [`FakeConfig::seed`].
@@ -699,9 +711,9 @@ impl FakeKube {
         controllers::webhook_ready(&self.shared.settled())
     }
 
-    /// Every call so far, in order.
+    /// Every call so far, in order (the most recent [`FakeConfig::call_log`]).
     pub fn calls(&self) -> Vec<Call> {
-        self.shared.lock().calls.clone()
+        self.shared.lock().calls.iter().cloned().collect()
     }
 
     /// The counters.
@@ -983,7 +995,7 @@ fn process(st: &mut Store, req: &api::Request<'_>) -> Processed {
                 .unwrap_or_else(|| Value::String(String::from_utf8_lossy(req.body).into_owned())),
         )
     };
-    st.calls.push(Call {
+    st.record(Call {
         method: req.method.to_string(),
         path: req.path.to_string(),
         query: req.query.to_vec(),

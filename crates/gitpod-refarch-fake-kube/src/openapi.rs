@@ -72,7 +72,7 @@ pub(crate) fn serve(st: &mut Store, path: &str, accept: &str) -> Option<Doc> {
         st.counts.errors += 1;
     }
     *st.counts.per_verb.entry("get openapi".into()).or_insert(0) += 1;
-    st.calls.push(Call {
+    st.record(Call {
         method: "GET".into(),
         path: path.to_string(),
         query: Vec::new(),

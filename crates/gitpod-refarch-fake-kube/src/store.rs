@@ -59,7 +59,7 @@ pub(crate) struct Store {
     pub(crate) next_lb_ip: u32,
     pub(crate) next_cluster_ip: u32,
     pub(crate) next_node_port: u32,
-    pub(crate) calls: Vec<Call>,
+    pub(crate) calls: std::collections::VecDeque<Call>,
     pub(crate) counts: Counts,
     pub(crate) freeze_after: Option<u64>,
     /// Simulated node pools and their nodes (see `nodes.rs`).
@@ -67,6 +67,18 @@ pub(crate) struct Store {
 }
 
 impl Store {
+    /// Keep a call for [`crate::FakeKube::calls`], the oldest dropped past
+    /// [`FakeConfig::call_log`].
+    pub(crate) fn record(&mut self, call: Call) {
+        if self.config.call_log == 0 {
+            return;
+        }
+        if self.calls.len() >= self.config.call_log {
+            self.calls.pop_front();
+        }
+        self.calls.push_back(call);
+    }
+
     pub(crate) fn new(config: FakeConfig) -> Store {
         let rng = StdRng::seed_from_u64(config.seed);
         let objects = Objects::new(config.watch_history);
@@ -83,7 +95,7 @@ impl Store {
             next_lb_ip: 1,
             next_cluster_ip: 10,
             next_node_port: 30000,
-            calls: Vec::new(),
+            calls: std::collections::VecDeque::new(),
             counts: Counts::default(),
             freeze_after: None,
             nodes: crate::nodes::Pools::default(),

@@ -8,7 +8,7 @@
 //! with an in-stream `ERROR` event carrying a 410 `Expired` Status, as the API
 //! server's watch cache answers), then streams new events as they happen.
 
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -66,6 +66,15 @@ pub(crate) struct Event {
     pub(crate) prev: Option<Value>,
 }
 
+/// The recent events of one resource type.
+#[derive(Default)]
+struct History {
+    events: VecDeque<Event>,
+    /// The highest resourceVersion dropped from this window (0: none yet): a watch or
+    /// list of this type from an older version is 410 `Expired`.
+    compacted: u64,
+}
+
 /// The stored objects, with the resourceVersion counter and the event history.
 /// Reads go through `Deref` to the map; every change goes through
 /// [`Objects::insert`] or [`Objects::remove`], which record it.
@@ -75,11 +84,10 @@ pub(crate) struct Objects {
     rv: u64,
     /// resourceVersion of the last recorded event.
     last_event: u64,
-    history: VecDeque<Event>,
+    /// The recent events of each resource type (group, plural), oldest first: one
+    /// window per type, as the API server keeps a watch cache per resource.
+    history: HashMap<(String, String), History>,
     capacity: usize,
-    /// The highest resourceVersion dropped from the history (0: none yet): a watch
-    /// or list from an older version is 410 `Expired`.
-    compacted: u64,
     /// The resourceVersion of the last event, for the open watches.
     pulse: watch::Sender<u64>,
     /// True once the fake is shutting down: open watches end.
@@ -106,9 +114,8 @@ impl Objects {
             map: BTreeMap::new(),
             rv: 0,
             last_event: 0,
-            history: VecDeque::new(),
+            history: HashMap::new(),
             capacity,
-            compacted: 0,
             pulse: watch::channel(0).0,
             closing: watch::channel(false).0,
         }
@@ -171,22 +178,45 @@ impl Objects {
     fn record(&mut self, event: Event) {
         let rv = event.rv;
         self.last_event = rv;
-        self.history.push_back(event);
-        while self.history.len() > self.capacity {
-            match self.history.pop_front() {
-                Some(e) => self.compacted = e.rv,
+        let window = self
+            .history
+            .entry((event.key.group.clone(), event.key.plural.clone()))
+            .or_default();
+        window.events.push_back(event);
+        while window.events.len() > self.capacity {
+            match window.events.pop_front() {
+                Some(e) => window.compacted = e.rv,
                 None => break,
             }
         }
         self.pulse.send_replace(rv);
     }
 
-    /// The events after `rv`, or `Err(oldest)` when some of them were dropped.
-    fn since(&self, rv: u64) -> Result<impl Iterator<Item = &Event> + '_, u64> {
-        if rv < self.compacted {
-            return Err(self.compacted + 1);
+    /// The highest resourceVersion dropped from the window of a type (0: none).
+    pub(crate) fn compacted(&self, group: &str, plural: &str) -> u64 {
+        self.history
+            .get(&(group.to_string(), plural.to_string()))
+            .map_or(0, |w| w.compacted)
+    }
+
+    /// The events of one type after `rv`, or `Err(oldest)` when some of them were
+    /// dropped. Versions only grow, so the start is found by binary search.
+    fn since(
+        &self,
+        rv: u64,
+        group: &str,
+        plural: &str,
+    ) -> Result<impl Iterator<Item = &Event> + '_, u64> {
+        let window = self.history.get(&(group.to_string(), plural.to_string()));
+        let compacted = window.map_or(0, |w| w.compacted);
+        if rv < compacted {
+            return Err(compacted + 1);
         }
-        Ok(self.history.iter().filter(move |e| e.rv > rv))
+        let events = window.map(|w| {
+            let start = w.events.partition_point(|e| e.rv <= rv);
+            w.events.range(start..)
+        });
+        Ok(events.into_iter().flatten())
     }
 
     /// The objects of one type as they were at `rv`, rebuilt from the current ones by
@@ -204,7 +234,7 @@ impl Objects {
             .filter(|(k, _)| of_type(k))
             .map(|(k, v)| (k.clone(), v.clone()))
             .collect();
-        let later: Vec<&Event> = self.since(rv)?.filter(|e| of_type(&e.key)).collect();
+        let later: Vec<&Event> = self.since(rv, group, plural)?.collect();
         for e in later.into_iter().rev() {
             match (&e.kind, &e.prev) {
                 (EventType::Added, _) | (_, None) => {
@@ -346,10 +376,11 @@ pub(crate) fn open(st: &mut Store, route: &Route, req: &Request<'_>) -> ApiResul
             plan.initial.push_back(bookmark(&plan.t, current, true));
         }
     } else if let Some(rv) = requested {
-        if rv < st.objects.compacted {
+        let compacted = st.objects.compacted(&plan.t.group, &plan.t.plural);
+        if rv < compacted {
             let e = expired(format!(
                 "too old resource version: {rv} ({})",
-                st.objects.compacted + 1
+                compacted + 1
             ));
             plan.initial.push_back(line("ERROR", &e.body()));
             plan.finished = true;
@@ -436,7 +467,10 @@ impl Streaming {
         let mut st = self.shared.lock();
         crate::controllers::settle(&mut st, now.into_std());
         let from = self.plan.from;
-        match st.objects.since(from) {
+        match st
+            .objects
+            .since(from, &self.plan.t.group, &self.plan.t.plural)
+        {
             Ok(events) => {
                 let lines: Vec<Bytes> = events.filter_map(|e| self.plan.event_line(e)).collect();
                 self.plan.initial.extend(lines);
@@ -710,15 +744,16 @@ mod tests {
         assert_eq!(objs[&key("b")]["metadata"]["resourceVersion"], "3");
         objs.remove(&key("a"));
         assert_eq!(objs.rv(), 4);
-        let kinds: Vec<EventType> = objs.history.iter().map(|e| e.kind).collect();
+        let window = &objs.history[&(String::new(), "configmaps".to_string())];
+        let kinds: Vec<EventType> = window.events.iter().map(|e| e.kind).collect();
         assert_eq!(
             kinds,
             [EventType::Modified, EventType::Added, EventType::Deleted]
         );
-        assert_eq!(objs.compacted, 1);
+        assert_eq!(objs.compacted("", "configmaps"), 1);
         // The deletion carries the last state at its own version.
-        let last = objs
-            .history
+        let last = window
+            .events
             .back()
             .map(|e| e.object.clone())
             .unwrap_or_default();
@@ -732,6 +767,14 @@ mod tests {
         assert_eq!(at3.len(), 2);
         assert_eq!(at3[&key("a")]["data"], "2");
         assert_eq!(objs.state_at(0, "", "configmaps").err(), Some(2));
-        assert_eq!(objs.since(0).err(), Some(2));
+        assert_eq!(objs.since(0, "", "configmaps").err(), Some(2));
+        // Another type has its own window.
+        objs.insert(
+            Store::key("", "secrets", "ns", "s"),
+            json!({"metadata": {"name": "s"}}),
+        );
+        assert_eq!(objs.compacted("", "secrets"), 0);
+        assert_eq!(objs.since(0, "", "secrets").map(Iterator::count), Ok(1));
+        assert_eq!(objs.since(4, "", "configmaps").map(Iterator::count), Ok(0));
     }
 }

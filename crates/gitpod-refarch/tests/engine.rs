@@ -684,3 +684,109 @@ async fn outputs_read_by_the_plan_reach_the_state_without_a_step() {
     h.engine().apply(&plan).await.unwrap();
     assert_eq!(h.store.saves(), saves);
 }
+
+/// A store whose saves take a while (a remote store under load), counting them.
+struct SlowStore {
+    inner: gitpod_refarch::state::MemoryStateStore,
+    delay: Duration,
+}
+
+#[async_trait::async_trait]
+impl gitpod_refarch::state::StateStore for SlowStore {
+    fn location(&self) -> String {
+        "slow".into()
+    }
+    async fn load(&self) -> gitpod_refarch::Result<Option<gitpod_refarch::state::Stored>> {
+        self.inner.load().await
+    }
+    async fn save(
+        &self,
+        state: &gitpod_refarch::state::State,
+        expected: Option<&gitpod_refarch::state::Generation>,
+    ) -> gitpod_refarch::Result<gitpod_refarch::state::Generation> {
+        tokio::time::sleep(self.delay).await;
+        self.inner.save(state, expected).await
+    }
+    async fn lock(
+        &self,
+        request: &gitpod_refarch::state::LockRequest,
+    ) -> gitpod_refarch::Result<gitpod_refarch::state::LockInfo> {
+        self.inner.lock(request).await
+    }
+    async fn unlock(&self, lock: &gitpod_refarch::state::LockInfo) -> gitpod_refarch::Result<()> {
+        self.inner.unlock(lock).await
+    }
+    async fn current_lock(
+        &self,
+    ) -> gitpod_refarch::Result<Option<gitpod_refarch::state::LockInfo>> {
+        self.inner.current_lock().await
+    }
+    async fn break_lock(
+        &self,
+        id: &str,
+    ) -> gitpod_refarch::Result<gitpod_refarch::state::LockInfo> {
+        self.inner.break_lock(id).await
+    }
+}
+
+/// Concurrent steps share state writes (group commit) when the store is slow, and a
+/// step is reported done only once a write holding its outputs and its finished
+/// intent is stored.
+#[tokio::test(start_paused = true)]
+async fn slow_store_saves_are_shared_and_every_done_step_is_durable() {
+    use std::sync::{Arc, Mutex};
+    let s = spec(Cloud::Gcp);
+
+    // The same apply on an instant store: one write per change.
+    let fast = Harness::new(LatencyProfile::instant());
+    fast.engine()
+        .apply_spec(&s)
+        .await
+        .unwrap()
+        .into_result()
+        .unwrap();
+    let one_write_per_change = fast.store.saves();
+
+    let h = Harness::new(LatencyProfile::instant());
+    let store = Arc::new(SlowStore {
+        inner: gitpod_refarch::state::MemoryStateStore::new(),
+        delay: Duration::from_millis(300),
+    });
+    let not_durable: Arc<Mutex<Vec<String>>> = Arc::default();
+    let (seen, probe) = (not_durable.clone(), store.clone());
+    let sink: gitpod_refarch::engine::EventSink = Arc::new(move |e: &Event| {
+        if let Event::StepDone { resource, .. } = e {
+            let stored = probe.inner.snapshot().unwrap_or_default();
+            let output = stored.outputs.contains_key(resource);
+            let intent_done = stored
+                .journal
+                .iter()
+                .rev()
+                .find(|j| &j.resource == resource)
+                .is_some_and(|j| j.done);
+            if !(output && intent_done) {
+                seen.lock().unwrap().push(resource.to_string());
+            }
+        }
+    });
+    let engine = h.engine_with(|b| b.state(store.clone()).on_event(sink));
+    let report = engine.apply_spec(&s).await.unwrap().into_result().unwrap();
+    assert!(!report.changed.is_empty());
+    assert_eq!(not_durable.lock().unwrap().as_slice(), &[] as &[String]);
+    let shared = store.inner.saves();
+    assert!(
+        shared < one_write_per_change,
+        "{shared} writes on the slow store, {one_write_per_change} on the instant one"
+    );
+    // Nothing was lost: every output of the instant run is in the slow run's state.
+    let a = fast.store.snapshot().unwrap();
+    let b = store.inner.snapshot().unwrap();
+    assert_eq!(
+        a.outputs.keys().collect::<Vec<_>>(),
+        b.outputs.keys().collect::<Vec<_>>()
+    );
+    assert!(b.journal.iter().all(|j| j.done));
+    // And a second run converges with nothing to do.
+    let plan = engine.plan(&s).await.unwrap();
+    assert!(plan.steps().iter().all(|st| !st.action.is_mutating()));
+}

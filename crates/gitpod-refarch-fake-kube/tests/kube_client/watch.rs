@@ -9,7 +9,7 @@ use std::time::Duration;
 use futures::{StreamExt, TryStreamExt};
 use gitpod_refarch_fake_kube::{FakeConfig, FakeKube};
 use k8s_openapi::api::apps::v1::Deployment;
-use k8s_openapi::api::core::v1::{ConfigMap, Namespace, Secret};
+use k8s_openapi::api::core::v1::{ConfigMap, Namespace};
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use kube::api::{
     DeleteParams, ListParams, Patch, PatchParams, PostParams, WatchEvent, WatchParams,
@@ -513,14 +513,11 @@ async fn the_runtime_watcher_recovers_from_410_by_relisting() {
             None => panic!("the watcher ended"),
         }
     }
-    let secrets: Api<Secret> = Api::namespaced(client.clone(), "busy");
+    // ConfigMaps change in another namespace: the window is per type, not per
+    // namespace, so the quiet watch's version falls out of it.
+    let busy: Api<ConfigMap> = Api::namespaced(client.clone(), "busy");
     for i in 0..8 {
-        let s: Secret = serde_json::from_value(json!({
-            "apiVersion": "v1", "kind": "Secret",
-            "metadata": {"name": format!("s{i}"), "namespace": "busy"},
-        }))
-        .unwrap();
-        secrets.create(&PostParams::default(), &s).await.unwrap();
+        create(&busy, "busy", &format!("c{i}"), json!({})).await;
     }
     // After the 1 s timeout the watcher re-watches from its old version: 410, then
     // a fresh list.

@@ -272,8 +272,13 @@ type StepFuture<'a> = Pin<Box<dyn Future<Output = (usize, Result<Option<Output>>
 
 struct Run<'a> {
     engine: &'a Engine,
-    /// The state and the generation the next save replaces; saves are serialized.
-    state: futures::lock::Mutex<(State, Option<Generation>)>,
+    /// The state as this run changed it, and the number of changes made to it.
+    state: Mutex<(State, u64)>,
+    /// The writer: the generation the next save replaces and the number of changes
+    /// the last save held. Saves are serialized, and one save writes every change made
+    /// before it started (group commit): steps that change the state while a save is
+    /// in flight are written together by the next one.
+    writer: futures::lock::Mutex<(Option<Generation>, u64)>,
     outputs: Mutex<BTreeMap<ResourceId, Output>>,
 }
 
@@ -541,7 +546,8 @@ impl Engine {
         let outputs = state.outputs.clone();
         let run = Run {
             engine: self,
-            state: futures::lock::Mutex::new((state, generation)),
+            state: Mutex::new((state, 0)),
+            writer: futures::lock::Mutex::new((generation, 0)),
             outputs: Mutex::new(outputs),
         };
         let steps = plan.steps();
@@ -773,14 +779,40 @@ impl Engine {
 }
 
 impl Run<'_> {
-    /// Change the state and save it over the generation last written (saves are
-    /// serialized; a writer that slipped in makes this fail, never overwrite).
+    /// Change the state and return once a save holding the change is done, over the
+    /// generation last written (a writer that slipped in makes it fail, never
+    /// overwrite). Changes made while another save is in flight are written together
+    /// by the next save, so concurrent steps share writes instead of queueing one each.
     async fn save<R>(&self, f: impl FnOnce(&mut State) -> R) -> Result<R> {
-        let mut guard = self.state.lock().await;
-        let (st, generation) = &mut *guard;
-        let r = f(st);
-        let next = self.engine.state.save(st, generation.as_ref()).await?;
+        let (r, mine) = {
+            let mut guard = self
+                .state
+                .lock()
+                .map_err(|_| Error::internal("state lock poisoned"))?;
+            let r = f(&mut guard.0);
+            guard.1 += 1;
+            (r, guard.1)
+        };
+        let mut writer = self.writer.lock().await;
+        let (generation, written) = &mut *writer;
+        if *written >= mine {
+            // A save that started after this change already wrote it.
+            return Ok(r);
+        }
+        let (snapshot, upto) = {
+            let guard = self
+                .state
+                .lock()
+                .map_err(|_| Error::internal("state lock poisoned"))?;
+            (guard.0.clone(), guard.1)
+        };
+        let next = self
+            .engine
+            .state
+            .save(&snapshot, generation.as_ref())
+            .await?;
         *generation = Some(next);
+        *written = upto;
         Ok(r)
     }
 
@@ -790,7 +822,13 @@ impl Run<'_> {
             .lock()
             .map_err(|_| Error::internal("outputs lock poisoned"))?
             .clone();
-        let secrets = self.state.lock().await.0.secrets.clone();
+        let secrets = self
+            .state
+            .lock()
+            .map_err(|_| Error::internal("state lock poisoned"))?
+            .0
+            .secrets
+            .clone();
         Ok(Inputs::new(outputs, secrets))
     }
 
