@@ -8,6 +8,7 @@
 //! `--state` is a directory, an S3 or GCS object, or a Kubernetes Secret; every run
 //! that writes takes the state's lock, and `state show|lock|break-lock` inspect it.
 
+mod cost_report;
 mod state_backend;
 
 use std::path::{Path, PathBuf};
@@ -16,6 +17,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use clap::{Parser, Subcommand, ValueEnum};
+use cost_report::{load_catalog, PlanCost};
 use gitpod_refarch::engine::{Clock, Event, EventSink, TokioClock, VerifyOptions};
 use gitpod_refarch::sim::{LatencyProfile, SimCloud};
 use gitpod_refarch::state::{LockRequest, StateStore};
@@ -153,6 +155,16 @@ enum Command {
         /// Print the resolved spec (with defaults) too.
         #[arg(long)]
         show_spec: bool,
+        /// Print the monthly cost per item (the total is always printed).
+        #[arg(long)]
+        cost: bool,
+        /// Price with this catalog (YAML, the shape of the shipped ones) instead of
+        /// the shipped catalog of the spec's cloud and region.
+        #[arg(long, value_name = "FILE")]
+        catalog: Option<PathBuf>,
+        /// Flag a catalog whose oldest price is older than this many days.
+        #[arg(long, value_name = "DAYS", default_value_t = 180)]
+        catalog_max_age: i64,
     },
     /// Make the installation match the spec, then write the installer config and secrets.
     Apply {
@@ -711,16 +723,33 @@ async fn run(cli: Cli) -> Result<(), (u8, String)> {
         Command::Plan {
             plan_json,
             show_spec,
+            cost,
+            catalog,
+            catalog_max_age,
         } => {
+            // A catalog that does not load is bad input: refused before any call.
+            let catalog = match catalog {
+                Some(path) => Some(load_catalog(path).map_err(usage)?),
+                None => None,
+            };
             let setup = setup(&cli, &spec, store, 8, false).await.map_err(usage)?;
             if *show_spec {
                 println!("{}", spec.to_yaml().map_err(fail)?);
             }
             let plan = setup.engine.plan(&spec).await.map_err(fail)?;
-            if *plan_json {
-                println!("{}", plan.to_json().map_err(fail)?);
+            let priced = PlanCost::of(&plan, catalog.as_ref(), *catalog_max_age).map_err(usage)?;
+            if *plan_json || cli.json {
+                let json_fail = |e: serde_json::Error| (1u8, e.to_string());
+                let mut v: serde_json::Value =
+                    serde_json::from_str(&plan.to_json().map_err(fail)?).map_err(json_fail)?;
+                v["cost"] = serde_json::to_value(&priced).map_err(json_fail)?;
+                println!("{}", serde_json::to_string_pretty(&v).map_err(json_fail)?);
             } else {
                 print!("{plan}");
+                print!("{}", priced.summary());
+                if *cost {
+                    print!("{}", priced.table());
+                }
             }
         }
         Command::Apply {

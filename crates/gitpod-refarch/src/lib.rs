@@ -54,6 +54,7 @@
 //! The core makes no network call and knows no cloud: cloud crates
 //! (`gitpod-refarch-gcp`, `-aws`, `-azure`) implement the traits.
 
+pub mod cost;
 pub mod engine;
 pub mod error;
 pub mod installer;

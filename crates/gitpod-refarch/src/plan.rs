@@ -12,10 +12,11 @@ use std::fmt;
 use serde::Serialize;
 use serde_json::Value;
 
+use crate::cost::BillOfMaterials;
 use crate::provider::{Observed, Operation, ProviderInfo};
 use crate::resource::*;
 use crate::spec::{
-    CertificateSettings, DatabaseChoice, PoolRole, ReferenceArchitecture, RegistryChoice,
+    CertificateSettings, Cloud, DatabaseChoice, PoolRole, ReferenceArchitecture, RegistryChoice,
     RegistryMode, StorageChoice,
 };
 use crate::state::Generation;
@@ -546,6 +547,15 @@ pub struct Plan {
     state_generation: Option<Generation>,
     #[serde(skip)]
     known_outputs: BTreeMap<ResourceId, Output>,
+    /// The cloud and region that bill the installation.
+    #[serde(skip)]
+    cloud: Cloud,
+    #[serde(skip)]
+    region: String,
+    /// The installation's resources as observed when planning (the "before" of the
+    /// plan's cost change).
+    #[serde(skip)]
+    current: Vec<Desired>,
 }
 
 impl Plan {
@@ -558,6 +568,29 @@ impl Plan {
     /// [`Engine::apply`](crate::Engine::apply) refuses the plan if the state moved on.
     pub fn state_generation(&self) -> Option<&Generation> {
         self.state_generation.as_ref()
+    }
+
+    /// Every billable item the installation has once this plan is applied: for an
+    /// apply, what it creates or keeps; for a destroy, what it retains. Price it with
+    /// [`BillOfMaterials::cost`].
+    pub fn bill_of_materials(&self) -> BillOfMaterials {
+        let kept = self.steps.iter().filter(|s| match (&s.action, self.mode) {
+            (Action::Delete, _) => false,
+            (Action::Retain { .. }, Mode::Destroy) => true,
+            (_, Mode::Destroy) => false,
+            (_, Mode::Apply) => true,
+        });
+        BillOfMaterials::from_resources(
+            self.cloud,
+            &self.region,
+            kept.filter_map(|s| s.desired.as_ref()),
+        )
+    }
+
+    /// The billable items as they were observed when the plan was made (empty before
+    /// the first apply): [`Plan::bill_of_materials`] minus this is the plan's change.
+    pub fn current_bill_of_materials(&self) -> BillOfMaterials {
+        BillOfMaterials::from_resources(self.cloud, &self.region, self.current.iter())
     }
 
     /// Apply or destroy.
@@ -812,6 +845,9 @@ pub fn plan(spec: &ReferenceArchitecture, snapshot: &Snapshot) -> Result<Plan, V
         warnings: validate::warnings(spec),
         state_generation: snapshot.state_generation.clone(),
         known_outputs,
+        cloud: spec.cloud,
+        region: spec.cluster.region.clone(),
+        current: observed_resources(snapshot),
     })
 }
 
@@ -919,13 +955,25 @@ pub fn plan_destroy(
         warnings: Vec::new(),
         state_generation: snapshot.state_generation.clone(),
         known_outputs: BTreeMap::new(),
+        cloud: spec.cloud,
+        region: spec.cluster.region.clone(),
+        current: observed_resources(snapshot),
     })
+}
+
+/// The resources a snapshot found, as observed.
+fn observed_resources(snapshot: &Snapshot) -> Vec<Desired> {
+    snapshot
+        .observed
+        .values()
+        .flatten()
+        .map(|o| o.actual.clone())
+        .collect()
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::spec::Cloud;
 
     fn spec() -> ReferenceArchitecture {
         let mut s = ReferenceArchitecture::defaults(Cloud::Gcp);
