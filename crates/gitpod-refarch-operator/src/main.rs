@@ -121,8 +121,9 @@ struct RunArgs {
     /// Concurrent cloud calls per account, across its installations.
     #[arg(long, default_value_t = 8)]
     budget: usize,
-    /// Installations reconciled at once (0: no limit; the budget bounds cloud calls).
-    #[arg(long, default_value_t = 0)]
+    /// Installations reconciled at once (0: no limit); bounds the controller's memory,
+    /// while the budget bounds cloud calls.
+    #[arg(long, default_value_t = 256)]
     concurrency: u16,
     /// Seconds between reconciles of a Ready installation (drift repair).
     #[arg(long, default_value_t = 600)]

@@ -43,6 +43,8 @@
 //! - [`provider`]: the five traits a cloud crate implements ([`ClusterProvider`],
 //!   [`DnsProvider`], [`ObjectStore`], [`Registry`], [`Database`]).
 //! - [`plan`]: the pure planner and the immutable [`Plan`].
+//! - [`cost`]: a plan's bill of materials ([`Plan::bill_of_materials`]) priced with a
+//!   [`cost::Catalog`] of list prices into a monthly range.
 //! - [`engine`]: observe, apply and destroy, with retries, waiters, events,
 //!   cancellation and the [`state`] journal.
 //! - [`installer`]: the Gitpod installer config and secrets.

@@ -961,6 +961,19 @@ pub fn plan_destroy(
     })
 }
 
+impl BillOfMaterials {
+    /// Everything a spec makes, as an apply on an empty account would create it (no
+    /// call: the spec's resource graph).
+    pub fn for_spec(spec: &ReferenceArchitecture) -> Self {
+        let nodes = graph(spec);
+        BillOfMaterials::from_resources(
+            spec.cloud,
+            &spec.cluster.region,
+            nodes.iter().map(|n| &n.desired),
+        )
+    }
+}
+
 /// The resources a snapshot found, as observed.
 fn observed_resources(snapshot: &Snapshot) -> Vec<Desired> {
     snapshot

@@ -790,3 +790,44 @@ async fn slow_store_saves_are_shared_and_every_done_step_is_durable() {
     let plan = engine.plan(&s).await.unwrap();
     assert!(plan.steps().iter().all(|st| !st.action.is_mutating()));
 }
+
+/// A run killed at any mutating call of an installation with DNS records, resumed
+/// with a spec that no longer wants the records: the records' intent was stored
+/// before their call, so the resume finds them and removes them; nothing leaks.
+#[tokio::test(start_paused = true)]
+async fn a_crash_anywhere_then_dropping_the_records_leaves_no_records() {
+    let mut s = spec(Cloud::Gcp);
+    s.dns
+        .set_records_target(Some(RecordsTarget::Ipv4("203.0.113.10".into())));
+    let n = mutations_of_clean_apply(&s).await;
+    let rec = ResourceId::new(ResourceKind::DnsRecords, "gitpod.example.com");
+    let mut killed_with_records = 0;
+    for k in 1..=n {
+        let h = Harness::new(LatencyProfile::realistic());
+        h.sim.set_faults(Faults::crash_at(k));
+        {
+            let engine = h.engine();
+            tokio::select! {
+                r = engine.apply_spec(&s) => panic!("k={k}: finished despite the crash: {:?}", r.map(|r| r.changed)),
+                () = h.sim.crashed() => {}
+            }
+        }
+        if h.sim.get(&rec).is_some() {
+            killed_with_records += 1;
+        }
+        let held = h.store.current_lock().await.unwrap().expect("lock");
+        h.store.break_lock(&held.id).await.unwrap();
+        h.sim.set_faults(Faults::none());
+        let mut without = s.clone();
+        without.dns.set_records_target(None);
+        let report = h.engine().apply_spec(&without).await.unwrap();
+        assert!(report.is_success(), "k={k}: {:?}", report.failed);
+        assert!(h.sim.get(&rec).is_none(), "k={k}: the records leaked");
+        assert!(h.sim.duplicates().is_empty(), "k={k}");
+        assert_eq!(sorted(h.sim.resources()), all_ids(&without), "k={k}");
+    }
+    assert!(
+        killed_with_records > 0,
+        "no crash came after the records were made"
+    );
+}

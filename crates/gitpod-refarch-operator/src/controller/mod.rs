@@ -85,9 +85,12 @@ pub struct OperatorConfig {
     pub resync: Duration,
     /// Concurrent cloud calls per account, across its installations (default 8).
     pub account_budget: usize,
-    /// Installations reconciled at once (default 0: no limit). A reconcile spends
-    /// most of an apply waiting for cloud operations; what bounds the load on a cloud
-    /// account is its budget of concurrent calls (`account_budget`), not this.
+    /// Installations reconciled at once (default 256; 0: no limit). A reconcile
+    /// spends most of an apply waiting for cloud operations, and what bounds the load
+    /// on a cloud account is its budget of concurrent calls (`account_budget`); this
+    /// bounds the controller's memory (an engine per running reconcile). Measured with
+    /// 1,000 installations on the sim: no limit 303 MiB, 256 131 MiB and no slower,
+    /// 128 98 MiB and 17 % slower (`benches/benches/operator.rs`).
     pub concurrency: u16,
     /// When a state locked by someone else (the CLI) is tried again (default 30 s).
     pub locked_retry: Duration,
@@ -128,7 +131,7 @@ impl OperatorConfig {
             namespace: None,
             resync: Duration::from_secs(600),
             account_budget: 8,
-            concurrency: 0,
+            concurrency: 256,
             locked_retry: Duration::from_secs(30),
             backoff_base: Duration::from_secs(5),
             backoff_max: Duration::from_secs(300),

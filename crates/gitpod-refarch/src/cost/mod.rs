@@ -3,7 +3,6 @@
 //!
 //! ```
 //! use gitpod_refarch::cost::{BillOfMaterials, Catalog};
-//! use gitpod_refarch::plan;
 //! use gitpod_refarch::spec::{Cloud, ReferenceArchitecture};
 //!
 //! let spec = ReferenceArchitecture::builder(Cloud::Aws)
@@ -22,7 +21,8 @@
 //! ```
 //!
 //! - [`BillOfMaterials`]: every billable item a plan creates or keeps
-//!   ([`Plan::bill_of_materials`](crate::Plan::bill_of_materials)), with its SKU
+//!   ([`Plan::bill_of_materials`](crate::Plan::bill_of_materials), or
+//!   [`BillOfMaterials::for_spec`] without looking at the cloud), with its SKU
 //!   (`compute/n2d-standard-16`, `disk/pd-ssd`, `database/db.m5.large`, ...) and the
 //!   quantity at the pools' minimum, as the spec creates them, and at their maximum.
 //!   Which SKUs a resource bills is each cloud's pricing model ([`bom`]); items whose
@@ -46,7 +46,7 @@ pub use catalog::{days_since_epoch, Catalog, Price, PriceUnit, Source, HOURS_PER
 
 use crate::error::{Error, ErrorKind, Result};
 use crate::resource::{Desired, ResourceId};
-use crate::spec::{Cloud, ReferenceArchitecture};
+use crate::spec::Cloud;
 
 /// How an item is counted.
 #[non_exhaustive]
@@ -134,16 +134,6 @@ impl BillOfMaterials {
             region: region.to_string(),
             items: bom::items(cloud, &resources),
         }
-    }
-
-    /// Everything a spec makes, as an apply on an empty account would create it.
-    pub fn for_spec(spec: &ReferenceArchitecture) -> Self {
-        let nodes = crate::plan::graph(spec);
-        BillOfMaterials::from_resources(
-            spec.cloud,
-            &spec.cluster.region,
-            nodes.iter().map(|n| &n.desired),
-        )
     }
 
     /// The monthly estimate with a catalog's prices. The catalog must be for this

@@ -4,9 +4,13 @@
 //! A step starts as soon as the steps it depends on are done (no phases, no
 //! barriers); steps sharing a lane (a GKE cluster and its pools) never overlap.
 //! Each call is retried by error class within the [`RetryPolicy`] budgets; pending
-//! operations are polled under the [`WaitPolicy`]. Intents and secrets are saved to
-//! the [`StateStore`] *before* each mutating call, outputs after it, so a run
-//! stopped anywhere resumes by observing and adopting.
+//! operations are polled under the [`WaitPolicy`]. Generated secrets are saved to
+//! the [`StateStore`] *before* the call that uses them, outputs after each step, so a
+//! run stopped anywhere resumes by observing and adopting. Intents are journalled with
+//! the step's next save, except for kinds the next run would not otherwise read
+//! (`ResourceKind::intent_stored_before_call`: DNS records), saved before the call.
+//! Saves are group-committed: what steps change while a save is in flight is written
+//! by the next one, and a step is done only once a save holding it is stored.
 //!
 //! A run holds the store's lock from its first save to its last (a second writer is
 //! refused with the holder's name), refuses a plan made from a state that has since
@@ -683,6 +687,8 @@ impl Engine {
             }
         }
         drop(running);
+        // What was only noted (a failed step's intent) is written once at the end.
+        run.flush().await?;
         let outputs = run
             .outputs
             .into_inner()
@@ -793,11 +799,40 @@ impl Run<'_> {
             guard.1 += 1;
             (r, guard.1)
         };
+        self.write_upto(mine).await?;
+        Ok(r)
+    }
+
+    /// Change the state in memory only: the next save writes it. For what a crash
+    /// may lose without harm (see [`crate::resource::ResourceKind::intent_stored_before_call`]).
+    fn note<R>(&self, f: impl FnOnce(&mut State) -> R) -> Result<R> {
+        let mut guard = self
+            .state
+            .lock()
+            .map_err(|_| Error::internal("state lock poisoned"))?;
+        let r = f(&mut guard.0);
+        guard.1 += 1;
+        Ok(r)
+    }
+
+    /// Write what was only noted, if anything (at the end of a run).
+    async fn flush(&self) -> Result<()> {
+        let changes = self
+            .state
+            .lock()
+            .map_err(|_| Error::internal("state lock poisoned"))?
+            .1;
+        self.write_upto(changes).await
+    }
+
+    /// Return once a save holding change number `mine` is stored: at once if one
+    /// already is, else by writing every change made so far.
+    async fn write_upto(&self, mine: u64) -> Result<()> {
         let mut writer = self.writer.lock().await;
         let (generation, written) = &mut *writer;
         if *written >= mine {
             // A save that started after this change already wrote it.
-            return Ok(r);
+            return Ok(());
         }
         let (snapshot, upto) = {
             let guard = self
@@ -813,7 +848,7 @@ impl Run<'_> {
             .await?;
         *generation = Some(next);
         *written = upto;
-        Ok(r)
+        Ok(())
     }
 
     async fn inputs(&self) -> Result<Inputs> {
@@ -889,7 +924,12 @@ impl Run<'_> {
             })
             .await?;
         }
-        let seq = self.save(|st| st.record_intent(&step.id, "ensure")).await?;
+        let record = |st: &mut State| st.record_intent(&step.id, "ensure");
+        let seq = if step.id.kind.intent_stored_before_call() {
+            self.save(record).await?
+        } else {
+            self.note(record)?
+        };
         let mut inputs = self.inputs().await?;
         // `ensure` until it is done: after each operation it started finishes, it is
         // called again to converge the rest (a NAT gateway, then its routes).
@@ -906,8 +946,9 @@ impl Run<'_> {
                         return Err(Error::internal("ensure kept returning new operations")
                             .with_resource(step.id.clone()));
                     }
-                    self.save(|st| st.update_intent(seq, Some(op.clone()), false))
-                        .await?;
+                    // The provider's own observation reports a pending operation: the
+                    // journal's copy is for people, written with the next save.
+                    self.note(|st| st.update_intent(seq, Some(op.clone()), false))?;
                     // What the finished operation reported is this resource's output
                     // for the next round (credentials it issued are not issued again).
                     if let Some(reported) = e.wait(op).await? {
@@ -937,7 +978,12 @@ impl Run<'_> {
         let desired = desired.ok_or_else(|| {
             Error::internal("a delete step without the spec's context").with_resource(id.clone())
         })?;
-        let seq = self.save(|st| st.record_intent(id, "delete")).await?;
+        let record = |st: &mut State| st.record_intent(id, "delete");
+        let seq = if id.kind.intent_stored_before_call() {
+            self.save(record).await?
+        } else {
+            self.note(record)?
+        };
         let inputs = self.inputs().await?;
         let mut rounds = 0;
         loop {
@@ -952,8 +998,9 @@ impl Run<'_> {
                         return Err(Error::internal("delete kept returning new operations")
                             .with_resource(id.clone()));
                     }
-                    self.save(|st| st.update_intent(seq, Some(op.clone()), false))
-                        .await?;
+                    // The provider's own observation reports a pending operation: the
+                    // journal's copy is for people, written with the next save.
+                    self.note(|st| st.update_intent(seq, Some(op.clone()), false))?;
                     e.wait(op).await?;
                 }
             }

@@ -97,6 +97,15 @@ impl ResourceKind {
         matches!(self, ResourceKind::Cluster | ResourceKind::NodePool)
     }
 
+    /// Whether this kind's intent must be stored *before* its call. A run that dies
+    /// half-way is repaired by the next one's observation, which reads every resource
+    /// the spec wants; the stored intent only adds the resources it no longer wants but
+    /// may have been made (DNS records whose target was removed). Other kinds' intents
+    /// are journalled with the step's next save.
+    pub fn intent_stored_before_call(self) -> bool {
+        matches!(self, ResourceKind::DnsRecords)
+    }
+
     /// Secrets the engine generates and journals before this kind's `ensure`.
     pub fn generated_secrets(self) -> &'static [GeneratedSecret] {
         match self {
