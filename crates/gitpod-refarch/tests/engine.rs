@@ -831,3 +831,97 @@ async fn a_crash_anywhere_then_dropping_the_records_leaves_no_records() {
         "no crash came after the records were made"
     );
 }
+
+/// A store that refuses every save after its first `ok` ones (a backend gone away).
+struct BrokenStore {
+    inner: gitpod_refarch::state::MemoryStateStore,
+    ok: std::sync::atomic::AtomicUsize,
+}
+
+#[async_trait::async_trait]
+impl gitpod_refarch::state::StateStore for BrokenStore {
+    fn location(&self) -> String {
+        "broken".into()
+    }
+    async fn load(&self) -> gitpod_refarch::Result<Option<gitpod_refarch::state::Stored>> {
+        self.inner.load().await
+    }
+    async fn save(
+        &self,
+        state: &gitpod_refarch::state::State,
+        expected: Option<&gitpod_refarch::state::Generation>,
+    ) -> gitpod_refarch::Result<gitpod_refarch::state::Generation> {
+        use std::sync::atomic::Ordering;
+        if self
+            .ok
+            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
+            .is_err()
+        {
+            return Err(gitpod_refarch::Error::new(
+                ErrorKind::State,
+                "the state backend is gone",
+            ));
+        }
+        self.inner.save(state, expected).await
+    }
+    async fn lock(
+        &self,
+        request: &gitpod_refarch::state::LockRequest,
+    ) -> gitpod_refarch::Result<gitpod_refarch::state::LockInfo> {
+        self.inner.lock(request).await
+    }
+    async fn unlock(&self, lock: &gitpod_refarch::state::LockInfo) -> gitpod_refarch::Result<()> {
+        self.inner.unlock(lock).await
+    }
+    async fn current_lock(
+        &self,
+    ) -> gitpod_refarch::Result<Option<gitpod_refarch::state::LockInfo>> {
+        self.inner.current_lock().await
+    }
+    async fn break_lock(
+        &self,
+        id: &str,
+    ) -> gitpod_refarch::Result<gitpod_refarch::state::LockInfo> {
+        self.inner.break_lock(id).await
+    }
+}
+
+/// The store failing mid-run: the steps whose saves fail are reported failed (with
+/// the store's error), the run's report is kept, and the next run with a working
+/// store converges.
+#[tokio::test(start_paused = true)]
+async fn a_store_that_fails_mid_run_fails_its_steps_and_keeps_the_report() {
+    let s = spec(Cloud::Gcp);
+    let h = Harness::new(LatencyProfile::instant());
+    let store = std::sync::Arc::new(BrokenStore {
+        inner: gitpod_refarch::state::MemoryStateStore::new(),
+        ok: std::sync::atomic::AtomicUsize::new(3),
+    });
+    let report = h
+        .engine_with(|b| b.state(store.clone()))
+        .apply_spec(&s)
+        .await
+        .expect("a report, not an error");
+    assert!(!report.failed.is_empty());
+    assert!(report
+        .failed
+        .iter()
+        .all(|(_, e)| e.chain().contains("the state backend is gone")));
+    // The backend is back: the next run adopts what the failed one made.
+    store
+        .ok
+        .store(usize::MAX, std::sync::atomic::Ordering::SeqCst);
+    let report = h
+        .engine_with(|b| b.state(store.clone()))
+        .apply_spec(&s)
+        .await
+        .unwrap();
+    assert!(report.is_success(), "{:?}", report.failed);
+    assert!(h.sim.duplicates().is_empty());
+    assert!(!h
+        .engine_with(|b| b.state(store.clone()))
+        .plan(&s)
+        .await
+        .unwrap()
+        .has_changes());
+}

@@ -687,8 +687,15 @@ impl Engine {
             }
         }
         drop(running);
-        // What was only noted (a failed step's intent) is written once at the end.
-        run.flush().await?;
+        // What was only noted (a failed step's intent) is written once at the end. If
+        // that fails after steps failed, their errors say more, and the notes are not
+        // needed to resume: the report is kept.
+        if let Err(e) = run.flush().await {
+            if report.failed.is_empty() {
+                return Err(e);
+            }
+            tracing::warn!(error = %e.chain(), "the journal's last entries were not stored");
+        }
         let outputs = run
             .outputs
             .into_inner()
