@@ -685,16 +685,28 @@ async fn outputs_read_by_the_plan_reach_the_state_without_a_step() {
     assert_eq!(h.store.saves(), saves);
 }
 
-/// A store whose saves take a while (a remote store under load), counting them.
-struct SlowStore {
+/// A memory store whose saves take `delay` (a remote store under load) and fail once
+/// `ok` saves were made (a backend gone away).
+struct TestStore {
     inner: gitpod_refarch::state::MemoryStateStore,
     delay: Duration,
+    ok: std::sync::atomic::AtomicUsize,
+}
+
+impl TestStore {
+    fn new(delay: Duration, ok: usize) -> Self {
+        TestStore {
+            inner: gitpod_refarch::state::MemoryStateStore::new(),
+            delay,
+            ok: std::sync::atomic::AtomicUsize::new(ok),
+        }
+    }
 }
 
 #[async_trait::async_trait]
-impl gitpod_refarch::state::StateStore for SlowStore {
+impl gitpod_refarch::state::StateStore for TestStore {
     fn location(&self) -> String {
-        "slow".into()
+        "test".into()
     }
     async fn load(&self) -> gitpod_refarch::Result<Option<gitpod_refarch::state::Stored>> {
         self.inner.load().await
@@ -704,7 +716,18 @@ impl gitpod_refarch::state::StateStore for SlowStore {
         state: &gitpod_refarch::state::State,
         expected: Option<&gitpod_refarch::state::Generation>,
     ) -> gitpod_refarch::Result<gitpod_refarch::state::Generation> {
+        use std::sync::atomic::Ordering;
         tokio::time::sleep(self.delay).await;
+        if self
+            .ok
+            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
+            .is_err()
+        {
+            return Err(gitpod_refarch::Error::new(
+                ErrorKind::State,
+                "the state backend is gone",
+            ));
+        }
         self.inner.save(state, expected).await
     }
     async fn lock(
@@ -748,10 +771,7 @@ async fn slow_store_saves_are_shared_and_every_done_step_is_durable() {
     let one_write_per_change = fast.store.saves();
 
     let h = Harness::new(LatencyProfile::instant());
-    let store = Arc::new(SlowStore {
-        inner: gitpod_refarch::state::MemoryStateStore::new(),
-        delay: Duration::from_millis(300),
-    });
+    let store = Arc::new(TestStore::new(Duration::from_millis(300), usize::MAX));
     let not_durable: Arc<Mutex<Vec<String>>> = Arc::default();
     let (seen, probe) = (not_durable.clone(), store.clone());
     let sink: gitpod_refarch::engine::EventSink = Arc::new(move |e: &Event| {
@@ -832,60 +852,6 @@ async fn a_crash_anywhere_then_dropping_the_records_leaves_no_records() {
     );
 }
 
-/// A store that refuses every save after its first `ok` ones (a backend gone away).
-struct BrokenStore {
-    inner: gitpod_refarch::state::MemoryStateStore,
-    ok: std::sync::atomic::AtomicUsize,
-}
-
-#[async_trait::async_trait]
-impl gitpod_refarch::state::StateStore for BrokenStore {
-    fn location(&self) -> String {
-        "broken".into()
-    }
-    async fn load(&self) -> gitpod_refarch::Result<Option<gitpod_refarch::state::Stored>> {
-        self.inner.load().await
-    }
-    async fn save(
-        &self,
-        state: &gitpod_refarch::state::State,
-        expected: Option<&gitpod_refarch::state::Generation>,
-    ) -> gitpod_refarch::Result<gitpod_refarch::state::Generation> {
-        use std::sync::atomic::Ordering;
-        if self
-            .ok
-            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
-            .is_err()
-        {
-            return Err(gitpod_refarch::Error::new(
-                ErrorKind::State,
-                "the state backend is gone",
-            ));
-        }
-        self.inner.save(state, expected).await
-    }
-    async fn lock(
-        &self,
-        request: &gitpod_refarch::state::LockRequest,
-    ) -> gitpod_refarch::Result<gitpod_refarch::state::LockInfo> {
-        self.inner.lock(request).await
-    }
-    async fn unlock(&self, lock: &gitpod_refarch::state::LockInfo) -> gitpod_refarch::Result<()> {
-        self.inner.unlock(lock).await
-    }
-    async fn current_lock(
-        &self,
-    ) -> gitpod_refarch::Result<Option<gitpod_refarch::state::LockInfo>> {
-        self.inner.current_lock().await
-    }
-    async fn break_lock(
-        &self,
-        id: &str,
-    ) -> gitpod_refarch::Result<gitpod_refarch::state::LockInfo> {
-        self.inner.break_lock(id).await
-    }
-}
-
 /// The store failing mid-run: the steps whose saves fail are reported failed (with
 /// the store's error), the run's report is kept, and the next run with a working
 /// store converges.
@@ -893,10 +859,7 @@ impl gitpod_refarch::state::StateStore for BrokenStore {
 async fn a_store_that_fails_mid_run_fails_its_steps_and_keeps_the_report() {
     let s = spec(Cloud::Gcp);
     let h = Harness::new(LatencyProfile::instant());
-    let store = std::sync::Arc::new(BrokenStore {
-        inner: gitpod_refarch::state::MemoryStateStore::new(),
-        ok: std::sync::atomic::AtomicUsize::new(3),
-    });
+    let store = std::sync::Arc::new(TestStore::new(Duration::ZERO, 3));
     let report = h
         .engine_with(|b| b.state(store.clone()))
         .apply_spec(&s)
