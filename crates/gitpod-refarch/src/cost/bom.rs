@@ -71,6 +71,22 @@ fn item(
     }
 }
 
+/// An item of a fixed count.
+fn fixed(id: &ResourceId, sku: String, description: String, count: f64) -> BillItem {
+    item(
+        id,
+        sku,
+        description,
+        Measure::Count,
+        Some(Quantity::fixed(count)),
+    )
+}
+
+/// An item billed by use: a unit price, no quantity.
+fn usage(id: &ResourceId, sku: String, description: String) -> BillItem {
+    item(id, sku, description, Measure::Gib, None)
+}
+
 /// A pool's node count: minimum, as created, maximum.
 fn nodes(p: &NodePoolSpec) -> Quantity {
     let max = f64::from(p.max_nodes);
@@ -137,12 +153,10 @@ fn db_items(
         Some(Quantity::fixed(f64::from(db.storage_gb) * n)),
     ));
     if db.backups_enabled {
-        out.push(item(
+        out.push(usage(
             id,
             "database-backup/storage".into(),
             format!("{product} backups beyond the free allowance"),
-            Measure::Gib,
-            None,
         ));
     }
 }
@@ -150,19 +164,17 @@ fn db_items(
 fn gcp(out: &mut Vec<BillItem>, id: &ResourceId, d: &Desired, zones: u32) {
     match d {
         Desired::Cluster(_) => {
-            out.push(item(
+            out.push(fixed(
                 id,
                 "kubernetes/gke-regional".into(),
                 "GKE regional cluster management fee".into(),
-                Measure::Count,
-                Some(Quantity::fixed(1.0)),
+                1.0,
             ));
-            out.push(item(
+            out.push(fixed(
                 id,
                 "load-balancer/forwarding-rule".into(),
                 "L4 load balancer of Gitpod's proxy Service (a forwarding rule)".into(),
-                Measure::Count,
-                Some(Quantity::fixed(1.0)),
+                1.0,
             ));
         }
         Desired::NodePool(p) => {
@@ -196,28 +208,23 @@ fn gcp(out: &mut Vec<BillItem>, id: &ResourceId, d: &Desired, zones: u32) {
         Desired::DatabaseInstance(db) if !self_managed_db(db) => {
             db_items(out, id, db, "Cloud SQL for MySQL", "ssd");
         }
-        Desired::DnsZone(z) if !self_managed_dns(z) => out.push(item(
+        Desired::DnsZone(z) if !self_managed_dns(z) => out.push(fixed(
             id,
             "dns-zone/managed-zone".into(),
             format!("Cloud DNS zone {}", z.dns_name),
-            Measure::Count,
-            Some(Quantity::fixed(1.0)),
+            1.0,
         )),
         Desired::Registry(r) if !self_managed_registry(r) && r.mode == RegistryMode::Managed => {
-            out.push(item(
+            out.push(usage(
                 id,
                 "registry-storage/artifact-registry".into(),
                 "Artifact Registry storage (images Gitpod builds and caches)".into(),
-                Measure::Gib,
-                None,
             ));
         }
-        Desired::ObjectStorage(s) if !self_managed_storage(s) => out.push(item(
+        Desired::ObjectStorage(s) if !self_managed_storage(s) => out.push(usage(
             id,
             "object-storage/standard".into(),
             "Cloud Storage Standard (workspace backups, logs; buckets Gitpod makes)".into(),
-            Measure::Gib,
-            None,
         )),
         _ => {}
     }
@@ -227,12 +234,11 @@ fn aws(out: &mut Vec<BillItem>, id: &ResourceId, d: &Desired) {
     match d {
         Desired::Network(n) => nat(out, id, n),
         Desired::Cluster(_) => {
-            out.push(item(
+            out.push(fixed(
                 id,
                 "kubernetes/eks".into(),
                 "EKS cluster".into(),
-                Measure::Count,
-                Some(Quantity::fixed(1.0)),
+                1.0,
             ));
             out.push(item(
                 id,
@@ -275,28 +281,23 @@ fn aws(out: &mut Vec<BillItem>, id: &ResourceId, d: &Desired) {
         Desired::DatabaseInstance(db) if !self_managed_db(db) => {
             db_items(out, id, db, "RDS for MySQL", "gp3");
         }
-        Desired::DnsZone(z) if !self_managed_dns(z) => out.push(item(
+        Desired::DnsZone(z) if !self_managed_dns(z) => out.push(fixed(
             id,
             "dns-zone/hosted-zone".into(),
             format!("Route 53 hosted zone {}", z.dns_name),
-            Measure::Count,
-            Some(Quantity::fixed(1.0)),
+            1.0,
         )),
         Desired::Registry(r) if !self_managed_registry(r) && r.mode == RegistryMode::Managed => {
-            out.push(item(
+            out.push(usage(
                 id,
                 "registry-storage/ecr".into(),
                 "ECR storage (images Gitpod builds and caches)".into(),
-                Measure::Gib,
-                None,
             ));
         }
-        Desired::ObjectStorage(s) if !self_managed_storage(s) => out.push(item(
+        Desired::ObjectStorage(s) if !self_managed_storage(s) => out.push(usage(
             id,
             "object-storage/s3-standard".into(),
             "S3 Standard (workspace backups; with the in-cluster registry, its images too)".into(),
-            Measure::Gib,
-            None,
         )),
         _ => {}
     }
@@ -368,26 +369,23 @@ pub fn azure_disk_tier(size_gib: u32) -> u32 {
 fn azure(out: &mut Vec<BillItem>, id: &ResourceId, d: &Desired) {
     match d {
         Desired::Cluster(_) => {
-            out.push(item(
+            out.push(fixed(
                 id,
                 "kubernetes/aks-standard".into(),
                 "AKS cluster, Standard tier".into(),
-                Measure::Count,
-                Some(Quantity::fixed(1.0)),
+                1.0,
             ));
-            out.push(item(
+            out.push(fixed(
                 id,
                 "load-balancer/standard".into(),
                 "AKS's Standard Load Balancer (outbound, and Gitpod's proxy Service)".into(),
-                Measure::Count,
-                Some(Quantity::fixed(1.0)),
+                1.0,
             ));
-            out.push(item(
+            out.push(fixed(
                 id,
                 "public-ip/standard".into(),
                 "public IPs: the cluster's outbound IP and Gitpod's proxy".into(),
-                Measure::Count,
-                Some(Quantity::fixed(2.0)),
+                2.0,
             ));
         }
         Desired::NodePool(p) => {
@@ -437,28 +435,24 @@ fn azure(out: &mut Vec<BillItem>, id: &ResourceId, d: &Desired) {
                 "flexible",
             );
         }
-        Desired::DnsZone(z) if !self_managed_dns(z) => out.push(item(
+        Desired::DnsZone(z) if !self_managed_dns(z) => out.push(fixed(
             id,
             "dns-zone/zone".into(),
             format!("Azure DNS zone {}", z.dns_name),
-            Measure::Count,
-            Some(Quantity::fixed(1.0)),
+            1.0,
         )),
         Desired::Registry(r) if !self_managed_registry(r) && r.mode == RegistryMode::Managed => {
-            out.push(item(
+            out.push(fixed(
                 id,
                 "registry/standard".into(),
                 "Container Registry, Standard tier (100 GiB included)".into(),
-                Measure::Count,
-                Some(Quantity::fixed(1.0)),
+                1.0,
             ));
         }
-        Desired::ObjectStorage(s) if !self_managed_storage(s) => out.push(item(
+        Desired::ObjectStorage(s) if !self_managed_storage(s) => out.push(usage(
             id,
             "object-storage/blob-hot-lrs".into(),
             "Blob Storage, hot LRS (workspace backups)".into(),
-            Measure::Gib,
-            None,
         )),
         _ => {}
     }
