@@ -57,6 +57,7 @@ use k8s_openapi::api::core::v1::Secret;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{MicroTime, ObjectMeta};
 use k8s_openapi::ByteString;
 use kube::api::{Api, DeleteParams, PostParams, Preconditions};
+use kube::Resource;
 
 use crate::api::kube_error;
 
@@ -288,6 +289,18 @@ impl KubeStateStore {
     }
 }
 
+/// What a write of the state Secret answers that the store reads.
+#[derive(serde::Deserialize)]
+struct Written {
+    metadata: WrittenMeta,
+}
+
+#[derive(serde::Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct WrittenMeta {
+    resource_version: Option<String>,
+}
+
 #[async_trait]
 impl StateStore for KubeStateStore {
     fn location(&self) -> String {
@@ -355,26 +368,35 @@ impl StateStore for KubeStateStore {
             field_manager: Some(crate::api::FIELD_MANAGER.into()),
             ..PostParams::default()
         };
-        let written = match expected {
-            None => self
-                .secrets()
-                .create(&pp, &secret)
-                .await
-                .map_err(|e| match e {
+        let body = serde_json::to_vec(&secret).map_err(|e| {
+            Error::new(ErrorKind::Internal, "the state Secret does not serialize").with_source(e)
+        })?;
+        drop(secret);
+        // Only the new resourceVersion is read from the answer (it echoes the whole
+        // Secret, the state included).
+        let request = kube::core::Request::new(Secret::url_path(&(), Some(&self.namespace)));
+        let written: Written = match expected {
+            None => {
+                let req = request.create(&pp, body).map_err(|e| {
+                    Error::new(ErrorKind::Internal, "cannot build the request").with_source(e)
+                })?;
+                self.client.request(req).await.map_err(|e| match e {
                     kube::Error::Api(r) if r.code == 409 => changed_error(&self.location()),
                     e => self.error(e, "create", "secrets", &self.name),
-                })?,
-            Some(_) => self
-                .secrets()
-                .replace(&self.name, &pp, &secret)
-                .await
-                .map_err(|e| match e {
+                })?
+            }
+            Some(_) => {
+                let req = request.replace(&self.name, &pp, body).map_err(|e| {
+                    Error::new(ErrorKind::Internal, "cannot build the request").with_source(e)
+                })?;
+                self.client.request(req).await.map_err(|e| match e {
                     // Replaced by another writer, or removed since it was read.
                     kube::Error::Api(r) if r.code == 409 || r.code == 404 => {
                         changed_error(&self.location())
                     }
                     e => self.error(e, "update", "secrets", &self.name),
-                })?,
+                })?
+            }
         };
         written
             .metadata

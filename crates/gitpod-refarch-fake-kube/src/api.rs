@@ -331,8 +331,7 @@ fn get(st: &Store, t: &ResType, key: &Key) -> ApiResult<Value> {
 
 fn matching(st: &Store, t: &ResType, ns: Option<&str>, sel: &Selector) -> Vec<(Key, Value)> {
     st.objects
-        .iter()
-        .filter(|(k, _)| k.group == t.group && k.plural == t.plural)
+        .of_type(&t.group, &t.plural)
         .filter(|(k, _)| ns.is_none_or(|n| k.namespace == n))
         .filter(|(_, v)| sel.matches(v))
         .map(|(k, v)| (k.clone(), v.clone()))
@@ -445,7 +444,7 @@ const SERVER_META: &[&str] = &[
 
 /// What field ownership needs to know of type `t` (the schema of a custom
 /// resource's version, from its CRD) for a write to `sub`.
-fn managed_ctx(st: &Store, t: &ResType, sub: Option<&str>) -> managed::Ctx {
+fn managed_ctx<'a>(st: &'a Store, t: &ResType, sub: Option<&str>) -> managed::Ctx<'a> {
     let schema = if t.custom {
         st.list_kind("apiextensions.k8s.io", "customresourcedefinitions")
             .filter(|crd| {
@@ -456,7 +455,6 @@ fn managed_ctx(st: &Store, t: &ResType, sub: Option<&str>) -> managed::Ctx {
             .flatten()
             .find(|v| str_at(v, "/name") == t.version)
             .and_then(|v| v.pointer("/schema/openAPIV3Schema"))
-            .cloned()
     } else {
         None
     };
@@ -593,9 +591,9 @@ fn create(
         return Ok(present(t, &obj));
     }
     st.stamp_new(&mut obj, catalog::has_generation(t));
-    st.objects.insert(key.clone(), obj.clone());
+    st.objects.insert(key.clone(), obj);
     controllers::after_write(st, &key, now);
-    Ok(present(t, st.objects.get(&key).unwrap_or(&obj)))
+    stored(st, t, &key)
 }
 
 /// The fields that count for `metadata.generation`: all but metadata and status,
@@ -726,9 +724,17 @@ fn update(
         controllers::remove_cascade(st, key);
         return Ok(present(t, &result));
     }
-    st.objects.insert(key.clone(), result.clone());
+    st.objects.insert(key.clone(), result);
     controllers::after_write(st, key, now);
-    Ok(present(t, st.objects.get(key).unwrap_or(&result)))
+    stored(st, t, key)
+}
+
+/// The object just written, as the answer presents it.
+fn stored(st: &Store, t: &ResType, key: &Key) -> ApiResult<Value> {
+    st.objects
+        .get(key)
+        .map(|o| present(t, o))
+        .ok_or_else(|| ApiError::not_found(&t.group, &t.plural, &key.name))
 }
 
 fn replace(

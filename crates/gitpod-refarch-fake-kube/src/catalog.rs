@@ -238,9 +238,10 @@ fn built_in(b: &BuiltIn) -> ResType {
     }
 }
 
-/// Every built-in resource type.
-pub(crate) fn built_ins() -> Vec<ResType> {
-    BUILT_INS.iter().map(built_in).collect()
+/// Every built-in resource type (built once).
+pub(crate) fn built_ins() -> &'static [ResType] {
+    static TYPES: std::sync::OnceLock<Vec<ResType>> = std::sync::OnceLock::new();
+    TYPES.get_or_init(|| BUILT_INS.iter().map(built_in).collect())
 }
 
 /// True when a CRD object has `Established=True`.
@@ -274,6 +275,14 @@ fn strings(v: &Value, p: &str) -> Vec<String> {
         .unwrap_or_default()
 }
 
+/// The versions of a CRD object (borrowed: they hold the whole schema).
+fn crd_versions(crd: &Value) -> impl Iterator<Item = &Value> {
+    crd.pointer("/spec/versions")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+}
+
 /// The resource types a CRD object defines, one per served version (whatever its
 /// status).
 pub(crate) fn crd_types(crd: &Value) -> Vec<ResType> {
@@ -288,13 +297,7 @@ pub(crate) fn crd_types(crd: &Value) -> Vec<ResType> {
         l => l,
     };
     let namespaced = s(crd, "/spec/scope") != "Cluster";
-    let versions = crd
-        .pointer("/spec/versions")
-        .and_then(Value::as_array)
-        .cloned()
-        .unwrap_or_default();
-    versions
-        .iter()
+    crd_versions(crd)
         .filter(|v| v.get("served").and_then(Value::as_bool).unwrap_or(true))
         .map(|v| ResType {
             group: group.clone(),
@@ -314,7 +317,7 @@ pub(crate) fn crd_types(crd: &Value) -> Vec<ResType> {
 
 /// Every served type: built-ins and the served versions of Established CRDs.
 pub(crate) fn all_types(st: &Store) -> Vec<ResType> {
-    let mut out = built_ins();
+    let mut out = built_ins().to_vec();
     for crd in st.list_kind("apiextensions.k8s.io", "customresourcedefinitions") {
         if crd_established(crd) {
             out.extend(crd_types(crd));
@@ -325,9 +328,19 @@ pub(crate) fn all_types(st: &Store) -> Vec<ResType> {
 
 /// The type served at `group/version/plural`, if any.
 pub(crate) fn resolve(st: &Store, group: &str, version: &str, plural: &str) -> Option<ResType> {
-    all_types(st)
-        .into_iter()
-        .find(|t| t.group == group && t.version == version && t.plural == plural)
+    let is = |t: &ResType| t.group == group && t.version == version && t.plural == plural;
+    if let Some(t) = built_ins().iter().find(|t| is(t)) {
+        return Some(t.clone());
+    }
+    // Only the CRD that names this group and plural is turned into types.
+    st.list_kind("apiextensions.k8s.io", "customresourcedefinitions")
+        .filter(|crd| {
+            crd.pointer("/spec/group").and_then(Value::as_str) == Some(group)
+                && crd.pointer("/spec/names/plural").and_then(Value::as_str) == Some(plural)
+                && crd_established(crd)
+        })
+        .flat_map(crd_types)
+        .find(is)
 }
 
 /// A type named like kubectl does: `plural`, `plural.group`, a kind or a short name,

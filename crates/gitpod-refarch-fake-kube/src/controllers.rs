@@ -671,6 +671,15 @@ fn remove_finalizer(obj: &mut Value, f: &str) {
 
 /// Timers and side tables after an object was stored (created or changed).
 pub(crate) fn after_write(st: &mut Store, key: &Key, now: Instant) {
+    let watched = matches!(
+        (key.group.as_str(), key.plural.as_str()),
+        ("apiextensions.k8s.io", "customresourcedefinitions")
+            | ("apps", "deployments")
+            | ("", "services")
+    );
+    if !watched {
+        return;
+    }
     let Some(obj) = st.objects.get(key).cloned() else {
         return;
     };

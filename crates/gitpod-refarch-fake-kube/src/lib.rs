@@ -594,6 +594,8 @@ struct Shared {
     frozen: watch::Sender<bool>,
     addr: SocketAddr,
     ca_pem: String,
+    /// TCP connections accepted so far.
+    connections: Arc<std::sync::atomic::AtomicU64>,
 }
 
 impl Shared {
@@ -631,13 +633,15 @@ impl FakeKube {
         let authority = tls::Authority::generate()?;
         let listener = tokio::net::TcpListener::bind(("127.0.0.1", config.port)).await?;
         let addr = listener.local_addr()?;
-        let listener = tls::TlsListener::new(listener, authority.server)?;
+        let connections = Arc::new(std::sync::atomic::AtomicU64::new(0));
+        let listener = tls::TlsListener::new(listener, authority.server, connections.clone())?;
         let (frozen, _) = watch::channel(false);
         let shared = Arc::new(Shared {
             state: Mutex::new(Store::new(config)),
             frozen,
             addr,
             ca_pem: authority.ca_pem,
+            connections,
         });
         let app = Router::new().fallback(handle).with_state(shared.clone());
         let (stop, stopped) = oneshot::channel::<()>();
@@ -653,6 +657,14 @@ impl FakeKube {
             stop: Some(stop),
             task,
         })
+    }
+
+    /// How many TCP connections clients have opened to the fake so far (a client
+    /// that reuses its connections opens few).
+    pub fn connections(&self) -> u64 {
+        self.shared
+            .connections
+            .load(std::sync::atomic::Ordering::Relaxed)
     }
 
     /// The base URL, e.g. `https://127.0.0.1:40123` (the shape of an EKS endpoint).

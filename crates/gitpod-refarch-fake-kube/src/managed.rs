@@ -48,11 +48,12 @@ pub(crate) enum ListType {
 /// What the schema rules depend on: the type written and, for a custom resource,
 /// the `openAPIV3Schema` of its version.
 #[derive(Debug, Clone, Default)]
-pub(crate) struct Ctx {
+pub(crate) struct Ctx<'a> {
     pub(crate) group: String,
     pub(crate) plural: String,
     pub(crate) custom: bool,
-    pub(crate) schema: Option<Value>,
+    /// Borrowed from the stored CRD: it can be as large as the whole spec's schema.
+    pub(crate) schema: Option<&'a Value>,
     /// The type has a `status` subresource.
     pub(crate) status_sub: bool,
     /// The write goes to this subresource (`status`).
@@ -71,14 +72,14 @@ fn map_keys(keys: &[&str]) -> ListType {
 }
 
 /// The list type at a path of field names (list items skipped).
-pub(crate) fn list_type(ctx: &Ctx, fields: &[&str]) -> ListType {
+pub(crate) fn list_type(ctx: &Ctx<'_>, fields: &[&str]) -> ListType {
     match fields {
         ["metadata", "finalizers"] => return ListType::Set,
         ["metadata", "ownerReferences"] => return map_keys(&["uid"]),
         _ => {}
     }
     if ctx.custom {
-        return crd_list_type(ctx.schema.as_ref(), fields);
+        return crd_list_type(ctx.schema, fields);
     }
     let pod = match (ctx.group.as_str(), ctx.plural.as_str()) {
         ("apps", _) | ("batch", "jobs") => fields.strip_prefix(&["spec", "template", "spec"][..]),
@@ -208,7 +209,7 @@ fn item_pe(lt: &ListType, item: &Value) -> Option<Pe> {
 
 /// The path elements of the items of a list, or None when the list is atomic or an
 /// item lacks its key (then the list is taken as atomic).
-fn item_pes(ctx: &Ctx, fields: &[&str], items: &[Value]) -> Option<(ListType, Vec<Pe>)> {
+fn item_pes(ctx: &Ctx<'_>, fields: &[&str], items: &[Value]) -> Option<(ListType, Vec<Pe>)> {
     let lt = list_type(ctx, fields);
     if lt == ListType::Atomic {
         return None;
@@ -219,7 +220,7 @@ fn item_pes(ctx: &Ctx, fields: &[&str], items: &[Value]) -> Option<(ListType, Ve
 
 /// The fields a configuration sets (what an applier owns): scalars, nulls, empty
 /// objects, atomic lists, and the items of associative and set lists.
-pub(crate) fn to_set(ctx: &Ctx, v: &Value) -> Set {
+pub(crate) fn to_set(ctx: &Ctx<'_>, v: &Value) -> Set {
     let mut out = Set::new();
     let mut path = Vec::new();
     let mut fields = Vec::new();
@@ -228,7 +229,7 @@ pub(crate) fn to_set(ctx: &Ctx, v: &Value) -> Set {
 }
 
 fn walk_set<'a>(
-    ctx: &Ctx,
+    ctx: &Ctx<'_>,
     path: &mut Path,
     fields: &mut Vec<&'a str>,
     v: &'a Value,
@@ -280,8 +281,8 @@ impl Comparison {
     }
 }
 
-/// Compare two objects.
-pub(crate) fn compare(ctx: &Ctx, old: &Value, new: &Value) -> Comparison {
+/// Compare two objects (their `metadata.managedFields` left out).
+pub(crate) fn compare(ctx: &Ctx<'_>, old: &Value, new: &Value) -> Comparison {
     let mut c = Comparison::default();
     let mut path = Vec::new();
     let mut fields = Vec::new();
@@ -295,7 +296,7 @@ fn is_nonempty_obj(v: Option<&Value>) -> bool {
 
 /// Objects a Go client always sends (non-pointer structs): never "added" as a
 /// whole, as in the real server's comparison with a zero object.
-fn always_present(ctx: &Ctx, fields: &[&str]) -> bool {
+fn always_present(ctx: &Ctx<'_>, fields: &[&str]) -> bool {
     matches!(fields, ["metadata" | "spec" | "status"])
         || (ctx.group == "apps"
             && matches!(
@@ -306,7 +307,7 @@ fn always_present(ctx: &Ctx, fields: &[&str]) -> bool {
 }
 
 fn walk_cmp<'a>(
-    ctx: &Ctx,
+    ctx: &Ctx<'_>,
     path: &mut Path,
     fields: &mut Vec<&'a str>,
     l: Option<&'a Value>,
@@ -336,6 +337,9 @@ fn walk_cmp<'a>(
             .chain(rm.into_iter().flat_map(|m| m.keys()))
             .collect();
         for k in keys {
+            if fields.as_slice() == ["metadata"] && k == "managedFields" {
+                continue;
+            }
             path.push(Pe::Field(k.clone()));
             fields.push(k.as_str());
             walk_cmp(
@@ -404,12 +408,12 @@ fn walk_cmp<'a>(
 /// Merge an applied configuration into the live object: objects recursively,
 /// associative lists item by item (live order, new items appended), set lists as a
 /// union, everything else replaced; `null` removes.
-pub(crate) fn merge(ctx: &Ctx, live: &Value, config: &Value) -> Value {
+pub(crate) fn merge(ctx: &Ctx<'_>, live: &Value, config: &Value) -> Value {
     let mut fields = Vec::new();
     merge_at(ctx, &mut fields, live, config)
 }
 
-fn merge_at<'a>(ctx: &Ctx, fields: &mut Vec<&'a str>, l: &'a Value, r: &'a Value) -> Value {
+fn merge_at<'a>(ctx: &Ctx<'_>, fields: &mut Vec<&'a str>, l: &'a Value, r: &'a Value) -> Value {
     match (l, r) {
         (Value::Object(lm), Value::Object(rm)) => {
             let mut out = lm.clone();
@@ -468,7 +472,7 @@ fn strip_nulls(v: &Value) -> Value {
 }
 
 /// Remove the node at `path` from `v` (nothing when it is not there).
-fn remove_path(ctx: &Ctx, v: &mut Value, path: &[Pe]) {
+fn remove_path(ctx: &Ctx<'_>, v: &mut Value, path: &[Pe]) {
     let mut fields: Vec<String> = Vec::new();
     let mut cur = v;
     for (i, pe) in path.iter().enumerate() {
@@ -513,7 +517,7 @@ fn remove_path(ctx: &Ctx, v: &mut Value, path: &[Pe]) {
 /// Remove from `merged` the fields `last` owned and the new applied set does not,
 /// unless a manager (the applier's new set included) owns them or something below
 /// them.
-pub(crate) fn prune(ctx: &Ctx, merged: &mut Value, last: &Set, owned: &[&Set]) {
+pub(crate) fn prune(ctx: &Ctx<'_>, merged: &mut Value, last: &Set, owned: &[&Set]) {
     let mut gone: Vec<&Path> = last
         .iter()
         .filter(|p| {
@@ -745,7 +749,7 @@ pub(crate) fn encode(entries: &[Entry]) -> Value {
 /// The fields no manager owns (type and identity metadata), and those a write
 /// cannot set: `status` through the main resource of a type with a status
 /// subresource, everything but `status` through `/status`.
-fn tracked(ctx: &Ctx, set: Set) -> Set {
+fn tracked(ctx: &Ctx<'_>, set: Set) -> Set {
     let f = |s: &str| Pe::Field(s.to_string());
     set.into_iter()
         .filter(|p| match p.as_slice() {
@@ -806,7 +810,7 @@ pub(crate) fn entries_of(obj: Option<&Value>) -> Vec<Entry> {
 /// create) and remove what `manager` applied last time and no longer applies.
 /// Returns the new object and the set the configuration owns.
 pub(crate) fn apply(
-    ctx: &Ctx,
+    ctx: &Ctx<'_>,
     live: Option<&Value>,
     config: &Value,
     manager: &str,
@@ -834,7 +838,7 @@ pub(crate) fn apply(
 /// clears them). A 409 with the conflicts when an applier changes fields another
 /// manager owns without forcing.
 pub(crate) fn track(
-    ctx: &Ctx,
+    ctx: &Ctx<'_>,
     old: Option<&Value>,
     new: &Value,
     requested: Option<&Value>,
@@ -851,14 +855,9 @@ pub(crate) fn track(
         None => entries_of(old),
     };
     let empty = Value::Object(Map::new());
-    let strip = |v: &Value| {
-        let mut v = v.clone();
-        if let Some(Value::Object(m)) = v.get_mut("metadata") {
-            m.remove("managedFields");
-        }
-        v
-    };
-    let cmp = compare(ctx, &strip(old.unwrap_or(&empty)), &strip(new));
+    // managedFields are not part of the comparison (skipped by the walk, not cloned
+    // away: the objects can be large).
+    let cmp = compare(ctx, old.unwrap_or(&empty), new);
     let object_changed = !cmp.is_empty();
     let changed = tracked(ctx, cmp.added.union(&cmp.modified).cloned().collect());
     let removed = tracked(ctx, cmp.removed);
@@ -958,7 +957,7 @@ mod tests {
     #![allow(clippy::unwrap_used)]
     use super::*;
 
-    fn deploy_ctx() -> Ctx {
+    fn deploy_ctx() -> Ctx<'static> {
         Ctx {
             group: "apps".into(),
             plural: "deployments".into(),

@@ -273,7 +273,7 @@ fn built_in_definitions(types: &[ResType], prefix: &'static str) -> Map<String, 
 /// The built-in definitions for v2 (computed once: the built-in kinds are fixed).
 fn built_in_v2() -> &'static Map<String, Value> {
     static DEFS: OnceLock<Map<String, Value>> = OnceLock::new();
-    DEFS.get_or_init(|| built_in_definitions(&catalog::built_ins(), "/definitions"))
+    DEFS.get_or_init(|| built_in_definitions(catalog::built_ins(), "/definitions"))
 }
 
 /// What the API server's v2 conversion of a structural schema drops because

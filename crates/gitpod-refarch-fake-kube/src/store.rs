@@ -161,18 +161,14 @@ impl Store {
         group: &'a str,
         plural: &'a str,
     ) -> impl Iterator<Item = &'a Value> + 'a {
-        self.objects
-            .iter()
-            .filter(move |(k, _)| k.group == group && k.plural == plural)
-            .map(|(_, v)| v)
+        self.objects.of_type(group, plural).map(|(_, v)| v)
     }
 
     /// Keys of one group/plural, in order.
     pub(crate) fn keys_of(&self, group: &str, plural: &str) -> Vec<Key> {
         self.objects
-            .keys()
-            .filter(|k| k.group == group && k.plural == plural)
-            .cloned()
+            .of_type(group, plural)
+            .map(|(k, _)| k.clone())
             .collect()
     }
 

@@ -3,6 +3,7 @@
 //! hands axum TLS streams.
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -100,8 +101,13 @@ pub(crate) struct TlsListener {
 }
 
 impl TlsListener {
-    /// Serve TLS with `config` on the bound `listener`.
-    pub(crate) fn new(listener: TcpListener, config: Arc<ServerConfig>) -> std::io::Result<Self> {
+    /// Serve TLS with `config` on the bound `listener`, counting the connections
+    /// accepted in `accepted`.
+    pub(crate) fn new(
+        listener: TcpListener,
+        config: Arc<ServerConfig>,
+        accepted: Arc<AtomicU64>,
+    ) -> std::io::Result<Self> {
         let local = listener.local_addr()?;
         let (tx, ready) = mpsc::channel(64);
         let acceptor = TlsAcceptor::from(config);
@@ -115,6 +121,7 @@ impl TlsListener {
                         continue;
                     }
                 };
+                accepted.fetch_add(1, Ordering::Relaxed);
                 let acceptor = acceptor.clone();
                 let tx = tx.clone();
                 tokio::spawn(async move {

@@ -121,6 +121,24 @@ impl Objects {
         }
     }
 
+    /// The objects of one type (group, plural), in key order: a range of the map,
+    /// not a scan of every object.
+    pub(crate) fn of_type<'a>(
+        &'a self,
+        group: &'a str,
+        plural: &'a str,
+    ) -> impl Iterator<Item = (&'a Key, &'a Value)> + 'a {
+        let from = Key {
+            group: group.to_string(),
+            plural: plural.to_string(),
+            namespace: String::new(),
+            name: String::new(),
+        };
+        self.map
+            .range(from..)
+            .take_while(move |(k, _)| k.group == group && k.plural == plural)
+    }
+
     /// The next resourceVersion.
     pub(crate) fn next_rv(&mut self) -> u64 {
         self.rv += 1;
@@ -134,8 +152,8 @@ impl Objects {
 
     /// Store an object (created or changed): an `ADDED` or `MODIFIED` event at its
     /// `metadata.resourceVersion` (a fresh one is set if it has none newer than the
-    /// last event). Returns the previous object.
-    pub(crate) fn insert(&mut self, key: Key, mut obj: Value) -> Option<Value> {
+    /// last event). The previous object goes into the event.
+    pub(crate) fn insert(&mut self, key: Key, mut obj: Value) {
         let mut rv = rv_of(&obj);
         if rv <= self.last_event {
             rv = self.next_rv();
@@ -153,9 +171,8 @@ impl Objects {
             kind,
             key,
             object: obj,
-            prev: prev.clone(),
+            prev,
         });
-        prev
     }
 
     /// Remove an object for good: a `DELETED` event with its last state at a new
@@ -227,11 +244,8 @@ impl Objects {
         group: &str,
         plural: &str,
     ) -> Result<BTreeMap<Key, Value>, u64> {
-        let of_type = |k: &Key| k.group == group && k.plural == plural;
         let mut out: BTreeMap<Key, Value> = self
-            .map
-            .iter()
-            .filter(|(k, _)| of_type(k))
+            .of_type(group, plural)
             .map(|(k, v)| (k.clone(), v.clone()))
             .collect();
         let later: Vec<&Event> = self.since(rv, group, plural)?.collect();
@@ -366,7 +380,7 @@ pub(crate) fn open(st: &mut Store, route: &Route, req: &Request<'_>) -> ApiResul
         None => matches!(requested, None | Some(0)),
     };
     if initial {
-        for (k, v) in st.objects.iter() {
+        for (k, v) in st.objects.of_type(&plan.t.group, &plan.t.plural) {
             if plan.selects(k, v) {
                 plan.initial
                     .push_back(line("ADDED", &api::present(&plan.t, v)));

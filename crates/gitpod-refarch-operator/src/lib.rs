@@ -23,6 +23,7 @@
 //! ```
 
 pub mod budgets;
+pub mod client;
 pub mod controller;
 pub mod crd;
 pub mod factory;

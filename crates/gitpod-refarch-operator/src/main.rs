@@ -123,8 +123,12 @@ struct RunArgs {
     budget: usize,
     /// Installations reconciled at once (0: no limit); bounds the controller's memory,
     /// while the budget bounds cloud calls.
-    #[arg(long, default_value_t = 256)]
+    #[arg(long, default_value_t = 512)]
     concurrency: u16,
+    /// Kubernetes API requests in flight at most (at least 1); more wait for a free
+    /// slot. Leader election has its own connection, outside this limit.
+    #[arg(long, default_value_t = gitpod_refarch_operator::client::DEFAULT_MAX_IN_FLIGHT)]
+    api_concurrency: usize,
     /// Seconds between reconciles of a Ready installation (drift repair).
     #[arg(long, default_value_t = 600)]
     resync: u64,
@@ -219,7 +223,7 @@ fn seconds(what: &str, s: f64) -> Result<Duration> {
         })
 }
 
-async fn client(kubeconfig: Option<&Path>) -> Result<kube::Client> {
+async fn kube_config(kubeconfig: Option<&Path>) -> Result<kube::Config> {
     // kube-rs needs a process-wide rustls provider when the build enables both ring
     // and aws-lc-rs; ring is the workspace's.
     let _ = rustls::crypto::ring::default_provider().install_default();
@@ -250,12 +254,7 @@ async fn client(kubeconfig: Option<&Path>) -> Result<kube::Client> {
             )
         })?,
     };
-    kube::Client::try_from(config).map_err(|e| {
-        Error::new(
-            ErrorKind::InvalidInput,
-            format!("cannot build a Kubernetes client: {e}"),
-        )
-    })
+    Ok(config)
 }
 
 fn factory(args: &RunArgs) -> Result<Arc<dyn ProviderFactory>> {
@@ -365,7 +364,9 @@ async fn run(args: RunArgs) -> Result<()> {
     } else {
         None
     };
-    let client = client(args.kubeconfig.as_deref()).await?;
+    let kube_config = kube_config(args.kubeconfig.as_deref()).await?;
+    let client =
+        gitpod_refarch_operator::client::limited(kube_config.clone(), args.api_concurrency)?;
     tracing::info!(
         identity = %identity,
         namespace = args.namespace.as_deref().unwrap_or("(all)"),
@@ -375,7 +376,8 @@ async fn run(args: RunArgs) -> Result<()> {
     );
     match election {
         Some(lease) => {
-            run_as_leader_until(client.clone(), lease, shutdown_signal(), || {
+            let lease_client = gitpod_refarch_operator::client::unlimited(kube_config)?;
+            run_as_leader_until(lease_client, lease, shutdown_signal(), || {
                 controller_loop(client.clone(), factory.clone(), config.clone())
             })
             .await

@@ -426,3 +426,35 @@ async fn an_invalid_spec_is_degraded_with_the_field_paths() {
     .unwrap();
     wait_ready(&api, "gp-invalid").await;
 }
+
+/// The controller's client keeps at most its limit of API requests in flight, over as
+/// few connections; a client without the limit opens one per concurrent request.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_api_client_limits_requests_in_flight() {
+    use gitpod_refarch_fake_kube::{FakeConfig, FakeKube};
+    use k8s_openapi::api::core::v1::ConfigMap;
+    let fake = FakeKube::start(FakeConfig::default()).await.unwrap();
+    async fn burst(client: kube::Client) {
+        let api: kube::Api<ConfigMap> = kube::Api::namespaced(client, "default");
+        let lists = (0..40).map(|_| {
+            let api = api.clone();
+            async move { api.list(&Default::default()).await.unwrap() }
+        });
+        futures::future::join_all(lists).await;
+    }
+    let client = gitpod_refarch_operator::client::limited(kube_config(&fake), 2).unwrap();
+    burst(client).await;
+    let limited = fake.connections();
+    burst(gitpod_refarch_operator::client::unlimited(kube_config(&fake)).unwrap()).await;
+    let unlimited = fake.connections() - limited;
+    // A slot frees when the answer's headers arrive, a moment before its connection
+    // is back in the pool: allow one more connection per slot.
+    assert!(
+        (1..=4).contains(&limited),
+        "40 requests at once through a limit of 2 opened {limited} connections"
+    );
+    assert!(
+        unlimited > 4,
+        "without the limit, 40 requests at once opened only {unlimited} connections"
+    );
+}

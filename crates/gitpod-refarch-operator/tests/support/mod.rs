@@ -125,6 +125,11 @@ impl Drop for Running {
 
 /// A kube-rs client for the fake: its https URL, trusting its CA.
 pub fn kube_client(fake: &FakeKube) -> kube::Client {
+    kube::Client::try_from(kube_config(fake)).unwrap()
+}
+
+/// The kube-rs configuration of the fake: its https URL, trusting its CA.
+pub fn kube_config(fake: &FakeKube) -> kube::Config {
     use rustls::pki_types::pem::PemObject as _;
     use rustls::pki_types::CertificateDer;
     // Both ring and aws-lc-rs are in the build (the AWS SDK): name the provider.
@@ -135,7 +140,7 @@ pub fn kube_client(fake: &FakeKube) -> kube::Client {
             .map(|c| c.unwrap().to_vec())
             .collect(),
     );
-    kube::Client::try_from(config).unwrap()
+    config
 }
 
 /// Fail the test if `f` takes longer than [`GUARD`] (it hangs).

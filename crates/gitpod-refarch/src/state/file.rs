@@ -129,7 +129,7 @@ impl StateStore for FileStateStore {
         let next = current.map_or(1, |g| g + 1);
         write_private(
             &self.path,
-            state.to_json_with_generation(Some(next))?.as_bytes(),
+            state.to_json_with_generation(Some(next), true)?.as_bytes(),
         )?;
         drop(guard);
         Ok(Generation::new(next.to_string()))

@@ -64,7 +64,8 @@ pub struct State {
     pub journal: Vec<JournalEntry>,
 }
 
-#[derive(Serialize, Deserialize)]
+/// The state file as read.
+#[derive(Deserialize)]
 #[serde(rename_all = "camelCase")]
 struct StateFile {
     version: u32,
@@ -77,10 +78,30 @@ struct StateFile {
     journal: Vec<JournalEntry>,
 }
 
-#[derive(Serialize, Deserialize)]
+#[derive(Deserialize)]
 struct StoredOutput {
     resource: ResourceId,
     output: Output,
+}
+
+/// [`StateFile`] borrowed from a [`State`], to write it without copying it.
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct StateFileRef<'a> {
+    version: u32,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    generation: Option<u64>,
+    installation: &'a str,
+    outputs: Vec<StoredOutputRef<'a>>,
+    secrets: &'a BTreeMap<String, Secret>,
+    journal: &'a [JournalEntry],
+}
+
+/// [`StoredOutput`] borrowed.
+#[derive(Serialize)]
+struct StoredOutputRef<'a> {
+    resource: &'a ResourceId,
+    output: &'a Output,
 }
 
 impl State {
@@ -119,29 +140,33 @@ impl State {
         }
     }
 
-    /// Serialize with secrets in clear (for a state store only: never log or print it).
+    /// Serialize with secrets in clear (for a state store only: never log or print it),
+    /// compact: what a remote store (a Secret, an object) keeps.
     pub fn to_json_exposed(&self) -> Result<String> {
-        self.to_json_with_generation(None)
+        self.to_json_with_generation(None, false)
     }
 
-    fn to_json_with_generation(&self, generation: Option<u64>) -> Result<String> {
-        let file = StateFile {
+    /// The state file's text: `generation` when the store keeps it in the file,
+    /// indented for the file a person may read, else compact.
+    fn to_json_with_generation(&self, generation: Option<u64>, pretty: bool) -> Result<String> {
+        let file = StateFileRef {
             version: 1,
             generation,
-            installation: self.installation.clone(),
+            installation: &self.installation,
             outputs: self
                 .outputs
                 .iter()
-                .map(|(k, v)| StoredOutput {
-                    resource: k.clone(),
-                    output: v.clone(),
-                })
+                .map(|(resource, output)| StoredOutputRef { resource, output })
                 .collect(),
-            secrets: self.secrets.clone(),
-            journal: self.journal.clone(),
+            secrets: &self.secrets,
+            journal: &self.journal,
         };
-        expose_in(|| serde_json::to_string_pretty(&file))
-            .map_err(|e| Error::new(ErrorKind::State, "state does not serialize").with_source(e))
+        let text = if pretty {
+            expose_in(|| serde_json::to_string_pretty(&file))
+        } else {
+            expose_in(|| serde_json::to_string(&file))
+        };
+        text.map_err(|e| Error::new(ErrorKind::State, "state does not serialize").with_source(e))
     }
 
     /// Parse a state file.
