@@ -32,6 +32,8 @@ pub struct AwsConfig {
     pub poll_interval: Duration,
     /// Static credentials (access key id, secret) instead of the standard chain.
     pub static_credentials: Option<(String, Secret)>,
+    /// The session token of temporary static credentials (STS, SSO).
+    pub session_token: Option<Secret>,
     /// First backoff of the SDK's own retries.
     pub initial_backoff: Duration,
     /// The clock the provider's own waits sleep on (the engine's, in tests on
@@ -53,6 +55,7 @@ impl AwsConfig {
             attempt_timeout: Duration::from_secs(60),
             poll_interval: Duration::from_secs(20),
             static_credentials: None,
+            session_token: None,
             initial_backoff: Duration::from_millis(200),
             clock: Arc::new(TokioClock::new()),
             retry: key_propagation_policy(),
@@ -77,6 +80,14 @@ impl AwsConfig {
     #[must_use]
     pub fn static_credentials(mut self, access_key_id: impl Into<String>, secret: Secret) -> Self {
         self.static_credentials = Some((access_key_id.into(), secret));
+        self
+    }
+
+    /// The session token that goes with temporary [`AwsConfig::static_credentials`]
+    /// (STS `AssumeRole`, IAM Identity Center); used only with them.
+    #[must_use]
+    pub fn session_token(mut self, token: Secret) -> Self {
+        self.session_token = Some(token);
         self
     }
 
@@ -137,7 +148,7 @@ impl AwsConfig {
             loader = loader.credentials_provider(aws_credential_types::Credentials::new(
                 id.clone(),
                 secret.expose().clone(),
-                None,
+                self.session_token.as_ref().map(|t| t.expose().clone()),
                 None,
                 "gitpod-refarch-static",
             ));
@@ -158,4 +169,40 @@ fn key_propagation_policy() -> RetryPolicy {
     p.budget = Duration::from_secs(60);
     p.propagation_budget = Duration::from_secs(60);
     p
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+    use aws_credential_types::provider::ProvideCredentials;
+
+    #[tokio::test]
+    async fn static_credentials_carry_the_session_token() {
+        let config = AwsConfig::new("eu-west-1")
+            .static_credentials("ASIAEXAMPLE", Secret::new("secret".into()))
+            .session_token(Secret::new("the-token".into()));
+        let debug = format!("{config:?}");
+        assert!(!debug.contains("the-token"), "{debug}");
+        let sdk = config.load().await;
+        let creds = sdk
+            .credentials_provider()
+            .unwrap()
+            .provide_credentials()
+            .await
+            .unwrap();
+        assert_eq!(creds.access_key_id(), "ASIAEXAMPLE");
+        assert_eq!(creds.session_token(), Some("the-token"));
+
+        let long_lived = AwsConfig::new("eu-west-1")
+            .static_credentials("AKIAEXAMPLE", Secret::new("secret".into()));
+        let sdk = long_lived.load().await;
+        let creds = sdk
+            .credentials_provider()
+            .unwrap()
+            .provide_credentials()
+            .await
+            .unwrap();
+        assert_eq!(creds.session_token(), None);
+    }
 }

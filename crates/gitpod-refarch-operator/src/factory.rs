@@ -416,16 +416,19 @@ mod aws {
                     ))
                 }
             }
-            if creds.contains_key(AWS_SESSION_TOKEN) {
-                // The provider's configuration has no session token yet: refuse rather
-                // than sign with half the credentials.
-                return Err(Error::new(
-                    ErrorKind::Credentials,
-                    format!(
-                        "{AWS_SESSION_TOKEN} is not supported yet: use long-lived keys in the \
-                         credentials Secret, or no Secret and the controller's IRSA role"
-                    ),
-                ));
+            if let Some(token) = creds.get(AWS_SESSION_TOKEN) {
+                if id.is_none() {
+                    // A token alone signs nothing: refuse rather than fall back to the
+                    // controller's own identity.
+                    return Err(Error::new(
+                        ErrorKind::Credentials,
+                        format!(
+                            "the credentials Secret holds {AWS_SESSION_TOKEN} without \
+                             {AWS_ACCESS_KEY_ID} and {AWS_SECRET_ACCESS_KEY}"
+                        ),
+                    ));
+                }
+                config = config.session_token(Secret::new(token.expose().trim().to_string()));
             }
             Ok(config)
         }
@@ -479,6 +482,61 @@ mod aws {
             } else {
                 format!("aws:{key}")
             }
+        }
+    }
+
+    #[cfg(test)]
+    mod tests {
+        #![allow(clippy::unwrap_used)]
+        use super::*;
+
+        fn creds(pairs: &[(&str, &str)]) -> Credentials {
+            pairs
+                .iter()
+                .map(|(k, v)| (k.to_string(), Secret::new(v.to_string())))
+                .collect()
+        }
+
+        #[test]
+        fn temporary_keys_carry_their_session_token() {
+            let spec = ReferenceArchitecture::defaults(Cloud::Aws);
+            let f = AwsFactory::new();
+            let c = f
+                .config(
+                    &spec,
+                    Some(&creds(&[
+                        (AWS_ACCESS_KEY_ID, "ASIAEXAMPLE"),
+                        (AWS_SECRET_ACCESS_KEY, "s"),
+                        (AWS_SESSION_TOKEN, "tok\n"),
+                    ])),
+                )
+                .unwrap();
+            assert_eq!(
+                c.static_credentials.as_ref().map(|(id, _)| id.as_str()),
+                Some("ASIAEXAMPLE")
+            );
+            assert_eq!(
+                c.session_token.as_ref().map(|t| t.expose().as_str()),
+                Some("tok")
+            );
+
+            let long_lived = f
+                .config(
+                    &spec,
+                    Some(&creds(&[
+                        (AWS_ACCESS_KEY_ID, "AKIA"),
+                        (AWS_SECRET_ACCESS_KEY, "s"),
+                    ])),
+                )
+                .unwrap();
+            assert!(long_lived.session_token.is_none());
+
+            let e = f
+                .config(&spec, Some(&creds(&[(AWS_SESSION_TOKEN, "tok")])))
+                .unwrap_err();
+            assert_eq!(e.kind(), ErrorKind::Credentials);
+            assert!(e.to_string().contains(AWS_SESSION_TOKEN), "{e}");
+            assert!(!e.to_string().contains("tok\""), "{e}");
         }
     }
 }
