@@ -22,6 +22,8 @@ pub(crate) struct Request<'a> {
     pub(crate) server_addr: &'a str,
     /// The `User-Agent` header ("" when absent): the default field manager.
     pub(crate) user_agent: &'a str,
+    /// The `Accept` header ("" when absent): a `Table` may be asked for.
+    pub(crate) accept: &'a str,
 }
 
 impl Request<'_> {
@@ -237,7 +239,7 @@ fn resource(
         (Some(name), None) => {
             let key = catalog::key(&t, &ns, name);
             match req.method {
-                "GET" => get(st, &t, &key).map(|v| (200, v)),
+                "GET" => get_or_table(st, &t, &key, req),
                 "PUT" => replace(st, &t, &key, req, None, now).map(|v| (200, v)),
                 "PATCH" => patch(st, &t, &key, req, None, now),
                 "DELETE" => delete(st, &t, &key, req, now),
@@ -393,7 +395,43 @@ pub(crate) fn selector(st: &Store, t: &ResType, req: &Request<'_>) -> ApiResult<
 
 fn list(st: &Store, t: &ResType, ns: Option<&str>, req: &Request<'_>) -> ApiResult<(u16, Value)> {
     let sel = selector(st, t, req)?;
-    crate::watches::list(st, t, ns, &sel, req).map(|v| (200, v))
+    let list = crate::watches::list(st, t, ns, &sel, req)?;
+    if !(t.custom && crate::table::wanted(req.accept)) {
+        return Ok((200, list));
+    }
+    let items = list
+        .get("items")
+        .and_then(Value::as_array)
+        .map(Vec::as_slice)
+        .unwrap_or_default();
+    let metadata = list.get("metadata").cloned().unwrap_or(json!({}));
+    let table = crate::table::build(st, t, items, metadata, req.q("includeObject"), epoch_now());
+    Ok((200, table))
+}
+
+/// One object, or its Table when the client asks for one (custom resources).
+fn get_or_table(st: &Store, t: &ResType, key: &Key, req: &Request<'_>) -> ApiResult<(u16, Value)> {
+    let obj = get(st, t, key)?;
+    if !(t.custom && crate::table::wanted(req.accept)) {
+        return Ok((200, obj));
+    }
+    let metadata = json!({"resourceVersion": str_at(&obj, "/metadata/resourceVersion")});
+    let table = crate::table::build(
+        st,
+        t,
+        std::slice::from_ref(&obj),
+        metadata,
+        req.q("includeObject"),
+        epoch_now(),
+    );
+    Ok((200, table))
+}
+
+/// Seconds since the epoch, now.
+fn epoch_now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
 }
 
 /// Check `apiVersion` and `kind` of a request body against the type.

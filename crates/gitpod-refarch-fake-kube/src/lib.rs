@@ -275,7 +275,9 @@
 //!   between versions; a list item missing its key makes the list atomic (the API
 //!   server refuses it). Strategic merge patch is a JSON merge patch (lists replaced
 //!   whole, `$patch` directives dropped).
-//! - No `Table` output, no protobuf (a protobuf body is 415; answers are JSON
+//! - `Table` output (server-side printing, `table.rs`) for custom resources only,
+//!   with simple column paths; built-in kinds and watches answer JSON (kubectl then
+//!   prints them itself). No protobuf (a protobuf body is 415; answers are JSON
 //!   whatever the `Accept`). kubectl 1.20 (Debian's) sends JSON and works; newer
 //!   kubectl (1.32 seen) sends protobuf for `create secret`, `create namespace` and
 //!   `create clusterrolebinding` and does not fall back to JSON on a 415, so those
@@ -337,6 +339,7 @@ mod patch;
 mod publisher;
 mod status;
 mod store;
+mod table;
 mod tls;
 mod watches;
 
@@ -922,6 +925,10 @@ async fn handle(
         server_addr: &addr,
         user_agent: headers
             .get(header::USER_AGENT)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or(""),
+        accept: headers
+            .get(header::ACCEPT)
             .and_then(|v| v.to_str().ok())
             .unwrap_or(""),
     };

@@ -7,6 +7,8 @@
 //!   need not agree across machines).
 //! - Every write is a compare-and-swap: a `PUT` carrying the `resourceVersion` that was
 //!   read, so of two candidates only one wins; the other's write is refused with 409.
+//! - A candidate tries every retry period plus a random part of up to 1.2 times it
+//!   ([`ACQUIRE_JITTER`], as client-go), so replicas do not try in lockstep.
 //! - The leader renews every retry period; when it cannot renew within the renew
 //!   deadline (shorter than the lease duration, so it gives up before anyone may take
 //!   over), or sees another holder, it has lost: [`run_as_leader`] drops its work at
@@ -292,7 +294,7 @@ impl LeaderElector {
                     "leader election: cannot acquire the Lease"
                 ),
             }
-            tokio::time::sleep(self.config.retry_period).await;
+            tokio::time::sleep(jittered(self.config.retry_period, rand::random::<f64>())).await;
         }
     }
 
@@ -445,5 +447,32 @@ where
             }
             None => continue,
         }
+    }
+}
+
+/// How much a candidate's wait between tries may grow at random (client-go's
+/// `JitterFactor`): replicas that start together, or all lost a leader at once, do not
+/// try in lockstep.
+pub const ACQUIRE_JITTER: f64 = 1.2;
+
+/// A candidate's wait before its next try: the retry period plus up to
+/// [`ACQUIRE_JITTER`] times it, by `r` in `[0, 1)`.
+pub fn jittered(period: Duration, r: f64) -> Duration {
+    period.mul_f64(1.0 + ACQUIRE_JITTER * r.clamp(0.0, 1.0))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn candidates_wait_the_retry_period_plus_up_to_the_jitter() {
+        let p = Duration::from_secs(2);
+        assert_eq!(jittered(p, 0.0), p);
+        assert_eq!(jittered(p, 0.5), Duration::from_millis(3200));
+        assert!(jittered(p, 0.999_999) < Duration::from_millis(4400));
+        // Out-of-range draws are clamped.
+        assert_eq!(jittered(p, -1.0), p);
+        assert_eq!(jittered(p, 2.0), Duration::from_millis(4400));
     }
 }

@@ -251,9 +251,28 @@ async fn kubectl_apply_wait_ready_get_and_delete() {
         ])
         .await;
 
-    // What kubectl reads back. (The printer columns are declared in the CRD, checked in
-    // tests/crd.rs; the Kubernetes fake's server-side Table does not apply
-    // additionalPrinterColumns yet, so `kubectl get gpi` shows NAME and AGE here.)
+    // What kubectl prints: the CRD's printer columns, by the API server's Table.
+    let table = cluster.ok(&["get", "gpi", &name, "-n", &ns]).await;
+    let lines: Vec<Vec<&str>> = table
+        .lines()
+        .map(|l| l.split_whitespace().collect())
+        .collect();
+    assert_eq!(
+        lines.first().map(Vec::as_slice),
+        Some(&["NAME", "CLOUD", "DOMAIN", "PHASE", "AGE"][..]),
+        "{table}"
+    );
+    assert_eq!(
+        lines.get(1).map(|row| &row[..4]),
+        Some(&[name.as_str(), "gcp", "gitpod.example.com", "Ready"][..]),
+        "{table}"
+    );
+    assert!(
+        lines[1][4].ends_with('s') || lines[1][4].ends_with('m'),
+        "the age is printed as a duration: {table}"
+    );
+
+    // What kubectl reads back.
     let phase = cluster
         .ok(&[
             "get",
