@@ -26,7 +26,8 @@ fn build_error(e: impl std::fmt::Display) -> Error {
     )
 }
 
-/// A client that sends at most `max_in_flight` requests at once (at least 1).
+/// A client that sends at most `max_in_flight` requests at once (0 counts as 1: for no
+/// limit, use [`unlimited`]).
 pub fn limited(config: kube::Config, max_in_flight: usize) -> Result<kube::Client> {
     let builder = ClientBuilder::try_from(config).map_err(build_error)?;
     Ok(builder

@@ -125,7 +125,7 @@ struct RunArgs {
     /// while the budget bounds cloud calls.
     #[arg(long, default_value_t = 512)]
     concurrency: u16,
-    /// Kubernetes API requests in flight at most (at least 1); more wait for a free
+    /// Kubernetes API requests in flight at most (0: no limit); more wait for a free
     /// slot. Leader election has its own connection, outside this limit.
     #[arg(long, default_value_t = gitpod_refarch_operator::client::DEFAULT_MAX_IN_FLIGHT)]
     api_concurrency: usize,
@@ -365,8 +365,10 @@ async fn run(args: RunArgs) -> Result<()> {
         None
     };
     let kube_config = kube_config(args.kubeconfig.as_deref()).await?;
-    let client =
-        gitpod_refarch_operator::client::limited(kube_config.clone(), args.api_concurrency)?;
+    let client = match args.api_concurrency {
+        0 => gitpod_refarch_operator::client::unlimited(kube_config.clone())?,
+        n => gitpod_refarch_operator::client::limited(kube_config.clone(), n)?,
+    };
     tracing::info!(
         identity = %identity,
         namespace = args.namespace.as_deref().unwrap_or("(all)"),
