@@ -177,6 +177,15 @@ mod tests {
     use super::*;
     use aws_credential_types::provider::ProvideCredentials;
 
+    async fn credentials(config: &AwsConfig) -> aws_credential_types::Credentials {
+        let sdk = config.load().await;
+        sdk.credentials_provider()
+            .unwrap()
+            .provide_credentials()
+            .await
+            .unwrap()
+    }
+
     #[tokio::test]
     async fn static_credentials_carry_the_session_token() {
         let config = AwsConfig::new("eu-west-1")
@@ -184,25 +193,12 @@ mod tests {
             .session_token(Secret::new("the-token".into()));
         let debug = format!("{config:?}");
         assert!(!debug.contains("the-token"), "{debug}");
-        let sdk = config.load().await;
-        let creds = sdk
-            .credentials_provider()
-            .unwrap()
-            .provide_credentials()
-            .await
-            .unwrap();
+        let creds = credentials(&config).await;
         assert_eq!(creds.access_key_id(), "ASIAEXAMPLE");
         assert_eq!(creds.session_token(), Some("the-token"));
 
         let long_lived = AwsConfig::new("eu-west-1")
             .static_credentials("AKIAEXAMPLE", Secret::new("secret".into()));
-        let sdk = long_lived.load().await;
-        let creds = sdk
-            .credentials_provider()
-            .unwrap()
-            .provide_credentials()
-            .await
-            .unwrap();
-        assert_eq!(creds.session_token(), None);
+        assert_eq!(credentials(&long_lived).await.session_token(), None);
     }
 }

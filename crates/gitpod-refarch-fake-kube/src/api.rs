@@ -484,15 +484,7 @@ const SERVER_META: &[&str] = &[
 /// resource's version, from its CRD) for a write to `sub`.
 fn managed_ctx<'a>(st: &'a Store, t: &ResType, sub: Option<&str>) -> managed::Ctx<'a> {
     let schema = if t.custom {
-        st.list_kind("apiextensions.k8s.io", "customresourcedefinitions")
-            .filter(|crd| {
-                str_at(crd, "/spec/group") == t.group
-                    && str_at(crd, "/spec/names/plural") == t.plural
-            })
-            .filter_map(|crd| crd.pointer("/spec/versions").and_then(Value::as_array))
-            .flatten()
-            .find(|v| str_at(v, "/name") == t.version)
-            .and_then(|v| v.pointer("/schema/openAPIV3Schema"))
+        catalog::crd_version(st, t).and_then(|v| v.pointer("/schema/openAPIV3Schema"))
     } else {
         None
     };

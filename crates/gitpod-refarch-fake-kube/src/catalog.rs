@@ -283,6 +283,19 @@ fn crd_versions(crd: &Value) -> impl Iterator<Item = &Value> {
         .flatten()
 }
 
+/// The version object (`spec.versions[]`: schema, printer columns) of custom type `t`
+/// in its CRD.
+pub(crate) fn crd_version<'a>(st: &'a Store, t: &ResType) -> Option<&'a Value> {
+    st.list_kind("apiextensions.k8s.io", "customresourcedefinitions")
+        .filter(|crd| {
+            crd.pointer("/spec/group").and_then(Value::as_str) == Some(t.group.as_str())
+                && crd.pointer("/spec/names/plural").and_then(Value::as_str)
+                    == Some(t.plural.as_str())
+        })
+        .flat_map(crd_versions)
+        .find(|v| v.get("name").and_then(Value::as_str) == Some(t.version.as_str()))
+}
+
 /// The resource types a CRD object defines, one per served version (whatever its
 /// status).
 pub(crate) fn crd_types(crd: &Value) -> Vec<ResType> {

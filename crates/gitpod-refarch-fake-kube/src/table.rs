@@ -59,14 +59,7 @@ struct Column {
 
 /// The printer columns of custom type `t` (without `Name`).
 fn columns(st: &Store, t: &ResType) -> Vec<Column> {
-    let declared: Vec<Column> = st
-        .list_kind("apiextensions.k8s.io", "customresourcedefinitions")
-        .filter(|crd| {
-            str_at(crd, "/spec/group") == t.group && str_at(crd, "/spec/names/plural") == t.plural
-        })
-        .filter_map(|crd| crd.pointer("/spec/versions").and_then(Value::as_array))
-        .flatten()
-        .find(|v| str_at(v, "/name") == t.version)
+    let declared: Vec<Column> = crate::catalog::crd_version(st, t)
         .and_then(|v| v.get("additionalPrinterColumns"))
         .and_then(Value::as_array)
         .map(|cols| {
@@ -129,15 +122,10 @@ fn epoch_seconds(ts: &str) -> Option<i64> {
     let num = |r: std::ops::Range<usize>| ts.get(r)?.parse::<i64>().ok();
     let (y, m, d) = (num(0..4)?, num(5..7)?, num(8..10)?);
     let (h, mi, s) = (num(11..13)?, num(14..16)?, num(17..19)?);
-    // Days from civil (Howard Hinnant's algorithm).
-    let y = if m <= 2 { y - 1 } else { y };
-    let era = y.div_euclid(400);
-    let yoe = y - era * 400;
-    let mp = (m + 9) % 12;
-    let doy = (153 * mp + 2) / 5 + d - 1;
-    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    let days = era * 146_097 + doe - 719_468;
-    Some(days * 86_400 + h * 3600 + mi * 60 + s)
+    if !(1..=12).contains(&m) || !(1..=31).contains(&d) || h > 23 || mi > 59 || s > 60 {
+        return None;
+    }
+    Some(crate::auth::days_from_civil(y, m, d) * 86_400 + h * 3600 + mi * 60 + s)
 }
 
 /// A duration as the API server prints an age (`HumanDuration`).
@@ -303,6 +291,7 @@ mod tests {
         assert_eq!(epoch_seconds("2000-02-29T00:00:00Z"), Some(951_782_400));
         assert_eq!(epoch_seconds("2023-11-14T22:13:20Z"), Some(1_700_000_000));
         assert_eq!(epoch_seconds("yesterday"), None);
+        assert_eq!(epoch_seconds("2023-13-14T22:13:20Z"), None);
         for (s, want) in [
             (-5, "<invalid>"),
             (-1, "0s"),

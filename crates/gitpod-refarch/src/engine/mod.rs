@@ -797,15 +797,7 @@ impl Run<'_> {
     /// overwrite). Changes made while another save is in flight are written together
     /// by the next save, so concurrent steps share writes instead of queueing one each.
     async fn save<R>(&self, f: impl FnOnce(&mut State) -> R) -> Result<R> {
-        let (r, mine) = {
-            let mut guard = self
-                .state
-                .lock()
-                .map_err(|_| Error::internal("state lock poisoned"))?;
-            let r = f(&mut guard.0);
-            guard.1 += 1;
-            (r, guard.1)
-        };
+        let (r, mine) = self.change(f)?;
         self.write_upto(mine).await?;
         Ok(r)
     }
@@ -813,13 +805,18 @@ impl Run<'_> {
     /// Change the state in memory only: the next save writes it. For what a crash
     /// may lose without harm (see [`crate::resource::ResourceKind::intent_stored_before_call`]).
     fn note<R>(&self, f: impl FnOnce(&mut State) -> R) -> Result<R> {
+        self.change(f).map(|(r, _)| r)
+    }
+
+    /// Change the state in memory; returns the change's number.
+    fn change<R>(&self, f: impl FnOnce(&mut State) -> R) -> Result<(R, u64)> {
         let mut guard = self
             .state
             .lock()
             .map_err(|_| Error::internal("state lock poisoned"))?;
         let r = f(&mut guard.0);
         guard.1 += 1;
-        Ok(r)
+        Ok((r, guard.1))
     }
 
     /// Write what was only noted, if anything (at the end of a run).
