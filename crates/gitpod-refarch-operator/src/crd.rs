@@ -46,9 +46,11 @@ pub struct GitpodInstallationSpec {
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct OperatorSettings {
-    /// A Secret in the resource's namespace with the cloud credentials (keys per
-    /// cloud: `AWS_ACCESS_KEY_ID`, `AWS_SECRET_ACCESS_KEY`, ...). Absent: the
-    /// controller's own workload identity.
+    /// A Secret in the resource's namespace with the cloud credentials, by cloud:
+    /// AWS `AWS_ACCESS_KEY_ID` and `AWS_SECRET_ACCESS_KEY` (optional
+    /// `AWS_SESSION_TOKEN`); GCP `GOOGLE_CREDENTIALS` (a service account key JSON);
+    /// Azure `AZURE_TENANT_ID`, `AZURE_CLIENT_ID` and `AZURE_CLIENT_SECRET`. Absent:
+    /// the controller's own workload identity.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub credentials_secret: Option<String>,
     /// The Secret (in the resource's namespace) that receives the installer bundle:

@@ -6,6 +6,20 @@
 //!   Secret (`AWS_ACCESS_KEY_ID`, `AWS_SECRET_ACCESS_KEY`, optional
 //!   `AWS_SESSION_TOKEN`) or, without one, the controller's own identity (the
 //!   standard chain: IRSA, instance profile, environment).
+//! - [`GcpFactory`] (feature `gcp`): GCP with the service account key JSON of the
+//!   Secret (`GOOGLE_CREDENTIALS`) or, without one, Application Default Credentials
+//!   (GKE Workload Identity, the metadata server).
+//! - [`AzureFactory`] (feature `azure`): Azure with the service principal of the
+//!   Secret (`AZURE_TENANT_ID`, `AZURE_CLIENT_ID`, `AZURE_CLIENT_SECRET`) or, without
+//!   one, the controller's own identity (Workload Identity, a managed identity).
+//! - [`ByCloud`]: one controller for several clouds, each installation sent to the
+//!   factory of its spec's `cloud`.
+//!
+//! A credentials Secret the installation names must hold its cloud's keys: one that
+//! holds none of them is refused with [`ErrorKind::Credentials`] (naming the keys it
+//! does hold, never their values) rather than silently replaced by the controller's
+//! own identity, except on AWS, where a Secret with neither key has always meant the
+//! controller's identity.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -19,6 +33,7 @@ use gitpod_refarch::resource::{
     RegistrySpec,
 };
 use gitpod_refarch::sim::{LatencyProfile, SimCloud};
+use gitpod_refarch::spec::Cloud;
 use gitpod_refarch::{
     ClusterBootstrap, ClusterProvider, Database, DnsProvider, Error, ErrorKind, ObjectStore,
     ReferenceArchitecture, Registry, Result, Secret,
@@ -51,6 +66,204 @@ fn guard<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
         Ok(g) => g,
         // Nothing here is left half-updated by a panic: keep going.
         Err(poisoned) => poisoned.into_inner(),
+    }
+}
+
+/// Refuse a spec for another cloud than the factory's, before any call.
+#[cfg(any(feature = "aws", feature = "gcp", feature = "azure"))]
+fn check_cloud(spec: &ReferenceArchitecture, cloud: Cloud) -> Result<()> {
+    if spec.cloud == cloud {
+        return Ok(());
+    }
+    Err(Error::invalid_input(format!(
+        "this factory runs {} installations; the spec's cloud is {}",
+        cloud.as_str(),
+        spec.cloud.as_str()
+    )))
+}
+
+/// The controller does not build self-managed parts (yet): refuse a spec that names
+/// one, before any call, rather than let the cloud make what the user runs.
+#[cfg(any(feature = "aws", feature = "gcp", feature = "azure"))]
+fn refuse_self_managed(spec: &ReferenceArchitecture) -> Result<()> {
+    let own: Vec<&str> = [
+        ("database", spec.database.is_self_managed()),
+        ("dns", spec.dns.is_self_managed()),
+        ("registry", spec.registry.is_self_managed()),
+        ("storage", spec.storage.is_self_managed()),
+    ]
+    .into_iter()
+    .filter_map(|(part, own)| own.then_some(part))
+    .collect();
+    if own.is_empty() {
+        return Ok(());
+    }
+    Err(Error::invalid_input(format!(
+        "{}: provider selfManaged is not run by the controller yet; use the CLI or the \
+         library (gitpod-refarch-selfmanaged) for this installation",
+        own.iter()
+            .map(|p| format!("{p}.provider"))
+            .collect::<Vec<_>>()
+            .join(", ")
+    )))
+}
+
+/// The key that a credentials Secret lacks, as an error naming the keys it holds
+/// (names only: a value is never shown).
+#[cfg(any(feature = "gcp", feature = "azure"))]
+fn missing_keys(credentials: &Credentials, need: &[&str], own_identity: &str) -> Error {
+    let held: Vec<&str> = credentials.keys().map(String::as_str).collect();
+    Error::new(
+        ErrorKind::Credentials,
+        format!(
+            "the credentials Secret must hold {}; it holds [{}] (or name no Secret, for {})",
+            need.join(", "),
+            held.join(", "),
+            own_identity
+        ),
+    )
+}
+
+/// A value of a credentials Secret, trimmed (a trailing newline from `echo` or
+/// `--from-file` is not part of it); `None` when absent or empty.
+#[cfg(any(feature = "gcp", feature = "azure"))]
+fn value(credentials: &Credentials, key: &str) -> Option<String> {
+    credentials
+        .get(key)
+        .map(|s| s.expose().trim().to_string())
+        .filter(|s| !s.is_empty())
+}
+
+/// The cloud's providers with the in-cluster bootstrap (cert-manager, external-dns,
+/// issuer, certificate) and its cluster verifier, reaching the cluster with
+/// `credentials`.
+#[cfg(any(feature = "aws", feature = "gcp", feature = "azure"))]
+fn with_bootstrap(
+    spec: &ReferenceArchitecture,
+    providers: Providers,
+    credentials: Arc<dyn gitpod_refarch::ClusterCredentials>,
+) -> Result<Providers> {
+    let mut bootstrap = gitpod_refarch_bootstrap::BootstrapConfig::new(credentials);
+    if let Some(tls) = gitpod_refarch::tls::TlsCertificate::from_spec(spec)? {
+        bootstrap = bootstrap.tls_certificate(tls);
+    }
+    bootstrap.validate()?;
+    Ok(providers
+        .with_verifier(Arc::new(gitpod_refarch_bootstrap::ClusterVerifier::new(
+            bootstrap.clone(),
+        )))
+        .with_in_cluster(Arc::new(gitpod_refarch_bootstrap::KubeBootstrap::new(
+            bootstrap,
+        ))))
+}
+
+#[cfg(all(test, any(feature = "aws", feature = "gcp", feature = "azure")))]
+mod shared_tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    #[test]
+    fn self_managed_parts_are_refused_by_name_before_any_call() {
+        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../../examples/specs/self-managed.yaml");
+        let spec = ReferenceArchitecture::from_path(&path).unwrap();
+        let e = refuse_self_managed(&spec).unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::InvalidInput);
+        assert!(
+            e.to_string()
+                .contains("database.provider, dns.provider, registry.provider, storage.provider"),
+            "{e}"
+        );
+        assert!(refuse_self_managed(&ReferenceArchitecture::defaults(Cloud::Gcp)).is_ok());
+        let e = check_cloud(&spec, Cloud::Azure).unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::InvalidInput);
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Several clouds
+// ---------------------------------------------------------------------------
+
+/// One controller for several clouds: each installation goes to the factory of its
+/// spec's `cloud`; a cloud with no factory is refused with
+/// [`ErrorKind::InvalidInput`], so that installation is `Degraded` and the others go
+/// on.
+///
+/// ```
+/// use std::sync::Arc;
+/// use gitpod_refarch::spec::Cloud;
+/// use gitpod_refarch_operator::factory::{ByCloud, SimFactory};
+///
+/// // Every cloud's installations on the simulated cloud, AWS's only.
+/// let factory = ByCloud::new().with(Cloud::Aws, Arc::new(SimFactory::default()));
+/// assert_eq!(factory.clouds(), vec![Cloud::Aws]);
+/// ```
+#[derive(Default)]
+pub struct ByCloud {
+    factories: Vec<(Cloud, Arc<dyn ProviderFactory>)>,
+}
+
+impl std::fmt::Debug for ByCloud {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ByCloud")
+            .field("clouds", &self.clouds())
+            .finish()
+    }
+}
+
+impl ByCloud {
+    /// No cloud yet.
+    pub fn new() -> Self {
+        ByCloud::default()
+    }
+
+    /// Installations on `cloud` go to `factory` (replacing an earlier one).
+    #[must_use]
+    pub fn with(mut self, cloud: Cloud, factory: Arc<dyn ProviderFactory>) -> Self {
+        self.factories.retain(|(c, _)| *c != cloud);
+        self.factories.push((cloud, factory));
+        self
+    }
+
+    /// The clouds with a factory, in the order given.
+    pub fn clouds(&self) -> Vec<Cloud> {
+        self.factories.iter().map(|(c, _)| *c).collect()
+    }
+
+    fn get(&self, cloud: Cloud) -> Result<&Arc<dyn ProviderFactory>> {
+        self.factories
+            .iter()
+            .find(|(c, _)| *c == cloud)
+            .map(|(_, f)| f)
+            .ok_or_else(|| {
+                let have: Vec<&str> = self.factories.iter().map(|(c, _)| c.as_str()).collect();
+                Error::invalid_input(format!(
+                    "this controller runs installations on [{}]; the spec's cloud is {} \
+                     (start it with --cloud {})",
+                    have.join(", "),
+                    cloud.as_str(),
+                    cloud.as_str()
+                ))
+            })
+    }
+}
+
+#[async_trait]
+impl ProviderFactory for ByCloud {
+    async fn providers(
+        &self,
+        spec: &ReferenceArchitecture,
+        credentials: Option<&Credentials>,
+    ) -> Result<Providers> {
+        self.get(spec.cloud)?.providers(spec, credentials).await
+    }
+
+    fn account(&self, spec: &ReferenceArchitecture, credentials: Option<&Credentials>) -> String {
+        match self.get(spec.cloud) {
+            Ok(f) => f.account(spec, credentials),
+            // Not reached after a successful `providers`; a name of its own anyway.
+            Err(_) => format!("{}:unsupported", spec.cloud.as_str()),
+        }
     }
 }
 
@@ -300,7 +513,6 @@ pub use aws::{AwsFactory, AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, AWS_SESSION_
 #[cfg(feature = "aws")]
 mod aws {
     use super::*;
-    use gitpod_refarch::spec::Cloud;
     use gitpod_refarch_aws::{AwsConfig, AwsProvider};
 
     /// The credentials key of the access key id.
@@ -441,12 +653,8 @@ mod aws {
             spec: &ReferenceArchitecture,
             credentials: Option<&Credentials>,
         ) -> Result<Providers> {
-            if spec.cloud != Cloud::Aws {
-                return Err(Error::invalid_input(format!(
-                    "this controller runs AWS installations; the spec's cloud is {}",
-                    spec.cloud.as_str()
-                )));
-            }
+            check_cloud(spec, Cloud::Aws)?;
+            refuse_self_managed(spec)?;
             let config = self.config(spec, credentials)?;
             let aws = Arc::new(AwsProvider::connect(config).await?);
             guard(&self.accounts).insert(Self::key_id(credentials), aws.context().account.clone());
@@ -454,18 +662,7 @@ mod aws {
             if !self.in_cluster {
                 return Ok(providers);
             }
-            let mut bootstrap = gitpod_refarch_bootstrap::BootstrapConfig::new(aws);
-            if let Some(tls) = gitpod_refarch::tls::TlsCertificate::from_spec(spec)? {
-                bootstrap = bootstrap.tls_certificate(tls);
-            }
-            bootstrap.validate()?;
-            Ok(providers
-                .with_verifier(Arc::new(gitpod_refarch_bootstrap::ClusterVerifier::new(
-                    bootstrap.clone(),
-                )))
-                .with_in_cluster(Arc::new(gitpod_refarch_bootstrap::KubeBootstrap::new(
-                    bootstrap,
-                ))))
+            with_bootstrap(spec, providers, aws)
         }
 
         fn account(
@@ -537,6 +734,383 @@ mod aws {
             assert_eq!(e.kind(), ErrorKind::Credentials);
             assert!(e.to_string().contains(AWS_SESSION_TOKEN), "{e}");
             assert!(!e.to_string().contains("tok\""), "{e}");
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------
+// GCP
+// ---------------------------------------------------------------------------
+
+#[cfg(feature = "gcp")]
+pub use gcp::{GcpFactory, GOOGLE_CREDENTIALS};
+
+#[cfg(feature = "gcp")]
+mod gcp {
+    use super::*;
+    use gitpod_refarch_gcp::{GcpConfig, GcpCredentials, GcpProvider};
+
+    /// The credentials key of a service account key JSON (the name Terraform's
+    /// Google provider reads the same JSON from).
+    pub const GOOGLE_CREDENTIALS: &str = "GOOGLE_CREDENTIALS";
+
+    /// Installations on GCP.
+    ///
+    /// With a credentials Secret the clients use its service account key
+    /// ([`GOOGLE_CREDENTIALS`]); without one, Application Default Credentials (the
+    /// controller's GKE Workload Identity or the metadata server).
+    /// [`GcpProvider::connect`] parses the key and reads the project once, so a key
+    /// that is not a usable service account key fails the reconcile at once with
+    /// [`ErrorKind::Credentials`], and one that cannot read the project with
+    /// [`ErrorKind::Permission`]. The account is `gcp:<project>`: installations in
+    /// one project share its budget.
+    #[derive(Debug, Clone)]
+    pub struct GcpFactory {
+        endpoint_url: Option<String>,
+        poll_interval: Option<Duration>,
+        in_cluster: bool,
+    }
+
+    impl Default for GcpFactory {
+        fn default() -> Self {
+            GcpFactory::new()
+        }
+    }
+
+    impl GcpFactory {
+        /// Real GCP, with the in-cluster bootstrap.
+        pub fn new() -> Self {
+            GcpFactory {
+                endpoint_url: None,
+                poll_interval: None,
+                in_cluster: true,
+            }
+        }
+
+        /// Send every call to `url` (a local fake of the APIs; anonymous unless the
+        /// installation's Secret holds a key).
+        #[must_use]
+        pub fn endpoint_url(mut self, url: impl Into<String>) -> Self {
+            self.endpoint_url = Some(url.into());
+            self
+        }
+
+        /// How often pending operations are polled (a fake answers at once).
+        #[must_use]
+        pub fn poll_interval(mut self, d: Duration) -> Self {
+            self.poll_interval = Some(d);
+            self
+        }
+
+        /// Whether the inside of the GKE cluster is bootstrapped too (default true).
+        #[must_use]
+        pub fn in_cluster(mut self, on: bool) -> Self {
+            self.in_cluster = on;
+            self
+        }
+
+        /// The provider configuration of `spec` with `credentials`; no IO.
+        pub(crate) fn config(
+            &self,
+            spec: &ReferenceArchitecture,
+            credentials: Option<&Credentials>,
+        ) -> Result<GcpConfig> {
+            let mut config = GcpConfig::for_spec(spec)?;
+            if let Some(url) = &self.endpoint_url {
+                config = config.endpoint_url(url.clone());
+            }
+            if let Some(d) = self.poll_interval {
+                config = config.poll_interval(d);
+            }
+            if let Some(creds) = credentials {
+                let key = value(creds, GOOGLE_CREDENTIALS).ok_or_else(|| {
+                    missing_keys(
+                        creds,
+                        &[GOOGLE_CREDENTIALS],
+                        "the controller's Application Default Credentials",
+                    )
+                })?;
+                config = config.credentials(GcpCredentials::ServiceAccountKey(Secret::new(key)));
+            }
+            Ok(config)
+        }
+    }
+
+    #[async_trait]
+    impl ProviderFactory for GcpFactory {
+        async fn providers(
+            &self,
+            spec: &ReferenceArchitecture,
+            credentials: Option<&Credentials>,
+        ) -> Result<Providers> {
+            check_cloud(spec, Cloud::Gcp)?;
+            refuse_self_managed(spec)?;
+            let config = self.config(spec, credentials)?;
+            let gcp = Arc::new(GcpProvider::connect(config).await?);
+            let providers = Providers::all(gcp.clone());
+            if !self.in_cluster {
+                return Ok(providers);
+            }
+            with_bootstrap(spec, providers, gcp)
+        }
+
+        fn account(
+            &self,
+            spec: &ReferenceArchitecture,
+            _credentials: Option<&Credentials>,
+        ) -> String {
+            let project = spec.gcp.as_ref().map_or("default", |g| g.project.as_str());
+            format!("gcp:{project}")
+        }
+    }
+
+    #[cfg(test)]
+    mod tests {
+        #![allow(clippy::unwrap_used)]
+        use super::*;
+
+        fn spec() -> ReferenceArchitecture {
+            ReferenceArchitecture::from_yaml(
+                "cloud: gcp\nname: gp\ndomain: gitpod.example.com\ngcp:\n  project: my-project\n\
+                 certificates:\n  issuer: acme\n  email: ops@example.com\n",
+            )
+            .unwrap()
+        }
+
+        #[test]
+        fn the_secret_key_is_used_and_a_secret_without_one_is_refused() {
+            let f = GcpFactory::new();
+            let creds: Credentials = [(
+                GOOGLE_CREDENTIALS.to_string(),
+                Secret::new("{\"type\":\"service_account\"}\n".into()),
+            )]
+            .into();
+            let c = f.config(&spec(), Some(&creds)).unwrap();
+            assert_eq!(
+                c.credentials,
+                GcpCredentials::ServiceAccountKey(Secret::new(
+                    "{\"type\":\"service_account\"}".into()
+                ))
+            );
+            assert_eq!(
+                f.config(&spec(), None).unwrap().credentials,
+                GcpCredentials::ApplicationDefault
+            );
+            // The key under another name: refused, naming the key held, not its value.
+            let wrong: Credentials =
+                [("key.json".to_string(), Secret::new("s3cr3t-json".into()))].into();
+            let e = f.config(&spec(), Some(&wrong)).unwrap_err();
+            assert_eq!(e.kind(), ErrorKind::Credentials);
+            assert!(e.to_string().contains("GOOGLE_CREDENTIALS"), "{e}");
+            assert!(e.to_string().contains("[key.json]"), "{e}");
+            assert!(!e.to_string().contains("s3cr3t"), "{e}");
+            assert_eq!(f.account(&spec(), None), "gcp:my-project");
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Azure
+// ---------------------------------------------------------------------------
+
+#[cfg(feature = "azure")]
+pub use azure::{AzureFactory, AZURE_CLIENT_ID, AZURE_CLIENT_SECRET, AZURE_TENANT_ID};
+
+#[cfg(feature = "azure")]
+mod azure {
+    use super::*;
+    use gitpod_refarch_azure::{AzureConfig, AzureProvider};
+
+    /// The credentials key of the Entra tenant id.
+    pub const AZURE_TENANT_ID: &str = "AZURE_TENANT_ID";
+    /// The credentials key of the service principal's application (client) id.
+    pub const AZURE_CLIENT_ID: &str = "AZURE_CLIENT_ID";
+    /// The credentials key of the service principal's client secret.
+    pub const AZURE_CLIENT_SECRET: &str = "AZURE_CLIENT_SECRET";
+
+    /// Installations on Azure.
+    ///
+    /// With a credentials Secret the ARM client signs in as its service principal
+    /// (all three of [`AZURE_TENANT_ID`], [`AZURE_CLIENT_ID`], [`AZURE_CLIENT_SECRET`],
+    /// the names `azure_identity` reads from the environment); without one it uses the
+    /// controller's own identity from its environment (Workload Identity, a managed
+    /// identity). [`AzureProvider::connect`] gets a token first, so a refused secret
+    /// fails the reconcile at once with [`ErrorKind::Credentials`]. The account is
+    /// `azure:<subscription id>`: installations in one subscription share its budget.
+    #[derive(Debug, Clone)]
+    pub struct AzureFactory {
+        endpoint_url: Option<String>,
+        poll_interval: Option<Duration>,
+        in_cluster: bool,
+    }
+
+    impl Default for AzureFactory {
+        fn default() -> Self {
+            AzureFactory::new()
+        }
+    }
+
+    impl AzureFactory {
+        /// Real Azure, with the in-cluster bootstrap.
+        pub fn new() -> Self {
+            AzureFactory {
+                endpoint_url: None,
+                poll_interval: None,
+                in_cluster: true,
+            }
+        }
+
+        /// Send every ARM call, and the Entra token requests, to `url` (a local fake).
+        #[must_use]
+        pub fn endpoint_url(mut self, url: impl Into<String>) -> Self {
+            self.endpoint_url = Some(url.into());
+            self
+        }
+
+        /// How often pending operations are polled when ARM gives no `Retry-After`.
+        #[must_use]
+        pub fn poll_interval(mut self, d: Duration) -> Self {
+            self.poll_interval = Some(d);
+            self
+        }
+
+        /// Whether the inside of the AKS cluster is bootstrapped too (default true).
+        #[must_use]
+        pub fn in_cluster(mut self, on: bool) -> Self {
+            self.in_cluster = on;
+            self
+        }
+
+        /// The provider configuration of `spec` with `credentials`; no IO.
+        pub(crate) fn config(
+            &self,
+            spec: &ReferenceArchitecture,
+            credentials: Option<&Credentials>,
+        ) -> Result<AzureConfig> {
+            let mut config = AzureConfig::for_spec(spec)?;
+            if let Some(url) = &self.endpoint_url {
+                config = config.endpoint_url(url.clone());
+            }
+            if let Some(d) = self.poll_interval {
+                config = config.poll_interval(d);
+            }
+            if let Some(creds) = credentials {
+                let need = [AZURE_TENANT_ID, AZURE_CLIENT_ID, AZURE_CLIENT_SECRET];
+                let (Some(tenant), Some(client), Some(secret)) = (
+                    value(creds, AZURE_TENANT_ID),
+                    value(creds, AZURE_CLIENT_ID),
+                    value(creds, AZURE_CLIENT_SECRET),
+                ) else {
+                    return Err(missing_keys(
+                        creds,
+                        &need,
+                        "the controller's own identity (Workload Identity, a managed identity)",
+                    ));
+                };
+                config = config.client_secret(tenant, client, Secret::new(secret));
+            }
+            Ok(config)
+        }
+    }
+
+    #[async_trait]
+    impl ProviderFactory for AzureFactory {
+        async fn providers(
+            &self,
+            spec: &ReferenceArchitecture,
+            credentials: Option<&Credentials>,
+        ) -> Result<Providers> {
+            check_cloud(spec, Cloud::Azure)?;
+            refuse_self_managed(spec)?;
+            let config = self.config(spec, credentials)?;
+            let azure = Arc::new(AzureProvider::connect(config).await?);
+            let providers = Providers::all(azure.clone());
+            if !self.in_cluster {
+                return Ok(providers);
+            }
+            with_bootstrap(spec, providers, azure)
+        }
+
+        fn account(
+            &self,
+            spec: &ReferenceArchitecture,
+            _credentials: Option<&Credentials>,
+        ) -> String {
+            let sub = spec
+                .azure
+                .as_ref()
+                .map_or("default", |z| z.subscription_id.as_str());
+            format!("azure:{sub}")
+        }
+    }
+
+    #[cfg(test)]
+    mod tests {
+        #![allow(clippy::unwrap_used, clippy::panic)]
+        use super::*;
+        use gitpod_refarch_azure::AzureCredential;
+
+        const SUB: &str = "00000000-0000-0000-0000-000000000001";
+
+        fn spec() -> ReferenceArchitecture {
+            ReferenceArchitecture::from_yaml(&format!(
+                "cloud: azure\nname: gp\ndomain: gitpod.example.com\nazure:\n  \
+                 subscriptionId: {SUB}\n\
+                 certificates:\n  issuer: acme\n  email: ops@example.com\n"
+            ))
+            .unwrap()
+        }
+
+        fn creds(pairs: &[(&str, &str)]) -> Credentials {
+            pairs
+                .iter()
+                .map(|(k, v)| (k.to_string(), Secret::new(v.to_string())))
+                .collect()
+        }
+
+        #[test]
+        fn the_service_principal_is_used_and_a_partial_one_is_refused() {
+            let f = AzureFactory::new();
+            let c = f
+                .config(
+                    &spec(),
+                    Some(&creds(&[
+                        (AZURE_TENANT_ID, "t-1"),
+                        (AZURE_CLIENT_ID, "c-1\n"),
+                        (AZURE_CLIENT_SECRET, "s3cr3t"),
+                    ])),
+                )
+                .unwrap();
+            match &c.credential {
+                AzureCredential::ClientSecret {
+                    tenant_id,
+                    client_id,
+                    secret,
+                } => {
+                    assert_eq!(tenant_id, "t-1");
+                    assert_eq!(client_id, "c-1");
+                    assert_eq!(secret.expose(), "s3cr3t");
+                }
+                other => panic!("{other:?}"),
+            }
+            assert!(!format!("{c:?}").contains("s3cr3t"));
+            assert!(matches!(
+                f.config(&spec(), None).unwrap().credential,
+                AzureCredential::FromEnvironment
+            ));
+            let e = f
+                .config(
+                    &spec(),
+                    Some(&creds(&[
+                        (AZURE_CLIENT_ID, "c-1"),
+                        (AZURE_CLIENT_SECRET, "s3cr3t"),
+                    ])),
+                )
+                .unwrap_err();
+            assert_eq!(e.kind(), ErrorKind::Credentials);
+            assert!(e.to_string().contains(AZURE_TENANT_ID), "{e}");
+            assert!(!e.to_string().contains("s3cr3t"), "{e}");
+            assert_eq!(f.account(&spec(), None), format!("azure:{SUB}"));
         }
     }
 }

@@ -2,8 +2,9 @@
 //!
 //! ```text
 //! gitpod-refarch-operator run [--namespace NS] [--identity ID] [--leader-election
-//!     [--lease-namespace NS] [--lease-name NAME]] [--cloud sim|aws]
-//!     [--aws-endpoint-url URL] [--budget N] [--resync SECONDS] [--kubeconfig PATH]
+//!     [--lease-namespace NS] [--lease-name NAME]] [--cloud sim|aws,gcp,azure]
+//!     [--aws-endpoint-url URL] [--gcp-endpoint-url URL] [--azure-endpoint-url URL]
+//!     [--budget N] [--resync SECONDS] [--kubeconfig PATH]
 //! gitpod-refarch-operator manifests --out DIR [--namespace NS] [--image IMAGE]
 //! ```
 //!
@@ -23,7 +24,7 @@ use std::time::Duration;
 use clap::{Parser, Subcommand, ValueEnum};
 use gitpod_refarch::{Error, ErrorKind, Result};
 use gitpod_refarch_operator::controller::{self, OperatorConfig};
-use gitpod_refarch_operator::factory::{ProviderFactory, SimFactory};
+use gitpod_refarch_operator::factory::{ByCloud, ProviderFactory, SimFactory};
 use gitpod_refarch_operator::leader::{run_as_leader_until, LeaderConfig};
 
 /// The Kubernetes controller of gitpod-refarch (`GitpodInstallation` resources).
@@ -53,6 +54,8 @@ enum LogFormat {
     Json,
 }
 
+// Parsed once at start: the size of `run`'s flags costs nothing.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Subcommand)]
 enum Command {
     /// Reconcile GitpodInstallations until SIGTERM.
@@ -78,6 +81,10 @@ enum CloudArg {
     Sim,
     /// Amazon Web Services.
     Aws,
+    /// Google Cloud.
+    Gcp,
+    /// Microsoft Azure.
+    Azure,
 }
 
 #[derive(Debug, clap::Args)]
@@ -108,12 +115,22 @@ struct RunArgs {
     /// Retry period, seconds: how often candidates try and the leader renews.
     #[arg(long, default_value_t = 2.0)]
     retry_period: f64,
-    /// Which cloud the installations are made in.
-    #[arg(long, value_enum, default_value_t = CloudArg::Aws)]
-    cloud: CloudArg,
+    /// Which clouds the controller runs installations on, comma-separated; each
+    /// installation goes to its spec's `cloud`, and one on a cloud not listed is
+    /// Degraded. `sim` runs every installation on the simulated cloud. Default: every
+    /// cloud of this build (aws, gcp, azure).
+    #[arg(long, value_enum, value_delimiter = ',')]
+    cloud: Vec<CloudArg>,
     /// Send every AWS call to this endpoint (moto, LocalStack).
     #[arg(long)]
     aws_endpoint_url: Option<String>,
+    /// Send every GCP call to this endpoint (a local fake, with anonymous credentials
+    /// unless the installation's Secret holds a key).
+    #[arg(long)]
+    gcp_endpoint_url: Option<String>,
+    /// Send every ARM call and Entra token request to this endpoint (a local fake).
+    #[arg(long)]
+    azure_endpoint_url: Option<String>,
     /// With `--cloud sim`: operations take the realistic cloud durations times FACTOR
     /// (`0.0033`: an installation's ~16 minutes in ~3 seconds); default: at once.
     #[arg(long, value_name = "FACTOR")]
@@ -258,43 +275,109 @@ async fn kube_config(kubeconfig: Option<&Path>) -> Result<kube::Config> {
 }
 
 fn factory(args: &RunArgs) -> Result<Arc<dyn ProviderFactory>> {
-    match args.cloud {
-        CloudArg::Sim => {
-            if args.aws_endpoint_url.is_some() {
+    let clouds: Vec<CloudArg> = if args.cloud.is_empty() {
+        vec![CloudArg::Aws, CloudArg::Gcp, CloudArg::Azure]
+    } else {
+        args.cloud.clone()
+    };
+    let endpoints = [
+        ("--aws-endpoint-url", CloudArg::Aws, &args.aws_endpoint_url),
+        ("--gcp-endpoint-url", CloudArg::Gcp, &args.gcp_endpoint_url),
+        (
+            "--azure-endpoint-url",
+            CloudArg::Azure,
+            &args.azure_endpoint_url,
+        ),
+    ];
+    for (flag, cloud, url) in endpoints {
+        if url.is_some() && !clouds.contains(&cloud) {
+            return Err(Error::invalid_input(format!(
+                "{flag} is for a controller of that cloud (--cloud {})",
+                cloud_name(cloud)
+            )));
+        }
+    }
+    if clouds.contains(&CloudArg::Sim) {
+        if clouds.len() > 1 {
+            return Err(Error::invalid_input(
+                "--cloud sim runs every installation on the simulated cloud; it does not \
+                 mix with other clouds",
+            ));
+        }
+        return Ok(Arc::new(match args.sim_latency_scale {
+            None => SimFactory::default(),
+            Some(f) if f.is_finite() && f >= 0.0 => SimFactory::new(
+                Arc::new(gitpod_refarch::engine::TokioClock::new()),
+                gitpod_refarch::sim::LatencyProfile::realistic().scaled(f),
+            ),
+            Some(_) => {
                 return Err(Error::invalid_input(
-                    "--aws-endpoint-url is for --cloud aws",
-                ));
+                    "--sim-latency-scale must be a number >= 0",
+                ))
             }
-            Ok(Arc::new(match args.sim_latency_scale {
-                None => SimFactory::default(),
-                Some(f) if f.is_finite() && f >= 0.0 => SimFactory::new(
-                    Arc::new(gitpod_refarch::engine::TokioClock::new()),
-                    gitpod_refarch::sim::LatencyProfile::realistic().scaled(f),
-                ),
-                Some(_) => {
-                    return Err(Error::invalid_input(
-                        "--sim-latency-scale must be a number >= 0",
-                    ))
+        }));
+    }
+    if args.sim_latency_scale.is_some() {
+        return Err(Error::invalid_input(
+            "--sim-latency-scale is for --cloud sim",
+        ));
+    }
+    let mut by_cloud = ByCloud::new();
+    for cloud in clouds {
+        by_cloud = match cloud {
+            CloudArg::Sim => by_cloud,
+            #[cfg(feature = "aws")]
+            CloudArg::Aws => {
+                let mut f = gitpod_refarch_operator::factory::AwsFactory::new();
+                if let Some(url) = &args.aws_endpoint_url {
+                    f = f.endpoint_url(url.clone());
                 }
-            }))
-        }
-        #[cfg(feature = "aws")]
-        CloudArg::Aws => {
-            if args.sim_latency_scale.is_some() {
-                return Err(Error::invalid_input(
-                    "--sim-latency-scale is for --cloud sim",
-                ));
+                by_cloud.with(gitpod_refarch::spec::Cloud::Aws, Arc::new(f))
             }
-            let mut f = gitpod_refarch_operator::factory::AwsFactory::new();
-            if let Some(url) = &args.aws_endpoint_url {
-                f = f.endpoint_url(url.clone());
+            #[cfg(feature = "gcp")]
+            CloudArg::Gcp => {
+                let mut f = gitpod_refarch_operator::factory::GcpFactory::new();
+                if let Some(url) = &args.gcp_endpoint_url {
+                    f = f.endpoint_url(url.clone());
+                }
+                by_cloud.with(gitpod_refarch::spec::Cloud::Gcp, Arc::new(f))
             }
-            Ok(Arc::new(f))
-        }
-        #[cfg(not(feature = "aws"))]
-        CloudArg::Aws => Err(Error::invalid_input(
-            "this build has no AWS support (feature `aws`): use --cloud sim",
-        )),
+            #[cfg(feature = "azure")]
+            CloudArg::Azure => {
+                let mut f = gitpod_refarch_operator::factory::AzureFactory::new();
+                if let Some(url) = &args.azure_endpoint_url {
+                    f = f.endpoint_url(url.clone());
+                }
+                by_cloud.with(gitpod_refarch::spec::Cloud::Azure, Arc::new(f))
+            }
+            #[allow(unreachable_patterns)]
+            other => {
+                // Named on purpose but not built in: refuse rather than run without it.
+                if !args.cloud.is_empty() {
+                    return Err(Error::invalid_input(format!(
+                        "this build has no {} support (feature `{}`)",
+                        cloud_name(other),
+                        cloud_name(other)
+                    )));
+                }
+                by_cloud
+            }
+        };
+    }
+    if by_cloud.clouds().is_empty() {
+        return Err(Error::invalid_input(
+            "this build has no cloud but the simulated one: use --cloud sim",
+        ));
+    }
+    Ok(Arc::new(by_cloud))
+}
+
+fn cloud_name(cloud: CloudArg) -> &'static str {
+    match cloud {
+        CloudArg::Sim => "sim",
+        CloudArg::Aws => "aws",
+        CloudArg::Gcp => "gcp",
+        CloudArg::Azure => "azure",
     }
 }
 
