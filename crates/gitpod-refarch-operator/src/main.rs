@@ -146,6 +146,11 @@ struct RunArgs {
     /// slot. Leader election has its own connection, outside this limit.
     #[arg(long, default_value_t = gitpod_refarch_operator::client::DEFAULT_MAX_IN_FLIGHT)]
     api_concurrency: usize,
+    /// Seconds a run's outputs that hold no secret may wait before they are written to
+    /// the state Secret (0: after every step); secrets and a run's end are written at
+    /// once.
+    #[arg(long, default_value_t = 20.0, value_name = "SECONDS")]
+    state_persist_interval: f64,
     /// Seconds between reconciles of a Ready installation (drift repair).
     #[arg(long, default_value_t = 600)]
     resync: u64,
@@ -428,7 +433,12 @@ async fn controller_loop(
 async fn run(args: RunArgs) -> Result<()> {
     let identity = identity(args.identity.clone());
     let factory = factory(&args)?;
+    let persist_interval =
+        Duration::try_from_secs_f64(args.state_persist_interval).map_err(|_| {
+            Error::invalid_input("--state-persist-interval must be a number of seconds >= 0")
+        })?;
     let config = OperatorConfig::new(identity.clone())
+        .persist_interval(persist_interval)
         .namespace(args.namespace.clone())
         .resync(Duration::from_secs(args.resync.max(1)))
         .account_budget(args.budget)

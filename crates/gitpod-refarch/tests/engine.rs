@@ -888,3 +888,98 @@ async fn a_store_that_fails_mid_run_fails_its_steps_and_keeps_the_report() {
         .unwrap()
         .has_changes());
 }
+
+/// With a persist interval, a step whose outputs hold no secret is written with the
+/// next save instead of its own: fewer writes, every output that holds a secret
+/// stored before its step is reported done, the same state at the end, and a second
+/// run with nothing to do.
+#[tokio::test(start_paused = true)]
+async fn a_persist_interval_writes_less_and_stores_secrets_at_once() {
+    use std::sync::{Arc, Mutex};
+    let s = spec(Cloud::Gcp);
+    let every = Harness::new(LatencyProfile::realistic());
+    every
+        .engine()
+        .apply_spec(&s)
+        .await
+        .unwrap()
+        .into_result()
+        .unwrap();
+    let every_step = every.store.saves();
+
+    let h = Harness::new(LatencyProfile::realistic());
+    // (resource, whether its output was stored when it was reported done)
+    let at_done: Arc<Mutex<Vec<(ResourceId, bool)>>> = Arc::default();
+    let (seen, probe) = (at_done.clone(), h.store.clone());
+    let sink: gitpod_refarch::engine::EventSink = Arc::new(move |e: &Event| {
+        if let Event::StepDone { resource, .. } = e {
+            let stored = probe
+                .snapshot()
+                .is_some_and(|st| st.outputs.contains_key(resource));
+            seen.lock().unwrap().push((resource.clone(), stored));
+        }
+    });
+    let engine = h.engine_with(|b| b.persist_interval(Duration::from_secs(3600)).on_event(sink));
+    let report = engine.apply_spec(&s).await.unwrap().into_result().unwrap();
+    let fewer = h.store.saves();
+    assert!(
+        fewer < every_step,
+        "{fewer} writes with the interval, {every_step} after every step"
+    );
+    let end = h.store.snapshot().unwrap();
+    let a = every.store.snapshot().unwrap();
+    assert_eq!(
+        a.outputs.keys().collect::<Vec<_>>(),
+        end.outputs.keys().collect::<Vec<_>>()
+    );
+    assert!(end.journal.iter().all(|j| j.done));
+    let at_done = at_done.lock().unwrap().clone();
+    assert_eq!(at_done.len(), report.changed.len());
+    let mut with_secret = 0;
+    let mut waited = 0;
+    for (id, stored) in &at_done {
+        if end.outputs[id].has_secret() {
+            with_secret += 1;
+            assert!(stored, "{id} holds a secret and was not stored when done");
+        } else if !stored {
+            waited += 1;
+        }
+    }
+    assert!(with_secret > 0 && waited > 0, "{at_done:?}");
+    let plan = engine.plan(&s).await.unwrap();
+    assert!(plan.steps().iter().all(|st| !st.action.is_mutating()));
+}
+
+/// A run with a persist interval killed at any mutating call resumes with no
+/// duplicate and converges: what it had not written yet, the next run observes.
+#[tokio::test(start_paused = true)]
+async fn a_crash_anywhere_with_a_persist_interval_resumes_without_duplicates() {
+    let s = spec(Cloud::Gcp);
+    let n = mutations_of_clean_apply(&s).await;
+    for k in 1..=n {
+        let h = Harness::new(LatencyProfile::realistic());
+        h.sim.set_faults(Faults::crash_at(k));
+        {
+            let engine = h.engine_with(|b| b.persist_interval(Duration::from_secs(3600)));
+            tokio::select! {
+                r = engine.apply_spec(&s) => panic!("k={k}: finished despite the crash: {:?}", r.map(|r| r.changed)),
+                () = h.sim.crashed() => {}
+            }
+        }
+        let held = h.store.current_lock().await.unwrap().expect("lock");
+        h.store.break_lock(&held.id).await.unwrap();
+        h.sim.set_faults(Faults::none());
+        let report = h
+            .engine_with(|b| b.persist_interval(Duration::from_secs(3600)))
+            .apply_spec(&s)
+            .await
+            .unwrap();
+        assert!(report.is_success(), "k={k}: {:?}", report.failed);
+        assert!(h.sim.duplicates().is_empty(), "k={k}");
+        assert_eq!(sorted(h.sim.resources()), all_ids(&s), "k={k}");
+        assert!(
+            !h.engine().plan(&s).await.unwrap().has_changes(),
+            "k={k}: a third run has changes"
+        );
+    }
+}

@@ -100,6 +100,11 @@ pub struct OperatorConfig {
     pub backoff_base: Duration,
     /// The longest retry delay after failures (default 5 minutes).
     pub backoff_max: Duration,
+    /// How long a run's outputs that hold no secret may wait before they are written
+    /// to the state Secret (default 20 seconds, as Terraform's remote backends;
+    /// [`gitpod_refarch::engine::Config::persist_interval`]). Secrets and a run's end
+    /// are always written at once; fewer writes spare the API server.
+    pub persist_interval: Duration,
     /// Where an installation's state lives (default: the Secret `<name>-state` in its
     /// namespace, `KubeStateStore`).
     pub state_store: Option<StateStoreFactory>,
@@ -118,6 +123,7 @@ impl std::fmt::Debug for OperatorConfig {
             .field("locked_retry", &self.locked_retry)
             .field("backoff_base", &self.backoff_base)
             .field("backoff_max", &self.backoff_max)
+            .field("persist_interval", &self.persist_interval)
             .field("state_store", &self.state_store.as_ref().map(|_| "custom"))
             .field("engine", &self.engine.as_ref().map(|_| "custom"))
             .finish()
@@ -136,6 +142,7 @@ impl OperatorConfig {
             locked_retry: Duration::from_secs(30),
             backoff_base: Duration::from_secs(5),
             backoff_max: Duration::from_secs(300),
+            persist_interval: Duration::from_secs(20),
             state_store: None,
             engine: None,
         }
@@ -181,6 +188,14 @@ impl OperatorConfig {
     pub fn backoff(mut self, base: Duration, max: Duration) -> Self {
         self.backoff_base = base;
         self.backoff_max = max.max(base);
+        self
+    }
+
+    /// How long outputs that hold no secret may wait before they are written (zero:
+    /// after every step).
+    #[must_use]
+    pub fn persist_interval(mut self, d: Duration) -> Self {
+        self.persist_interval = d;
         self
     }
 
@@ -431,6 +446,7 @@ impl Context {
             .state(self.state_store(&ns, &obj.name_any()))
             .lock_owner(self.config.lock_owner())
             .budget(self.budgets.get(&account))
+            .persist_interval(self.config.persist_interval)
             .allow_disruptive(obj.spec.operator.allow_disruptive);
         if let Some(hook) = &self.config.engine {
             b = hook(b);

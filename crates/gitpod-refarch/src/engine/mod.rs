@@ -5,8 +5,9 @@
 //! barriers); steps sharing a lane (a GKE cluster and its pools) never overlap.
 //! Each call is retried by error class within the [`RetryPolicy`] budgets; pending
 //! operations are polled under the [`WaitPolicy`]. Generated secrets are saved to
-//! the [`StateStore`] *before* the call that uses them, outputs after each step, so a
-//! run stopped anywhere resumes by observing and adopting. Intents are journalled with
+//! the [`StateStore`] *before* the call that uses them, outputs after each step (those
+//! that hold no secret may wait up to [`Config::persist_interval`]), so a run stopped
+//! anywhere resumes by observing and adopting. Intents are journalled with
 //! the step's next save, except for kinds the next run would not otherwise read
 //! (`ResourceKind::intent_stored_before_call`: DNS records), saved before the call.
 //! Saves are group-committed: what steps change while a save is in flight is written
@@ -69,6 +70,19 @@ pub struct Config {
     pub wait: WaitPolicy,
     /// Execute plans that replace resources disruptively.
     pub allow_disruptive: bool,
+    /// How long outputs that hold no secret may wait before they are written (default
+    /// zero: every step is written before it is reported done).
+    ///
+    /// Above zero, a step whose outputs hold no secret (ids, endpoints, name servers:
+    /// what the next run's observation reads again) is written by the next save that
+    /// is due anyway, or by its own once this long has passed since the last write.
+    /// Generated secrets, outputs that hold a secret ([`Output::has_secret`]: keys,
+    /// passwords), intents stored before their call and deletions are still written
+    /// before the run goes on, and the run's end writes everything. A run stopped
+    /// in between loses only what the next one observes again. Terraform's remote
+    /// backends persist every 20 seconds the same way; a controller running many
+    /// installations writes its state Secrets less often.
+    pub persist_interval: Duration,
 }
 
 impl Default for Config {
@@ -79,6 +93,7 @@ impl Default for Config {
             retry: RetryPolicy::default(),
             wait: WaitPolicy::default(),
             allow_disruptive: false,
+            persist_interval: Duration::ZERO,
         }
     }
 }
@@ -149,6 +164,13 @@ impl EngineBuilder {
     /// Allow disruptive replacements.
     pub fn allow_disruptive(mut self, allow: bool) -> Self {
         self.config.allow_disruptive = allow;
+        self
+    }
+
+    /// How long outputs that hold no secret may wait before they are written
+    /// ([`Config::persist_interval`]; default zero: every step).
+    pub fn persist_interval(mut self, interval: Duration) -> Self {
+        self.config.persist_interval = interval;
         self
     }
 
@@ -283,6 +305,9 @@ struct Run<'a> {
     /// before it started (group commit): steps that change the state while a save is
     /// in flight are written together by the next one.
     writer: futures::lock::Mutex<(Option<Generation>, u64)>,
+    /// When the last save was stored (the clock's time), for
+    /// [`Config::persist_interval`].
+    last_write: Mutex<Duration>,
     outputs: Mutex<BTreeMap<ResourceId, Output>>,
 }
 
@@ -552,6 +577,7 @@ impl Engine {
             engine: self,
             state: Mutex::new((state, 0)),
             writer: futures::lock::Mutex::new((generation, 0)),
+            last_write: Mutex::new(self.clock.now()),
             outputs: Mutex::new(outputs),
         };
         let steps = plan.steps();
@@ -852,7 +878,26 @@ impl Run<'_> {
             .await?;
         *generation = Some(next);
         *written = upto;
+        *self
+            .last_write
+            .lock()
+            .map_err(|_| Error::internal("write time lock poisoned"))? = self.engine.clock.now();
         Ok(())
+    }
+
+    /// Whether a step's outputs that hold no secret are to be written now: always
+    /// without a [`Config::persist_interval`], else once it has passed since the last
+    /// write.
+    fn persist_due(&self) -> Result<bool> {
+        let interval = self.engine.config.persist_interval;
+        if interval.is_zero() {
+            return Ok(true);
+        }
+        let last = *self
+            .last_write
+            .lock()
+            .map_err(|_| Error::internal("write time lock poisoned"))?;
+        Ok(self.engine.clock.now().saturating_sub(last) >= interval)
     }
 
     async fn inputs(&self) -> Result<Inputs> {
@@ -969,11 +1014,17 @@ impl Run<'_> {
             .lock()
             .map_err(|_| Error::internal("outputs lock poisoned"))?
             .insert(step.id.clone(), out.clone());
-        self.save(|st| {
+        let record = |st: &mut State| {
             st.outputs.insert(step.id.clone(), out.clone());
             st.update_intent(seq, None, true);
-        })
-        .await?;
+        };
+        // A secret the provider issued cannot be read back: it is stored before the
+        // run goes on. What observation reads again may wait (`persist_interval`).
+        if out.has_secret() || self.persist_due()? {
+            self.save(record).await?;
+        } else {
+            self.note(record)?;
+        }
         Ok(out)
     }
 
