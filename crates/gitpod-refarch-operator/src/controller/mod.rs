@@ -89,9 +89,12 @@ pub struct OperatorConfig {
     /// spends most of an apply waiting for cloud operations, and what bounds the load
     /// on a cloud account is its budget of concurrent calls (`account_budget`); this
     /// bounds the controller's memory (an engine per running reconcile, about
-    /// 0.16 MiB). Measured with 1,000 installations on the sim, release build, 2
-    /// cores, 32 API requests in flight (`benches/benches/operator.rs`): no limit
-    /// 11.2 s and 225 MiB, 512 13.1 s and 144 MiB, 256 20.7 s and 105 MiB.
+    /// 0.12 MiB). Measured with 1,000 installations on the sim, release build, 2
+    /// cores, 32 API requests in flight, a 20 s persist interval
+    /// (`benches/benches/operator.rs`; the process also holds the 1,000 simulated
+    /// clouds): at 1/300 of the real durations (one installation 3.3 s), no limit
+    /// 9.2 s and 191 MiB, 512 12.2 s and 130 MiB; at 1/100 (one 9.9 s), no limit
+    /// 15.7 s and 191 MiB, 512 25.3 s and 128 MiB (two waves).
     pub concurrency: u16,
     /// When a state locked by someone else (the CLI) is tried again (default 30 s).
     pub locked_retry: Duration,
