@@ -252,14 +252,16 @@ impl GcpConfig {
                         "the service-account key is not JSON",
                     )
                 })?;
+                // The parser's error may quote the key's values: it is not kept.
                 creds::service_account::Builder::new(json)
                     .build()
-                    .map_err(|e| {
+                    .map_err(|_| {
                         Error::new(
                             ErrorKind::Credentials,
-                            "the service-account key is not usable",
+                            "the service-account key is not usable (a key JSON as \
+                             `gcloud iam service-accounts keys create` writes it, with \
+                             type, client_email and private_key)",
                         )
-                        .with_source(e)
                     })
             }
         }

@@ -15,11 +15,11 @@
 //! - [`ByCloud`]: one controller for several clouds, each installation sent to the
 //!   factory of its spec's `cloud`.
 //!
-//! A credentials Secret the installation names must hold its cloud's keys: one that
-//! holds none of them is refused with [`ErrorKind::Credentials`] (naming the keys it
-//! does hold, never their values) rather than silently replaced by the controller's
-//! own identity, except on AWS, where a Secret with neither key has always meant the
-//! controller's identity.
+//! A credentials Secret the installation names must hold every key its cloud needs:
+//! one that lacks any (absent or blank) is refused with [`ErrorKind::Credentials`]
+//! (naming the keys it lacks and holds, never a value) rather than silently replaced
+//! by the controller's own identity, except on AWS, where a Secret with neither key
+//! has always meant the controller's identity.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -108,15 +108,22 @@ fn refuse_self_managed(spec: &ReferenceArchitecture) -> Result<()> {
     )))
 }
 
-/// The key that a credentials Secret lacks, as an error naming the keys it holds
-/// (names only: a value is never shown).
+/// The keys that a credentials Secret lacks (absent or blank), as an error naming
+/// them and the keys it holds (names only: a value is never shown).
 #[cfg(any(feature = "gcp", feature = "azure"))]
 fn missing_keys(credentials: &Credentials, need: &[&str], own_identity: &str) -> Error {
+    let lacking: Vec<&str> = need
+        .iter()
+        .copied()
+        .filter(|k| value(credentials, k).is_none())
+        .collect();
     let held: Vec<&str> = credentials.keys().map(String::as_str).collect();
     Error::new(
         ErrorKind::Credentials,
         format!(
-            "the credentials Secret must hold {}; it holds [{}] (or name no Secret, for {})",
+            "the credentials Secret lacks {} (absent or blank); it needs {} and holds [{}] \
+             (or name no Secret, for {})",
+            lacking.join(", "),
             need.join(", "),
             held.join(", "),
             own_identity
@@ -194,7 +201,7 @@ mod shared_tests {
 /// use gitpod_refarch::spec::Cloud;
 /// use gitpod_refarch_operator::factory::{ByCloud, SimFactory};
 ///
-/// // Every cloud's installations on the simulated cloud, AWS's only.
+/// // AWS installations go to the simulated cloud; others are refused.
 /// let factory = ByCloud::new().with(Cloud::Aws, Arc::new(SimFactory::default()));
 /// assert_eq!(factory.clouds(), vec![Cloud::Aws]);
 /// ```
@@ -239,9 +246,8 @@ impl ByCloud {
                 let have: Vec<&str> = self.factories.iter().map(|(c, _)| c.as_str()).collect();
                 Error::invalid_input(format!(
                     "this controller runs installations on [{}]; the spec's cloud is {} \
-                     (start it with --cloud {})",
+                     (add it to the controller's --cloud list)",
                     have.join(", "),
-                    cloud.as_str(),
                     cloud.as_str()
                 ))
             })
@@ -614,7 +620,10 @@ mod aws {
             let secret = creds.get(AWS_SECRET_ACCESS_KEY);
             match (id, secret) {
                 (Some(id), Some(secret)) => {
-                    config = config.static_credentials(id.expose().trim(), secret.clone());
+                    config = config.static_credentials(
+                        id.expose().trim(),
+                        Secret::new(secret.expose().trim().to_string()),
+                    );
                 }
                 (None, None) => {}
                 _ => {
@@ -901,8 +910,13 @@ mod gcp {
                 [("key.json".to_string(), Secret::new("s3cr3t-json".into()))].into();
             let e = f.config(&spec(), Some(&wrong)).unwrap_err();
             assert_eq!(e.kind(), ErrorKind::Credentials);
-            assert!(e.to_string().contains("GOOGLE_CREDENTIALS"), "{e}");
+            assert!(e.to_string().contains("lacks GOOGLE_CREDENTIALS"), "{e}");
             assert!(e.to_string().contains("[key.json]"), "{e}");
+            // Present but blank: lacking too.
+            let blank: Credentials =
+                [(GOOGLE_CREDENTIALS.to_string(), Secret::new(" \n".into()))].into();
+            let e = f.config(&spec(), Some(&blank)).unwrap_err();
+            assert!(e.to_string().contains("lacks GOOGLE_CREDENTIALS"), "{e}");
             assert!(!e.to_string().contains("s3cr3t"), "{e}");
             assert_eq!(f.account(&spec(), None), "gcp:my-project");
         }
@@ -1108,7 +1122,7 @@ mod azure {
                 )
                 .unwrap_err();
             assert_eq!(e.kind(), ErrorKind::Credentials);
-            assert!(e.to_string().contains(AZURE_TENANT_ID), "{e}");
+            assert!(e.to_string().contains("lacks AZURE_TENANT_ID ("), "{e}");
             assert!(!e.to_string().contains("s3cr3t"), "{e}");
             assert_eq!(f.account(&spec(), None), format!("azure:{SUB}"));
         }

@@ -4,7 +4,8 @@
 //! gitpod-refarch-operator run [--namespace NS] [--identity ID] [--leader-election
 //!     [--lease-namespace NS] [--lease-name NAME]] [--cloud sim|aws,gcp,azure]
 //!     [--aws-endpoint-url URL] [--gcp-endpoint-url URL] [--azure-endpoint-url URL]
-//!     [--budget N] [--resync SECONDS] [--kubeconfig PATH]
+//!     [--budget N] [--resync SECONDS] [--state-persist-interval SECONDS]
+//!     [--kubeconfig PATH]
 //! gitpod-refarch-operator manifests --out DIR [--namespace NS] [--image IMAGE]
 //! ```
 //!

@@ -176,6 +176,9 @@ async fn gcp_and_azure_installations_become_ready_side_by_side_and_leave_nothing
     let aws = wait_degraded(&api, "gpa", "InvalidInput").await;
     let message = &condition(&aws, "Degraded").unwrap().message;
     assert!(message.contains("[gcp, azure]"), "{message}");
+    // It made nothing, so its deletion is not held by the finalizer.
+    api.delete("gpa", &DeleteParams::default()).await.unwrap();
+    wait_gone(&api, "gpa", &aws.uid().unwrap()).await;
     let g = wait_ready(&api, "gpg").await;
     let z = wait_ready(&api, "gpz").await;
 

@@ -745,7 +745,19 @@ impl Context {
                 )));
             }
         };
-        let (engine, _) = self.engine(obj, &spec).await?;
+        let engine = match self.engine(obj, &spec).await {
+            Ok((engine, _)) => engine,
+            Err(e) => {
+                // No providers (a cloud this controller does not run, credentials
+                // refused, a part it does not build): if nothing was ever stored,
+                // nothing was made, and the resource may go.
+                let store = self.state_store(&ns, &obj.name_any());
+                if store.load().await?.is_none() {
+                    return Ok(Next::OnChange);
+                }
+                return Err(e);
+            }
+        };
         st.condition(
             status::PROGRESSING,
             true,

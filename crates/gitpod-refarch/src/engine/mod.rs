@@ -6,8 +6,9 @@
 //! Each call is retried by error class within the [`RetryPolicy`] budgets; pending
 //! operations are polled under the [`WaitPolicy`]. Generated secrets are saved to
 //! the [`StateStore`] *before* the call that uses them, outputs after each step (those
-//! that hold no secret may wait up to [`Config::persist_interval`]), so a run stopped
-//! anywhere resumes by observing and adopting. Intents are journalled with
+//! that hold no secret may wait for the next write, due once
+//! [`Config::persist_interval`] has passed), so a run stopped anywhere resumes by
+//! observing and adopting. Intents are journalled with
 //! the step's next save, except for kinds the next run would not otherwise read
 //! (`ResourceKind::intent_stored_before_call`: DNS records), saved before the call.
 //! Saves are group-committed: what steps change while a save is in flight is written
@@ -75,7 +76,8 @@ pub struct Config {
     ///
     /// Above zero, a step whose outputs hold no secret (ids, endpoints, name servers:
     /// what the next run's observation reads again) is written by the next save that
-    /// is due anyway, or by its own once this long has passed since the last write.
+    /// is due anyway, or by its own once this long has passed since the last write
+    /// (checked as steps finish: during one long operation nothing is written).
     /// Generated secrets, outputs that hold a secret ([`Output::has_secret`]: keys,
     /// passwords), intents stored before their call and deletions are still written
     /// before the run goes on, and the run's end writes everything. A run stopped
@@ -713,9 +715,10 @@ impl Engine {
             }
         }
         drop(running);
-        // What was only noted (a failed step's intent) is written once at the end. If
-        // that fails after steps failed, their errors say more, and the notes are not
-        // needed to resume: the report is kept.
+        // What was only noted (intents, a failed step's journal, outputs that waited
+        // for the persist interval) is written once at the end. If that fails after
+        // steps failed, their errors say more, and the notes are not needed to resume
+        // (the next run observes): the report is kept.
         if let Err(e) = run.flush().await {
             if report.failed.is_empty() {
                 return Err(e);
