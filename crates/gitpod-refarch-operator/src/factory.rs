@@ -141,16 +141,29 @@ fn value(credentials: &Credentials, key: &str) -> Option<String> {
         .filter(|s| !s.is_empty())
 }
 
-/// The cloud's providers with the in-cluster bootstrap (cert-manager, external-dns,
-/// issuer, certificate) and its cluster verifier, reaching the cluster with
-/// `credentials`.
+/// Every part on `cloud`, with the in-cluster bootstrap (cert-manager,
+/// external-dns, issuer, certificate) and its cluster verifier when `in_cluster`,
+/// reaching the cluster with the cloud's credentials.
 #[cfg(any(feature = "aws", feature = "gcp", feature = "azure"))]
-fn with_bootstrap(
+fn cloud_providers<P>(
     spec: &ReferenceArchitecture,
-    providers: Providers,
-    credentials: Arc<dyn gitpod_refarch::ClusterCredentials>,
-) -> Result<Providers> {
-    let mut bootstrap = gitpod_refarch_bootstrap::BootstrapConfig::new(credentials);
+    cloud: Arc<P>,
+    in_cluster: bool,
+) -> Result<Providers>
+where
+    P: ClusterProvider
+        + DnsProvider
+        + ObjectStore
+        + Registry
+        + Database
+        + gitpod_refarch::ClusterCredentials
+        + 'static,
+{
+    let providers = Providers::all(cloud.clone());
+    if !in_cluster {
+        return Ok(providers);
+    }
+    let mut bootstrap = gitpod_refarch_bootstrap::BootstrapConfig::new(cloud);
     if let Some(tls) = gitpod_refarch::tls::TlsCertificate::from_spec(spec)? {
         bootstrap = bootstrap.tls_certificate(tls);
     }
@@ -667,11 +680,7 @@ mod aws {
             let config = self.config(spec, credentials)?;
             let aws = Arc::new(AwsProvider::connect(config).await?);
             guard(&self.accounts).insert(Self::key_id(credentials), aws.context().account.clone());
-            let providers = Providers::all(aws.clone());
-            if !self.in_cluster {
-                return Ok(providers);
-            }
-            with_bootstrap(spec, providers, aws)
+            cloud_providers(spec, aws, self.in_cluster)
         }
 
         fn account(
@@ -856,11 +865,7 @@ mod gcp {
             refuse_self_managed(spec)?;
             let config = self.config(spec, credentials)?;
             let gcp = Arc::new(GcpProvider::connect(config).await?);
-            let providers = Providers::all(gcp.clone());
-            if !self.in_cluster {
-                return Ok(providers);
-            }
-            with_bootstrap(spec, providers, gcp)
+            cloud_providers(spec, gcp, self.in_cluster)
         }
 
         fn account(
@@ -1038,11 +1043,7 @@ mod azure {
             refuse_self_managed(spec)?;
             let config = self.config(spec, credentials)?;
             let azure = Arc::new(AzureProvider::connect(config).await?);
-            let providers = Providers::all(azure.clone());
-            if !self.in_cluster {
-                return Ok(providers);
-            }
-            with_bootstrap(spec, providers, azure)
+            cloud_providers(spec, azure, self.in_cluster)
         }
 
         fn account(

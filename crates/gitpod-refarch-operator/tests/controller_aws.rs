@@ -10,10 +10,9 @@ mod support;
 use std::sync::Arc;
 use std::time::Duration;
 
-use gitpod_refarch::engine::{RetryPolicy, WaitPolicy};
 use gitpod_refarch::Secret;
 use gitpod_refarch_aws::{AwsConfig, AwsProvider};
-use gitpod_refarch_operator::controller::{Context, OperatorConfig};
+use gitpod_refarch_operator::controller::Context;
 use gitpod_refarch_operator::factory::{AwsFactory, AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY};
 use kube::api::DeleteParams;
 use kube::ResourceExt;
@@ -28,26 +27,6 @@ fn spec_yaml() -> String {
          certificates:\n  issuer: acme\n  email: ops@example.com\n\
          dns:\n  recordsTarget:\n    ipv4: 203.0.113.10\n"
     )
-}
-
-fn config() -> OperatorConfig {
-    OperatorConfig::new("replica-1")
-        .namespace(Some(NS.into()))
-        .backoff(Duration::from_millis(200), Duration::from_secs(2))
-        // moto answers at once: short waits between polls and retries.
-        .engine(|b| {
-            let mut retry = RetryPolicy::default();
-            retry.initial_backoff = Duration::from_millis(10);
-            retry.max_backoff = Duration::from_millis(200);
-            retry.max_attempts = 30;
-            retry.budget = Duration::from_secs(60);
-            retry.propagation_budget = Duration::from_secs(60);
-            let mut wait = WaitPolicy::default();
-            wait.min_delay = Duration::from_millis(10);
-            wait.max_delay = Duration::from_millis(50);
-            wait.timeout = Duration::from_secs(120);
-            b.retry(retry).wait(wait)
-        })
 }
 
 fn factory(moto: &Moto) -> Arc<AwsFactory> {
@@ -108,7 +87,7 @@ async fn made(moto: &Moto) -> Vec<String> {
 async fn an_installation_on_moto_becomes_ready_and_its_deletion_leaves_nothing() {
     let moto = Moto::start().await;
     let c = Cluster::start().await;
-    let ctx = Context::new(c.client.clone(), factory(&moto), config());
+    let ctx = Context::new(c.client.clone(), factory(&moto), fast_cloud_config());
     let _running = c.spawn(ctx.clone());
     let api = c.installations();
     assert_eq!(made(&moto).await, Vec::<String>::new());
@@ -181,7 +160,11 @@ async fn wrong_keys_degrade_the_installation_with_credentials() {
     let moto = Moto::start().await;
     moto.enable_auth().await;
     let c = Cluster::start().await;
-    let _running = c.spawn(Context::new(c.client.clone(), factory(&moto), config()));
+    let _running = c.spawn(Context::new(
+        c.client.clone(),
+        factory(&moto),
+        fast_cloud_config(),
+    ));
     let api = c.installations();
     c.secret(
         "aws-keys",

@@ -15,14 +15,13 @@ mod support;
 use std::sync::Arc;
 use std::time::Duration;
 
-use gitpod_refarch::engine::{RetryPolicy, WaitPolicy};
 use gitpod_refarch::spec::Cloud;
 use gitpod_refarch_fake_azure::{
     FakeAzure, FakeConfig as AzureFakeConfig, DEFAULT_CLIENT_ID, DEFAULT_CLIENT_SECRET,
     DEFAULT_SUBSCRIPTION, DEFAULT_TENANT,
 };
 use gitpod_refarch_fake_gcp::{FakeConfig as GcpFakeConfig, FakeGcp};
-use gitpod_refarch_operator::controller::{Context, OperatorConfig};
+use gitpod_refarch_operator::controller::Context;
 use gitpod_refarch_operator::factory::{
     AzureFactory, ByCloud, GcpFactory, AZURE_CLIENT_ID, AZURE_CLIENT_SECRET, AZURE_TENANT_ID,
     GOOGLE_CREDENTIALS,
@@ -49,26 +48,6 @@ fn azure_yaml(name: &str) -> String {
          certificates:\n  issuer: acme\n  email: ops@example.com\n\
          dns:\n  recordsTarget:\n    ipv4: 203.0.113.10\n"
     )
-}
-
-fn config() -> OperatorConfig {
-    OperatorConfig::new("replica-1")
-        .namespace(Some(NS.into()))
-        .backoff(Duration::from_millis(200), Duration::from_secs(2))
-        // The fakes answer at once: short waits between polls and retries.
-        .engine(|b| {
-            let mut retry = RetryPolicy::default();
-            retry.initial_backoff = Duration::from_millis(5);
-            retry.max_backoff = Duration::from_millis(100);
-            retry.max_attempts = 40;
-            retry.budget = Duration::from_secs(60);
-            retry.propagation_budget = Duration::from_secs(60);
-            let mut wait = WaitPolicy::default();
-            wait.min_delay = Duration::from_millis(2);
-            wait.max_delay = Duration::from_millis(20);
-            wait.timeout = Duration::from_secs(120);
-            b.retry(retry).wait(wait)
-        })
 }
 
 fn factory(gcp: &FakeGcp, azure: &FakeAzure) -> Arc<ByCloud> {
@@ -142,7 +121,7 @@ fn azure_made(f: &FakeAzure, name: &str) -> Vec<String> {
 async fn gcp_and_azure_installations_become_ready_side_by_side_and_leave_nothing() {
     let (gcp, azure) = fakes().await;
     let c = Cluster::start().await;
-    let ctx = Context::new(c.client.clone(), factory(&gcp, &azure), config());
+    let ctx = Context::new(c.client.clone(), factory(&gcp, &azure), fast_cloud_config());
     let _running = c.spawn(ctx.clone());
     let api = c.installations();
     c.secret(
@@ -245,7 +224,7 @@ async fn bad_credentials_degrade_gcp_and_azure_installations() {
     let _running = c.spawn(Context::new(
         c.client.clone(),
         factory(&gcp, &azure),
-        config(),
+        fast_cloud_config(),
     ));
     let api = c.installations();
     c.secret(

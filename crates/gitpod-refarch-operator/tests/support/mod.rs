@@ -6,8 +6,9 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use gitpod_refarch::engine::{RetryPolicy, WaitPolicy};
 use gitpod_refarch_fake_kube::{FakeConfig, FakeKube};
-use gitpod_refarch_operator::controller::{self, Context};
+use gitpod_refarch_operator::controller::{self, Context, OperatorConfig};
 use gitpod_refarch_operator::crd::{Condition, GitpodInstallation};
 use k8s_openapi::api::core::v1::Secret as KubeSecret;
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
@@ -148,6 +149,27 @@ pub async fn guard<T>(f: impl std::future::Future<Output = T>) -> T {
     tokio::time::timeout(GUARD, f)
         .await
         .expect("the wait did not end: the controller never got there")
+}
+
+/// Replica `replica-1` watching [`NS`], with short backoffs, retries and waits for a
+/// cloud that answers at once (moto, the GCP and Azure fakes).
+pub fn fast_cloud_config() -> OperatorConfig {
+    OperatorConfig::new("replica-1")
+        .namespace(Some(NS.into()))
+        .backoff(Duration::from_millis(200), Duration::from_secs(2))
+        .engine(|b| {
+            let mut retry = RetryPolicy::default();
+            retry.initial_backoff = Duration::from_millis(5);
+            retry.max_backoff = Duration::from_millis(200);
+            retry.max_attempts = 40;
+            retry.budget = Duration::from_secs(60);
+            retry.propagation_budget = Duration::from_secs(60);
+            let mut wait = WaitPolicy::default();
+            wait.min_delay = Duration::from_millis(5);
+            wait.max_delay = Duration::from_millis(50);
+            wait.timeout = Duration::from_secs(120);
+            b.retry(retry).wait(wait)
+        })
 }
 
 /// The CLI-style spec (YAML) of a simulated installation named `name`.
