@@ -9,8 +9,13 @@
 //! `/proc/<pid>/status`, Linux) is read, and the fake's request counters (reset just
 //! before the controller starts, the bench's own watch requests taken out) give the
 //! API calls per installation. The simulated cloud runs the realistic latency profile
-//! scaled so that one installation takes a few seconds of real time: the ratio of N
-//! installations to one measures the controller's parallelism, not CPU.
+//! scaled so that one installation takes a few seconds of real time. The ratio of N
+//! installations to one measures the controller's parallelism as long as waiting
+//! dominates, as it does on a real cloud (one installation ~16 minutes). At the
+//! default 1/300, 1,000 installations need about 10 CPU-seconds between the
+//! controller and the fake on a 2-core machine, as much as three one-installation
+//! runs: that row measures CPU too. `GITPOD_REFARCH_FLEET_SCALE=0.01` (one
+//! installation ~10 s) keeps the waiting dominant.
 //!
 //! - `cargo test -p gitpod-refarch-benches --bench operator` (criterion's test mode,
 //!   CI's smoke run): N = 1 and N = 10, once each.

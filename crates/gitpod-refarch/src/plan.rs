@@ -769,7 +769,8 @@ pub fn plan(spec: &ReferenceArchitecture, snapshot: &Snapshot) -> Result<Plan, V
     let nodes = planned_nodes(spec, snapshot);
     let desired_ids: BTreeSet<ResourceId> = nodes.iter().map(Node::id).collect();
     let info = snapshot.cluster_provider.as_ref();
-    let mut steps = Vec::new();
+    // One step per node, and a few deletes of resources the spec no longer has.
+    let mut steps = Vec::with_capacity(nodes.len());
     let mut known_outputs = BTreeMap::new();
     for node in &nodes {
         let id = node.id();
@@ -838,6 +839,8 @@ pub fn plan(spec: &ReferenceArchitecture, snapshot: &Snapshot) -> Result<Plan, V
             });
         }
     }
+    // A plan lives for the whole run: no spare capacity.
+    steps.shrink_to_fit();
     Ok(Plan {
         installation: spec.name.clone(),
         mode: Mode::Apply,
@@ -923,7 +926,7 @@ pub fn plan_destroy(
         }
     }
     let info = snapshot.cluster_provider.as_ref();
-    let mut steps = Vec::new();
+    let mut steps = Vec::with_capacity(nodes.len());
     for n in nodes.iter().rev() {
         let id = n.id();
         let exists = matches!(snapshot.observed.get(&id), Some(Some(_)));

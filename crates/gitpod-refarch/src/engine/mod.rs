@@ -310,7 +310,9 @@ struct Run<'a> {
     /// When the last save was stored (the clock's time), for
     /// [`Config::persist_interval`].
     last_write: Mutex<Duration>,
-    outputs: Mutex<BTreeMap<ResourceId, Output>>,
+    /// The outputs known so far, shared by the [`Inputs`] of the steps started since
+    /// the last insert (an insert copies them only while such a step still runs).
+    outputs: Mutex<Arc<BTreeMap<ResourceId, Output>>>,
 }
 
 impl Engine {
@@ -580,7 +582,7 @@ impl Engine {
             state: Mutex::new((state, 0)),
             writer: futures::lock::Mutex::new((generation, 0)),
             last_write: Mutex::new(self.clock.now()),
-            outputs: Mutex::new(outputs),
+            outputs: Mutex::new(Arc::new(outputs)),
         };
         let steps = plan.steps();
         self.emit(Event::RunStarted {
@@ -729,7 +731,8 @@ impl Engine {
             .outputs
             .into_inner()
             .map_err(|_| Error::internal("outputs lock poisoned"))?;
-        report.outputs = Outputs::new(outputs);
+        // Every step is done, so nothing else holds them: no copy.
+        report.outputs = Outputs::new(Arc::unwrap_or_clone(outputs));
         report.elapsed = self.clock.now().saturating_sub(start);
         self.emit(Event::RunFinished {
             success: report.is_success(),
@@ -916,7 +919,7 @@ impl Run<'_> {
             .0
             .secrets
             .clone();
-        Ok(Inputs::new(outputs, secrets))
+        Ok(Inputs::shared(outputs, Arc::new(secrets)))
     }
 
     async fn execute(&self, step: &plan::Step) -> Result<Option<Output>> {
@@ -1013,10 +1016,13 @@ impl Run<'_> {
             Error::internal("the provider finished ensure without outputs")
                 .with_resource(step.id.clone())
         })?;
-        self.outputs
-            .lock()
-            .map_err(|_| Error::internal("outputs lock poisoned"))?
-            .insert(step.id.clone(), out.clone());
+        Arc::make_mut(
+            &mut *self
+                .outputs
+                .lock()
+                .map_err(|_| Error::internal("outputs lock poisoned"))?,
+        )
+        .insert(step.id.clone(), out.clone());
         let record = |st: &mut State| {
             st.outputs.insert(step.id.clone(), out.clone());
             st.update_intent(seq, None, true);
@@ -1063,10 +1069,13 @@ impl Run<'_> {
                 }
             }
         }
-        self.outputs
-            .lock()
-            .map_err(|_| Error::internal("outputs lock poisoned"))?
-            .remove(id);
+        Arc::make_mut(
+            &mut *self
+                .outputs
+                .lock()
+                .map_err(|_| Error::internal("outputs lock poisoned"))?,
+        )
+        .remove(id);
         self.save(|st| {
             st.outputs.remove(id);
             // Secrets that belong to the resource go with it (the kind's rule).

@@ -47,6 +47,7 @@
 //! ```
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -219,8 +220,10 @@ impl<S> Observed<S> {
 /// depends on, and secrets the engine generated and saved before the call.
 #[derive(Debug, Clone, Default)]
 pub struct Inputs {
-    outputs: BTreeMap<ResourceId, Output>,
-    secrets: BTreeMap<String, Secret>,
+    /// Shared with the engine's run and the other steps that started from the same
+    /// outputs (copied only when one of them inserts).
+    outputs: Arc<BTreeMap<ResourceId, Output>>,
+    secrets: Arc<BTreeMap<String, Secret>>,
 }
 
 pub use crate::resource::{DATABASE_PASSWORD, ENCRYPTION_KEY};
@@ -228,12 +231,21 @@ pub use crate::resource::{DATABASE_PASSWORD, ENCRYPTION_KEY};
 impl Inputs {
     /// Inputs from dependency outputs and engine secrets.
     pub fn new(outputs: BTreeMap<ResourceId, Output>, secrets: BTreeMap<String, Secret>) -> Self {
+        Self::shared(Arc::new(outputs), Arc::new(secrets))
+    }
+
+    /// Inputs over maps the caller keeps too: a run's steps share one copy of the
+    /// outputs instead of one each.
+    pub fn shared(
+        outputs: Arc<BTreeMap<ResourceId, Output>>,
+        secrets: Arc<BTreeMap<String, Secret>>,
+    ) -> Self {
         Inputs { outputs, secrets }
     }
 
     /// Record an output (the engine does, for operations that finished).
     pub fn insert(&mut self, id: ResourceId, output: Output) {
-        self.outputs.insert(id, output);
+        Arc::make_mut(&mut self.outputs).insert(id, output);
     }
 
     /// The output of a dependency, or of the resource itself when earlier runs (or a
@@ -432,3 +444,37 @@ pub trait ClusterCredentials: Send + Sync {
 }
 
 // `Providers`, its builder and the routing by domain live in `routing.rs`.
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+    use super::*;
+    use crate::resource::ResourceKind;
+
+    fn foundation(account: &str) -> Output {
+        Output::Foundation {
+            account: account.into(),
+        }
+    }
+
+    #[test]
+    fn shared_inputs_copy_their_outputs_only_when_one_of_them_inserts() {
+        let id = ResourceId::new(ResourceKind::Foundation, "gp");
+        let other = ResourceId::new(ResourceKind::Network, "gp");
+        let outputs = Arc::new(BTreeMap::from([(id.clone(), foundation("a"))]));
+        let secrets = Arc::new(BTreeMap::new());
+        let first = Inputs::shared(outputs.clone(), secrets.clone());
+        let mut second = Inputs::shared(outputs.clone(), secrets);
+        // Shared: one map for the run and both steps.
+        assert_eq!(Arc::strong_count(&outputs), 3);
+        assert!(std::ptr::eq(first.outputs(), second.outputs()));
+
+        second.insert(other.clone(), foundation("b"));
+        // The inserting one got its own copy; the others still see what they had.
+        assert_eq!(Arc::strong_count(&outputs), 2);
+        assert_eq!(second.get(&other), Some(&foundation("b")));
+        assert_eq!(second.get(&id), Some(&foundation("a")));
+        assert_eq!(first.get(&other), None);
+        assert_eq!(outputs.len(), 1);
+    }
+}
