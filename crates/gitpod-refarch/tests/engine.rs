@@ -691,6 +691,7 @@ struct TestStore {
     inner: gitpod_refarch::state::MemoryStateStore,
     delay: Duration,
     ok: std::sync::atomic::AtomicUsize,
+    loads: std::sync::atomic::AtomicUsize,
 }
 
 impl TestStore {
@@ -699,6 +700,7 @@ impl TestStore {
             inner: gitpod_refarch::state::MemoryStateStore::new(),
             delay,
             ok: std::sync::atomic::AtomicUsize::new(ok),
+            loads: std::sync::atomic::AtomicUsize::new(0),
         }
     }
 }
@@ -709,6 +711,7 @@ impl gitpod_refarch::state::StateStore for TestStore {
         "test".into()
     }
     async fn load(&self) -> gitpod_refarch::Result<Option<gitpod_refarch::state::Stored>> {
+        self.loads.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
         self.inner.load().await
     }
     async fn save(
@@ -750,6 +753,30 @@ impl gitpod_refarch::state::StateStore for TestStore {
     ) -> gitpod_refarch::Result<gitpod_refarch::state::LockInfo> {
         self.inner.break_lock(id).await
     }
+}
+
+/// The bundle and the outputs a controller reports after each reconcile come from one
+/// read of the state, and match what the two separate calls return.
+#[tokio::test(start_paused = true)]
+async fn the_bundle_and_the_outputs_come_from_one_read_of_the_state() {
+    use std::sync::atomic::Ordering;
+    use std::sync::Arc;
+    let s = spec(Cloud::Gcp);
+    let h = Harness::new(LatencyProfile::instant());
+    let store = Arc::new(TestStore::new(Duration::ZERO, usize::MAX));
+    let engine = h.engine_with(|b| b.state(store.clone()));
+    engine.apply_spec(&s).await.unwrap().into_result().unwrap();
+
+    store.loads.store(0, Ordering::SeqCst);
+    let (bundle, outputs) = engine.installer_bundle_and_outputs(&s).await.unwrap();
+    assert_eq!(store.loads.load(Ordering::SeqCst), 1);
+
+    assert_eq!(outputs, engine.outputs("gp").await.unwrap());
+    assert!(outputs.dns_credentials().is_some());
+    let alone = engine.installer_bundle(&s).await.unwrap();
+    assert_eq!(bundle.config_yaml().unwrap(), alone.config_yaml().unwrap());
+    assert_eq!(bundle.secrets, alone.secrets);
+    assert!(!bundle.secrets.is_empty());
 }
 
 /// Concurrent steps share state writes (group commit) when the store is slow, and a

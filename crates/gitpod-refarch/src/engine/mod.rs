@@ -493,6 +493,15 @@ impl Engine {
     /// The key is saved over the generation read (a concurrent writer makes this fail
     /// with [`ErrorKind::StateChanged`], never lose the key).
     pub async fn installer_bundle(&self, spec: &ReferenceArchitecture) -> Result<InstallerBundle> {
+        Ok(self.installer_bundle_and_outputs(spec).await?.0)
+    }
+
+    /// [`Engine::installer_bundle`] and [`Engine::outputs`] from one read of the
+    /// state (a controller that reports both after every reconcile reads once).
+    pub async fn installer_bundle_and_outputs(
+        &self,
+        spec: &ReferenceArchitecture,
+    ) -> Result<(InstallerBundle, Outputs)> {
         let (mut state, generation) = self.load_state(&spec.name).await?;
         let key = match state.secrets.get(ENCRYPTION_KEY) {
             Some(k) => k.clone(),
@@ -503,7 +512,9 @@ impl Engine {
                 k
             }
         };
-        installer::render(spec, &Outputs::new(state.outputs), &key)
+        let outputs = Outputs::new(state.outputs);
+        let bundle = installer::render(spec, &outputs, &key)?;
+        Ok((bundle, outputs))
     }
 
     /// Execute a plan as written.
