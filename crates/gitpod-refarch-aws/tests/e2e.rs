@@ -40,20 +40,10 @@ fn config(url: &str) -> AwsConfig {
 }
 
 fn engine(p: Arc<AwsProvider>, store: Arc<MemoryStateStore>) -> Engine {
-    let mut retry = RetryPolicy::default();
-    retry.initial_backoff = Duration::from_millis(10);
-    retry.max_backoff = Duration::from_millis(200);
-    retry.max_attempts = 30;
-    retry.budget = Duration::from_secs(60);
-    retry.propagation_budget = Duration::from_secs(60);
-    let mut wait = WaitPolicy::default();
-    wait.min_delay = Duration::from_millis(10);
-    wait.max_delay = Duration::from_millis(50);
-    wait.timeout = Duration::from_secs(120);
     Engine::builder(Providers::all(p))
         .state(store)
-        .retry(retry)
-        .wait(wait)
+        .retry(RetryPolicy::local())
+        .wait(WaitPolicy::local())
         .build()
         .unwrap()
 }

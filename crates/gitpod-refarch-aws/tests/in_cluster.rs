@@ -84,20 +84,10 @@ fn engine(p: Arc<AwsProvider>, store: Arc<MemoryStateStore>) -> Engine {
             .delegation(None)
             .poll_interval(Duration::from_millis(5)),
     );
-    let mut retry = RetryPolicy::default();
-    retry.initial_backoff = Duration::from_millis(10);
-    retry.max_backoff = Duration::from_millis(200);
-    retry.max_attempts = 30;
-    retry.budget = Duration::from_secs(60);
-    retry.propagation_budget = Duration::from_secs(60);
-    let mut wait = WaitPolicy::default();
-    wait.min_delay = Duration::from_millis(5);
-    wait.max_delay = Duration::from_millis(50);
-    wait.timeout = Duration::from_secs(120);
     Engine::builder(Providers::all(p).with_in_cluster(Arc::new(bootstrap)))
         .state(store)
-        .retry(retry)
-        .wait(wait)
+        .retry(RetryPolicy::local())
+        .wait(WaitPolicy::local())
         .build()
         .unwrap()
 }

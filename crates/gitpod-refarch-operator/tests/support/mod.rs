@@ -157,19 +157,7 @@ pub fn fast_cloud_config() -> OperatorConfig {
     OperatorConfig::new("replica-1")
         .namespace(Some(NS.into()))
         .backoff(Duration::from_millis(200), Duration::from_secs(2))
-        .engine(|b| {
-            let mut retry = RetryPolicy::default();
-            retry.initial_backoff = Duration::from_millis(5);
-            retry.max_backoff = Duration::from_millis(200);
-            retry.max_attempts = 40;
-            retry.budget = Duration::from_secs(60);
-            retry.propagation_budget = Duration::from_secs(60);
-            let mut wait = WaitPolicy::default();
-            wait.min_delay = Duration::from_millis(5);
-            wait.max_delay = Duration::from_millis(50);
-            wait.timeout = Duration::from_secs(120);
-            b.retry(retry).wait(wait)
-        })
+        .engine(|b| b.retry(RetryPolicy::local()).wait(WaitPolicy::local()))
 }
 
 /// The CLI-style spec (YAML) of a simulated installation named `name`.

@@ -53,6 +53,20 @@ impl RetryPolicy {
         }
     }
 
+    /// For a cloud that answers at once: a local emulator or fake (moto, the project's
+    /// GCP, Azure and Kubernetes fakes) in tests and demos. Backoffs of 5 to 200 ms,
+    /// 40 attempts, a minute's budget for each class of error.
+    pub fn local() -> Self {
+        RetryPolicy {
+            initial_backoff: Duration::from_millis(5),
+            max_backoff: Duration::from_millis(200),
+            max_attempts: 40,
+            budget: Duration::from_secs(60),
+            propagation_budget: Duration::from_secs(60),
+            ..Default::default()
+        }
+    }
+
     /// The delay before attempt `attempt + 1` (attempt counts from 1).
     pub fn delay(&self, attempt: u32) -> Duration {
         let exp = self
@@ -170,6 +184,16 @@ impl Default for WaitPolicy {
 }
 
 impl WaitPolicy {
+    /// For a cloud that answers at once (see [`RetryPolicy::local`]): polls every 5 to
+    /// 50 ms, at most two minutes per operation.
+    pub fn local() -> Self {
+        WaitPolicy {
+            min_delay: Duration::from_millis(5),
+            max_delay: Duration::from_millis(50),
+            timeout: Duration::from_secs(120),
+        }
+    }
+
     /// Delay before poll number `n` (from 1), honouring a provider hint.
     pub fn delay(&self, n: u32, hint: Option<Duration>) -> Duration {
         match hint {
