@@ -535,8 +535,8 @@ where
     P: ClusterProvider + DnsProvider + ObjectStore + Registry + Database + 'static,
 {
     use gitpod_refarch_selfmanaged::{DataPlaneVerifier, SelfManaged};
-    let parts = self_managed_parts(spec);
-    if parts.is_empty() {
+    let own = SelfManaged::for_spec(spec).map_err(|e| e.chain())?;
+    if own.is_empty() {
         let providers = Providers::all(cloud);
         return Ok(if data_plane {
             providers.with_verifier(Arc::new(DataPlaneVerifier::new()))
@@ -544,34 +544,7 @@ where
             providers
         });
     }
-    let own = SelfManaged::for_spec(spec).map_err(|e| e.chain())?;
-    let unbuilt = |part: Part| {
-        format!("{part}.provider is selfManaged, but no self-managed {part} provider was built")
-    };
-    let mut b = Providers::builder().cluster(cloud.clone());
-    b = match (parts.contains(&Part::Database), &own.database) {
-        (false, _) => b.database(cloud.clone()),
-        (true, Some(p)) => b.database(p.clone()),
-        (true, None) => return Err(unbuilt(Part::Database)),
-    };
-    b = match (parts.contains(&Part::Dns), &own.dns) {
-        (false, _) => b.dns(cloud.clone()),
-        (true, Some(p)) => b.dns(p.clone()),
-        (true, None) => return Err(unbuilt(Part::Dns)),
-    };
-    b = match (parts.contains(&Part::Registry), &own.registry) {
-        (false, _) => b.registry(cloud.clone()),
-        (true, Some(p)) => b.registry(p.clone()),
-        (true, None) => return Err(unbuilt(Part::Registry)),
-    };
-    b = match (parts.contains(&Part::Storage), &own.storage) {
-        (false, _) => b.object_store(cloud),
-        (true, Some(p)) => b.object_store(p.clone()),
-        (true, None) => return Err(unbuilt(Part::Storage)),
-    };
-    b.verifier(Arc::new(own.verifier()))
-        .build()
-        .map_err(|e| e.chain())
+    own.providers(cloud).map_err(|e| e.chain())
 }
 
 /// Without the `selfmanaged` feature: `cloud` for every part, and no self-managed part.

@@ -50,7 +50,10 @@ pub struct OperatorSettings {
     /// AWS `AWS_ACCESS_KEY_ID` and `AWS_SECRET_ACCESS_KEY` (optional
     /// `AWS_SESSION_TOKEN`); GCP `GOOGLE_CREDENTIALS` (a service account key JSON);
     /// Azure `AZURE_TENANT_ID`, `AZURE_CLIENT_ID` and `AZURE_CLIENT_SECRET`. Absent:
-    /// the controller's own workload identity.
+    /// the controller's own workload identity. It also answers the spec's references
+    /// (self-managed parts' secrets, CA and certificate files): `{env: NAME}` is the
+    /// key NAME, `{file: NAME}` and `caFile: NAME` the key NAME; the controller never
+    /// reads its own environment or disk for them.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub credentials_secret: Option<String>,
     /// The Secret (in the resource's namespace) that receives the installer bundle:

@@ -32,6 +32,7 @@ use gitpod_refarch::resource::{
     ClusterResource, DatabaseResource, DnsResource, InClusterResource, ObjectStorageSpec,
     RegistrySpec,
 };
+use gitpod_refarch::secret::Sources;
 use gitpod_refarch::sim::{LatencyProfile, SimCloud};
 use gitpod_refarch::spec::Cloud;
 use gitpod_refarch::{
@@ -47,11 +48,15 @@ pub type Credentials = BTreeMap<String, Secret>;
 pub trait ProviderFactory: Send + Sync {
     /// The providers for `spec`, with the credentials of its Secret (`None`: the
     /// controller's own identity). Bad credentials are an error here (a fail-fast
-    /// preflight), so the installation is `Degraded` with the reason.
+    /// preflight), so the installation is `Degraded` with the reason. The secrets
+    /// and files the spec names (self-managed parts, a brought certificate) are read
+    /// from `sources` (the same Secret, [`crate::sources::SecretSources`]), never
+    /// from the controller's environment or disk.
     async fn providers(
         &self,
         spec: &ReferenceArchitecture,
         credentials: Option<&Credentials>,
+        sources: &dyn Sources,
     ) -> Result<Providers>;
 
     /// The account (project, subscription) the installation's cloud calls count
@@ -82,9 +87,13 @@ fn check_cloud(spec: &ReferenceArchitecture, cloud: Cloud) -> Result<()> {
     )))
 }
 
-/// The controller does not build self-managed parts (yet): refuse a spec that names
-/// one, before any call, rather than let the cloud make what the user runs.
-#[cfg(any(feature = "aws", feature = "gcp", feature = "azure"))]
+/// Without the `selfmanaged` feature the controller builds no self-managed part:
+/// refuse a spec that names one, before any call, rather than let the cloud make
+/// what the user runs.
+#[cfg(all(
+    not(feature = "selfmanaged"),
+    any(feature = "aws", feature = "gcp", feature = "azure")
+))]
 fn refuse_self_managed(spec: &ReferenceArchitecture) -> Result<()> {
     let own: Vec<&str> = [
         ("database", spec.database.is_self_managed()),
@@ -99,13 +108,44 @@ fn refuse_self_managed(spec: &ReferenceArchitecture) -> Result<()> {
         return Ok(());
     }
     Err(Error::invalid_input(format!(
-        "{}: provider selfManaged is not run by the controller yet; use the CLI or the \
-         library (gitpod-refarch-selfmanaged) for this installation",
+        "{}: provider selfManaged needs a controller built with the `selfmanaged` \
+         feature (on by default)",
         own.iter()
             .map(|p| format!("{p}.provider"))
             .collect::<Vec<_>>()
             .join(", ")
     )))
+}
+
+/// Every part on `cloud` except those the spec names `provider: selfManaged`, which
+/// come from `gitpod-refarch-selfmanaged` with their secrets and CA files read from
+/// `sources` (the installation's Secret).
+#[cfg(all(
+    feature = "selfmanaged",
+    any(feature = "aws", feature = "gcp", feature = "azure")
+))]
+fn parts<P>(spec: &ReferenceArchitecture, cloud: Arc<P>, sources: &dyn Sources) -> Result<Providers>
+where
+    P: ClusterProvider + DnsProvider + ObjectStore + Registry + Database + 'static,
+{
+    gitpod_refarch_selfmanaged::SelfManaged::for_spec_from(spec, sources)?.providers(cloud)
+}
+
+/// Every part on `cloud`; a self-managed part is refused.
+#[cfg(all(
+    not(feature = "selfmanaged"),
+    any(feature = "aws", feature = "gcp", feature = "azure")
+))]
+fn parts<P>(
+    spec: &ReferenceArchitecture,
+    cloud: Arc<P>,
+    _sources: &dyn Sources,
+) -> Result<Providers>
+where
+    P: ClusterProvider + DnsProvider + ObjectStore + Registry + Database + 'static,
+{
+    refuse_self_managed(spec)?;
+    Ok(Providers::all(cloud))
 }
 
 /// The keys that a credentials Secret lacks (absent or blank), as an error naming
@@ -141,14 +181,16 @@ fn value(credentials: &Credentials, key: &str) -> Option<String> {
         .filter(|s| !s.is_empty())
 }
 
-/// Every part on `cloud`, with the in-cluster bootstrap (cert-manager,
-/// external-dns, issuer, certificate) and its cluster verifier when `in_cluster`,
-/// reaching the cluster with the cloud's credentials.
+/// Every part on `cloud` or self-managed ([`parts`]), with the in-cluster bootstrap
+/// (cert-manager, external-dns, issuer, certificate) and its cluster verifier when
+/// `in_cluster`, reaching the cluster with the cloud's credentials; a brought
+/// certificate's files are read from `sources`.
 #[cfg(any(feature = "aws", feature = "gcp", feature = "azure"))]
 fn cloud_providers<P>(
     spec: &ReferenceArchitecture,
     cloud: Arc<P>,
     in_cluster: bool,
+    sources: &dyn Sources,
 ) -> Result<Providers>
 where
     P: ClusterProvider
@@ -159,12 +201,12 @@ where
         + gitpod_refarch::ClusterCredentials
         + 'static,
 {
-    let providers = Providers::all(cloud.clone());
+    let providers = parts(spec, cloud.clone(), sources)?;
     if !in_cluster {
         return Ok(providers);
     }
     let mut bootstrap = gitpod_refarch_bootstrap::BootstrapConfig::new(cloud);
-    if let Some(tls) = gitpod_refarch::tls::TlsCertificate::from_spec(spec)? {
+    if let Some(tls) = gitpod_refarch::tls::TlsCertificate::from_spec_from(spec, sources)? {
         bootstrap = bootstrap.tls_certificate(tls);
     }
     bootstrap.validate()?;
@@ -182,12 +224,22 @@ mod shared_tests {
     #![allow(clippy::unwrap_used)]
     use super::*;
 
-    #[test]
-    fn self_managed_parts_are_refused_by_name_before_any_call() {
+    fn self_managed_spec() -> ReferenceArchitecture {
         let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
             .join("../../examples/specs/self-managed.yaml");
-        let spec = ReferenceArchitecture::from_path(&path).unwrap();
-        let e = refuse_self_managed(&spec).unwrap_err();
+        ReferenceArchitecture::from_path(&path).unwrap()
+    }
+
+    #[test]
+    fn a_spec_for_another_cloud_is_refused() {
+        let e = check_cloud(&self_managed_spec(), Cloud::Azure).unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::InvalidInput);
+    }
+
+    #[cfg(not(feature = "selfmanaged"))]
+    #[test]
+    fn self_managed_parts_are_refused_by_name_before_any_call() {
+        let e = refuse_self_managed(&self_managed_spec()).unwrap_err();
         assert_eq!(e.kind(), ErrorKind::InvalidInput);
         assert!(
             e.to_string()
@@ -195,8 +247,54 @@ mod shared_tests {
             "{e}"
         );
         assert!(refuse_self_managed(&ReferenceArchitecture::defaults(Cloud::Gcp)).is_ok());
-        let e = check_cloud(&spec, Cloud::Azure).unwrap_err();
+    }
+
+    #[cfg(feature = "selfmanaged")]
+    #[test]
+    fn self_managed_parts_are_built_from_the_installations_secret_only() {
+        use crate::sources::SecretSources;
+        let spec = self_managed_spec();
+        let cloud = Arc::new(SimCloud::new(
+            Arc::new(TokioClock::new()),
+            LatencyProfile::instant(),
+        ));
+        let keys = [
+            "GITPOD_DB_ADMIN_PASSWORD",
+            "GITPOD_DNS_TSIG_SECRET",
+            "GITPOD_REGISTRY_PASSWORD",
+            "GITPOD_S3_ACCESS_KEY_ID",
+            "GITPOD_S3_SECRET_ACCESS_KEY",
+        ];
+        let secret = |skip: &str| -> Credentials {
+            keys.iter()
+                .filter(|k| **k != skip)
+                .map(|k| (k.to_string(), Secret::new("c2VjcmV0Cg==".into())))
+                .collect()
+        };
+        let all = SecretSources::new("ns/creds", Some(secret("")));
+        let providers = parts(&spec, cloud.clone(), &all).unwrap();
+        let routed = format!("{providers:?}");
+        let sim = format!("{:?}", Providers::all(cloud.clone()));
+        assert_ne!(routed, sim, "the self-managed parts are not the sim's");
+        assert_eq!(providers.verifiers().len(), 1);
+        // One key missing: refused at its field, naming the Secret and the key.
+        let lacking = SecretSources::new("ns/creds", Some(secret("GITPOD_DB_ADMIN_PASSWORD")));
+        let e = parts(&spec, cloud.clone(), &lacking).unwrap_err();
         assert_eq!(e.kind(), ErrorKind::InvalidInput);
+        assert!(
+            e.to_string().contains(
+                "database.adminPassword: env GITPOD_DB_ADMIN_PASSWORD: the credentials \
+                 Secret ns/creds has no key GITPOD_DB_ADMIN_PASSWORD"
+            ),
+            "{e}"
+        );
+        // A cloud-only spec needs nothing from the Secret.
+        let gcp = ReferenceArchitecture::defaults(Cloud::Gcp);
+        let none = SecretSources::none();
+        assert_eq!(
+            format!("{:?}", parts(&gcp, cloud.clone(), &none).unwrap()),
+            sim
+        );
     }
 }
 
@@ -273,8 +371,11 @@ impl ProviderFactory for ByCloud {
         &self,
         spec: &ReferenceArchitecture,
         credentials: Option<&Credentials>,
+        sources: &dyn Sources,
     ) -> Result<Providers> {
-        self.get(spec.cloud)?.providers(spec, credentials).await
+        self.get(spec.cloud)?
+            .providers(spec, credentials, sources)
+            .await
     }
 
     fn account(&self, spec: &ReferenceArchitecture, credentials: Option<&Credentials>) -> String {
@@ -409,6 +510,7 @@ impl ProviderFactory for SimFactory {
         &self,
         spec: &ReferenceArchitecture,
         credentials: Option<&Credentials>,
+        _sources: &dyn Sources,
     ) -> Result<Providers> {
         let rejected = credentials.is_some_and(|c| c.contains_key(SIM_FAIL_CREDENTIALS))
             || guard(&self.failing).contains(&spec.name);
@@ -674,13 +776,13 @@ mod aws {
             &self,
             spec: &ReferenceArchitecture,
             credentials: Option<&Credentials>,
+            sources: &dyn Sources,
         ) -> Result<Providers> {
             check_cloud(spec, Cloud::Aws)?;
-            refuse_self_managed(spec)?;
             let config = self.config(spec, credentials)?;
             let aws = Arc::new(AwsProvider::connect(config).await?);
             guard(&self.accounts).insert(Self::key_id(credentials), aws.context().account.clone());
-            cloud_providers(spec, aws, self.in_cluster)
+            cloud_providers(spec, aws, self.in_cluster, sources)
         }
 
         fn account(
@@ -860,12 +962,12 @@ mod gcp {
             &self,
             spec: &ReferenceArchitecture,
             credentials: Option<&Credentials>,
+            sources: &dyn Sources,
         ) -> Result<Providers> {
             check_cloud(spec, Cloud::Gcp)?;
-            refuse_self_managed(spec)?;
             let config = self.config(spec, credentials)?;
             let gcp = Arc::new(GcpProvider::connect(config).await?);
-            cloud_providers(spec, gcp, self.in_cluster)
+            cloud_providers(spec, gcp, self.in_cluster, sources)
         }
 
         fn account(
@@ -1038,12 +1140,12 @@ mod azure {
             &self,
             spec: &ReferenceArchitecture,
             credentials: Option<&Credentials>,
+            sources: &dyn Sources,
         ) -> Result<Providers> {
             check_cloud(spec, Cloud::Azure)?;
-            refuse_self_managed(spec)?;
             let config = self.config(spec, credentials)?;
             let azure = Arc::new(AzureProvider::connect(config).await?);
-            cloud_providers(spec, azure, self.in_cluster)
+            cloud_providers(spec, azure, self.in_cluster, sources)
         }
 
         fn account(

@@ -29,3 +29,4 @@ pub mod crd;
 pub mod factory;
 pub mod leader;
 pub mod manifests;
+pub mod sources;

@@ -82,9 +82,16 @@ fn example() -> GitpodInstallation {
 
 /// What one uninterrupted apply of the same spec makes, on a cloud of its own.
 async fn one_apply(gpi: &GitpodInstallation) -> BTreeSet<String> {
-    let spec = controller::parse_spec(gpi).unwrap();
+    let spec = controller::parse_spec(
+        gpi,
+        &gitpod_refarch_operator::sources::SecretSources::none(),
+    )
+    .unwrap();
     let factory = SimFactory::default();
-    let providers = factory.providers(&spec, None).await.unwrap();
+    let providers = factory
+        .providers(&spec, None, &gitpod_refarch::secret::ProcessSources)
+        .await
+        .unwrap();
     let engine = Engine::builder(providers).build().unwrap();
     let report = engine
         .apply_spec(&spec)

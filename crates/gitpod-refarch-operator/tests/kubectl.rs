@@ -381,8 +381,15 @@ async fn the_cli_is_refused_while_the_controller_holds_the_state() {
     // The CLI's engine: same state, another owner.
     let api: kube::Api<GitpodInstallation> = kube::Api::namespaced(client.clone(), &ns);
     let gpi = api.get(&name).await.unwrap();
-    let spec = controller::parse_spec(&gpi).unwrap();
-    let providers = SimFactory::default().providers(&spec, None).await.unwrap();
+    let spec = controller::parse_spec(
+        &gpi,
+        &gitpod_refarch_operator::sources::SecretSources::none(),
+    )
+    .unwrap();
+    let providers = SimFactory::default()
+        .providers(&spec, None, &gitpod_refarch::secret::ProcessSources)
+        .await
+        .unwrap();
     let engine = Engine::builder(providers)
         .state(std::sync::Arc::new(
             KubeStateStore::from_url(&url, client.clone()).unwrap(),

@@ -17,12 +17,17 @@
 
 use std::sync::Arc;
 
+use gitpod_refarch::provider::Providers;
+use gitpod_refarch::secret::{ProcessSources, Sources};
 use gitpod_refarch::spec::{
-    self as core, load_ca_file, ReferenceArchitecture, SecretSource, SelfManagedDatabaseSettings,
-    SelfManagedDnsSettings, SelfManagedRegistrySettings, SelfManagedStorageSettings,
+    self as core, load_ca_file_from, ReferenceArchitecture, SecretSource,
+    SelfManagedDatabaseSettings, SelfManagedDnsSettings, SelfManagedRegistrySettings,
+    SelfManagedStorageSettings,
 };
 use gitpod_refarch::verify::Part;
-use gitpod_refarch::{Error, Result, Secret};
+use gitpod_refarch::{
+    ClusterProvider, Database, DnsProvider, Error, ObjectStore, Registry, Result, Secret,
+};
 
 use crate::{
     DataPlaneVerifier, DatabaseConfig, DatabaseTlsMode, DnsConfig, ExistingRegistry,
@@ -46,32 +51,42 @@ pub struct SelfManaged {
 
 impl SelfManaged {
     /// One provider per self-managed part of `spec`, with its secrets and CA files
-    /// read. Fails with `InvalidInput` naming the field when a secret or file cannot
-    /// be read; the spec's other values are `validate`'s to check.
+    /// read from the process's environment and files. Fails with `InvalidInput`
+    /// naming the field when a secret or file cannot be read; the spec's other values
+    /// are `validate`'s to check.
     pub fn for_spec(spec: &ReferenceArchitecture) -> Result<SelfManaged> {
+        Self::for_spec_from(spec, &ProcessSources)
+    }
+
+    /// [`SelfManaged::for_spec`], with the secrets and CA files read from `sources`
+    /// (the controller: the installation's credentials Secret).
+    pub fn for_spec_from(
+        spec: &ReferenceArchitecture,
+        sources: &dyn Sources,
+    ) -> Result<SelfManaged> {
         Ok(SelfManaged {
             database: spec
                 .database
                 .self_managed()
-                .map(database_config)
+                .map(|p| database_config(p, sources))
                 .transpose()?
                 .map(|c| Arc::new(SelfManagedDatabase::new(c))),
             dns: spec
                 .dns
                 .self_managed()
-                .map(dns_config)
+                .map(|p| dns_config(p, sources))
                 .transpose()?
                 .map(|c| Arc::new(Rfc2136Dns::new(c))),
             registry: spec
                 .registry
                 .self_managed()
-                .map(registry_config)
+                .map(|p| registry_config(p, sources))
                 .transpose()?
                 .map(|c| Arc::new(ExistingRegistry::new(c))),
             storage: spec
                 .storage
                 .self_managed()
-                .map(storage_config)
+                .map(|p| storage_config(p, sources))
                 .transpose()?
                 .map(|c| Arc::new(S3CompatibleStorage::new(c))),
         })
@@ -83,6 +98,48 @@ impl SelfManaged {
             && self.dns.is_none()
             && self.registry.is_none()
             && self.storage.is_none()
+    }
+
+    /// Every part routed: each self-managed one to its provider here, the others (and
+    /// the cluster) to `cloud`; with [`SelfManaged::verifier`] when any part is
+    /// self-managed. Add the in-cluster bootstrap to the result as usual.
+    ///
+    /// ```no_run
+    /// # async fn run(spec: gitpod_refarch::ReferenceArchitecture) -> gitpod_refarch::Result<()> {
+    /// use std::sync::Arc;
+    /// use gitpod_refarch_selfmanaged::SelfManaged;
+    /// use gitpod_refarch::engine::TokioClock;
+    /// use gitpod_refarch::sim::{LatencyProfile, SimCloud};
+    /// let clock = Arc::new(TokioClock::new());
+    /// let cloud = Arc::new(SimCloud::new(clock, LatencyProfile::instant()));
+    /// let providers = SelfManaged::for_spec(&spec)?.providers(cloud)?;
+    /// # let _ = providers; Ok(()) }
+    /// ```
+    pub fn providers<P>(&self, cloud: Arc<P>) -> Result<Providers>
+    where
+        P: ClusterProvider + DnsProvider + ObjectStore + Registry + Database + 'static,
+    {
+        if self.is_empty() {
+            return Ok(Providers::all(cloud));
+        }
+        let mut b = Providers::builder().cluster(cloud.clone());
+        b = match &self.database {
+            Some(p) => b.database(p.clone()),
+            None => b.database(cloud.clone()),
+        };
+        b = match &self.dns {
+            Some(p) => b.dns(p.clone()),
+            None => b.dns(cloud.clone()),
+        };
+        b = match &self.registry {
+            Some(p) => b.registry(p.clone()),
+            None => b.registry(cloud.clone()),
+        };
+        b = match &self.storage {
+            Some(p) => b.object_store(p.clone()),
+            None => b.object_store(cloud),
+        };
+        b.verifier(Arc::new(self.verifier())).build()
     }
 
     /// The data-plane checks of `verify`, with each self-managed part marked as such
@@ -109,20 +166,23 @@ impl SelfManaged {
     }
 }
 
-fn load(source: &SecretSource, field: &str) -> Result<Secret> {
+fn load(sources: &dyn Sources, source: &SecretSource, field: &str) -> Result<Secret> {
     source
-        .load(field)
+        .load_from(sources, field)
         .map_err(|p| Error::invalid_input(p.to_string()))
 }
 
-fn ca(file: Option<&String>, field: &str) -> Result<Option<String>> {
-    file.map(|f| load_ca_file(f, field))
+fn ca(sources: &dyn Sources, file: Option<&String>, field: &str) -> Result<Option<String>> {
+    file.map(|f| load_ca_file_from(sources, f, field))
         .transpose()
         .map_err(|p| Error::invalid_input(p.to_string()))
 }
 
-fn database_config(d: &SelfManagedDatabaseSettings) -> Result<DatabaseConfig> {
-    let password = load(&d.admin_password, "database.adminPassword")?;
+fn database_config(
+    d: &SelfManagedDatabaseSettings,
+    sources: &dyn Sources,
+) -> Result<DatabaseConfig> {
+    let password = load(sources, &d.admin_password, "database.adminPassword")?;
     let mut c = DatabaseConfig::new(&d.host, d.port, &d.admin_username, password);
     c.tls = match d.tls.mode {
         core::DatabaseTlsMode::Disabled => DatabaseTlsMode::Disabled,
@@ -131,14 +191,14 @@ fn database_config(d: &SelfManagedDatabaseSettings) -> Result<DatabaseConfig> {
         core::DatabaseTlsMode::VerifyIdentity => DatabaseTlsMode::VerifyIdentity,
         _ => DatabaseTlsMode::Preferred,
     };
-    c.ca_pem = ca(d.tls.ca_file.as_ref(), "database.tls.caFile")?;
+    c.ca_pem = ca(sources, d.tls.ca_file.as_ref(), "database.tls.caFile")?;
     c.allow_server_changes = d.allow_server_changes;
     c.deletion_protection = d.deletion_protection;
     Ok(c)
 }
 
-fn dns_config(d: &SelfManagedDnsSettings) -> Result<DnsConfig> {
-    let secret = load(&d.tsig_secret, "dns.tsigSecret")?;
+fn dns_config(d: &SelfManagedDnsSettings, sources: &dyn Sources) -> Result<DnsConfig> {
+    let secret = load(sources, &d.tsig_secret, "dns.tsigSecret")?;
     let algorithm = match d.tsig_algorithm {
         core::TsigAlgorithm::HmacSha512 => TsigAlgorithm::HmacSha512,
         _ => TsigAlgorithm::HmacSha256,
@@ -150,23 +210,26 @@ fn dns_config(d: &SelfManagedDnsSettings) -> Result<DnsConfig> {
     })
 }
 
-fn registry_config(r: &SelfManagedRegistrySettings) -> Result<RegistryConfig> {
-    let password = load(&r.password, "registry.password")?;
+fn registry_config(
+    r: &SelfManagedRegistrySettings,
+    sources: &dyn Sources,
+) -> Result<RegistryConfig> {
+    let password = load(sources, &r.password, "registry.password")?;
     let mut c = RegistryConfig::new(r.url_without_scheme(), &r.username, password)
         .with_insecure_http(r.insecure_http());
-    if let Some(pem) = ca(r.ca_file.as_ref(), "registry.caFile")? {
+    if let Some(pem) = ca(sources, r.ca_file.as_ref(), "registry.caFile")? {
         c = c.with_ca_pem(pem);
     }
     Ok(c)
 }
 
-fn storage_config(s: &SelfManagedStorageSettings) -> Result<StorageConfig> {
-    let key_id = load(&s.access_key_id, "storage.accessKeyId")?;
-    let secret = load(&s.secret_access_key, "storage.secretAccessKey")?;
+fn storage_config(s: &SelfManagedStorageSettings, sources: &dyn Sources) -> Result<StorageConfig> {
+    let key_id = load(sources, &s.access_key_id, "storage.accessKeyId")?;
+    let secret = load(sources, &s.secret_access_key, "storage.secretAccessKey")?;
     let mut c = StorageConfig::new(&s.endpoint, &s.bucket, key_id.expose().as_str(), secret);
     c.region = s.region.clone();
     c.create_bucket = s.create_bucket;
     c.path_style = s.path_style;
-    c.ca_pem = ca(s.ca_file.as_ref(), "storage.caFile")?;
+    c.ca_pem = ca(sources, s.ca_file.as_ref(), "storage.caFile")?;
     Ok(c)
 }

@@ -15,6 +15,7 @@ use serde_json::Value;
 use crate::cost::BillOfMaterials;
 use crate::provider::{Observed, Operation, ProviderInfo};
 use crate::resource::*;
+use crate::secret::{ProcessSources, Sources};
 use crate::spec::{
     CertificateSettings, Cloud, DatabaseChoice, PoolRole, ReferenceArchitecture, RegistryChoice,
     RegistryMode, StorageChoice,
@@ -763,9 +764,21 @@ fn lane_for(id: &ResourceId, info: Option<&ProviderInfo>, cluster_name: &str) ->
 
 /// Plan an apply: make every desired resource match the spec.
 ///
-/// Fails only on an invalid spec, before anything else.
+/// Fails only on an invalid spec, before anything else. The secrets and files the
+/// spec names are read from the process's environment and files; see
+/// [`plan_with_sources`].
 pub fn plan(spec: &ReferenceArchitecture, snapshot: &Snapshot) -> Result<Plan, ValidationErrors> {
-    validate::validate(spec)?;
+    plan_with_sources(spec, snapshot, &ProcessSources)
+}
+
+/// [`plan`], reading the secrets and files the spec names from `sources` (to
+/// validate them) instead of the process's own.
+pub fn plan_with_sources(
+    spec: &ReferenceArchitecture,
+    snapshot: &Snapshot,
+    sources: &dyn Sources,
+) -> Result<Plan, ValidationErrors> {
+    validate::validate_with(spec, sources)?;
     let nodes = planned_nodes(spec, snapshot);
     let desired_ids: BTreeSet<ResourceId> = nodes.iter().map(Node::id).collect();
     let info = snapshot.cluster_provider.as_ref();
@@ -845,7 +858,7 @@ pub fn plan(spec: &ReferenceArchitecture, snapshot: &Snapshot) -> Result<Plan, V
         installation: spec.name.clone(),
         mode: Mode::Apply,
         steps,
-        warnings: validate::warnings(spec),
+        warnings: validate::warnings_with(spec, sources),
         state_generation: snapshot.state_generation.clone(),
         known_outputs,
         cloud: spec.cloud,
@@ -861,7 +874,16 @@ pub fn plan_destroy(
     spec: &ReferenceArchitecture,
     snapshot: &Snapshot,
 ) -> Result<Plan, ValidationErrors> {
-    validate::validate(spec)?;
+    plan_destroy_with_sources(spec, snapshot, &ProcessSources)
+}
+
+/// [`plan_destroy`], reading the secrets and files the spec names from `sources`.
+pub fn plan_destroy_with_sources(
+    spec: &ReferenceArchitecture,
+    snapshot: &Snapshot,
+    sources: &dyn Sources,
+) -> Result<Plan, ValidationErrors> {
+    validate::validate_with(spec, sources)?;
     let mut nodes = planned_nodes(spec, snapshot);
     let records = ResourceId::new(ResourceKind::DnsRecords, spec.zone_dns_name());
     if !nodes.iter().any(|n| n.id() == records) {

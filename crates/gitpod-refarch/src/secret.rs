@@ -161,11 +161,21 @@ impl SecretSource {
         SecretSource::File(path.into())
     }
 
-    /// Read the value; a problem at `field` (the spec path, as `database.adminPassword`)
-    /// when the variable is unset or empty, or the file is missing, unreadable, larger
-    /// than 64 KiB, not UTF-8 or empty. No message contains the value.
+    /// Read the value from the process's environment or files ([`ProcessSources`]);
+    /// see [`SecretSource::load_from`].
     pub fn load(&self, field: &str) -> Result<Secret, crate::problem::Problem> {
-        use std::io::Read;
+        self.load_from(&ProcessSources, field)
+    }
+
+    /// Read the value from `sources`; a problem at `field` (the spec path, as
+    /// `database.adminPassword`) when the variable is unset or empty, or the file is
+    /// missing, unreadable, larger than 64 KiB, not UTF-8 or empty. No message
+    /// contains the value.
+    pub fn load_from(
+        &self,
+        sources: &dyn Sources,
+        field: &str,
+    ) -> Result<Secret, crate::problem::Problem> {
         let problem = |m: String| crate::problem::Problem::new(field, m);
         match self {
             SecretSource::Env(name) => {
@@ -174,27 +184,17 @@ impl SecretSource {
                         "env: '{name}' is not an environment variable name"
                     )));
                 }
-                match std::env::var(name) {
+                match sources.env(name) {
                     Ok(v) if !v.is_empty() => Ok(Secret::new(v)),
-                    Ok(_) => Err(problem(format!("the environment variable {name} is empty"))),
-                    Err(std::env::VarError::NotPresent) => Err(problem(format!(
-                        "the environment variable {name} is not set"
-                    ))),
-                    Err(std::env::VarError::NotUnicode(_)) => Err(problem(format!(
-                        "the environment variable {name} is not UTF-8"
-                    ))),
+                    Ok(_) => Err(problem(format!("env {name}: the value is empty"))),
+                    Err(m) => Err(problem(m)),
                 }
             }
             SecretSource::File(path) => {
                 if path.is_empty() {
                     return Err(problem("file: the path is empty".into()));
                 }
-                let file = std::fs::File::open(path)
-                    .map_err(|e| problem(format!("cannot read {path}: {e}")))?;
-                let mut bytes = Vec::new();
-                file.take(MAX_SECRET_FILE_BYTES + 1)
-                    .read_to_end(&mut bytes)
-                    .map_err(|e| problem(format!("cannot read {path}: {e}")))?;
+                let mut bytes = sources.file(path, MAX_SECRET_FILE_BYTES).map_err(problem)?;
                 if bytes.len() as u64 > MAX_SECRET_FILE_BYTES {
                     bytes.iter_mut().for_each(|b| *b = 0);
                     return Err(problem(format!("{path} is larger than 64 KiB")));
@@ -214,6 +214,77 @@ impl SecretSource {
                 Ok(Secret::new(trimmed.to_string()))
             }
         }
+    }
+}
+
+/// Where a spec's references are read: the `{env: NAME}` and `{file: PATH}` of its
+/// secrets ([`SecretSource`]), and the certificate and CA files it names
+/// (`certificates.certificateFile`, `database.tls.caFile`...).
+///
+/// The CLI and the library read the process's own environment and files
+/// ([`ProcessSources`], the default everywhere). A program that runs specs written by
+/// others must not: the controller reads each installation's references from that
+/// installation's credentials Secret, never from its own environment or disk.
+///
+/// ```
+/// use gitpod_refarch::secret::{SecretSource, Sources};
+///
+/// /// Every variable and file from a fixed table.
+/// #[derive(Debug)]
+/// struct Table(Vec<(&'static str, &'static str)>);
+///
+/// impl Sources for Table {
+///     fn env(&self, name: &str) -> Result<String, String> {
+///         self.file(name, 0).map(|b| String::from_utf8_lossy(&b).into_owned())
+///     }
+///     fn file(&self, path: &str, _limit: u64) -> Result<Vec<u8>, String> {
+///         self.0.iter().find(|(k, _)| *k == path).map(|(_, v)| v.as_bytes().to_vec())
+///             .ok_or_else(|| format!("{path} is not in the table"))
+///     }
+/// }
+///
+/// let table = Table(vec![("DB_PASSWORD", "hunter2")]);
+/// let secret = SecretSource::env("DB_PASSWORD").load_from(&table, "database.adminPassword");
+/// assert_eq!(secret.unwrap().expose(), "hunter2");
+/// ```
+pub trait Sources: Send + Sync + fmt::Debug {
+    /// The value of the variable `name` (an `env:` reference); an error message
+    /// naming it, never a value, when it is absent or not text.
+    fn env(&self, name: &str) -> Result<String, String>;
+
+    /// The content of the file `path` (a `file:` reference, a certificate or CA
+    /// file): at most `limit + 1` bytes, so that the caller can refuse a larger one;
+    /// an error message naming it when it cannot be read.
+    fn file(&self, path: &str, limit: u64) -> Result<Vec<u8>, String>;
+}
+
+/// The process's own environment and files (relative paths from the working
+/// directory): where the CLI and the library read a spec's references.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct ProcessSources;
+
+impl Sources for ProcessSources {
+    fn env(&self, name: &str) -> Result<String, String> {
+        match std::env::var(name) {
+            Ok(v) if !v.is_empty() => Ok(v),
+            Ok(_) => Err(format!("the environment variable {name} is empty")),
+            Err(std::env::VarError::NotPresent) => {
+                Err(format!("the environment variable {name} is not set"))
+            }
+            Err(std::env::VarError::NotUnicode(_)) => {
+                Err(format!("the environment variable {name} is not UTF-8"))
+            }
+        }
+    }
+
+    fn file(&self, path: &str, limit: u64) -> Result<Vec<u8>, String> {
+        use std::io::Read;
+        let file = std::fs::File::open(path).map_err(|e| format!("cannot read {path}: {e}"))?;
+        let mut bytes = Vec::new();
+        file.take(limit.saturating_add(1))
+            .read_to_end(&mut bytes)
+            .map_err(|e| format!("cannot read {path}: {e}"))?;
+        Ok(bytes)
     }
 }
 

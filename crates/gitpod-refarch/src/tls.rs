@@ -14,7 +14,7 @@ use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 
 use crate::problem::{Problem, Warning};
-use crate::secret::Secret;
+use crate::secret::{ProcessSources, Secret, Sources};
 use crate::spec::{CertificateSettings, ReferenceArchitecture};
 use crate::{Error, ErrorKind, Result};
 
@@ -69,9 +69,19 @@ impl TlsCertificate {
         }
     }
 
-    /// The certificate files a spec names, read (at most 1 MiB each); `None` unless the
-    /// spec brings its own certificate with `certificateFile` and `keyFile`.
+    /// The certificate files a spec names, read from the process's files; see
+    /// [`TlsCertificate::from_spec_from`].
     pub fn from_spec(spec: &ReferenceArchitecture) -> Result<Option<Self>> {
+        Self::from_spec_from(spec, &ProcessSources)
+    }
+
+    /// The certificate files a spec names, read from `sources` (at most 1 MiB each);
+    /// `None` unless the spec brings its own certificate with `certificateFile` and
+    /// `keyFile`.
+    pub fn from_spec_from(
+        spec: &ReferenceArchitecture,
+        sources: &dyn Sources,
+    ) -> Result<Option<Self>> {
         let CertificateSettings::BringYourOwn {
             secret_name,
             certificate_file: Some(cert),
@@ -81,8 +91,8 @@ impl TlsCertificate {
             return Ok(None);
         };
         let invalid = |p: Problem| Error::new(ErrorKind::InvalidInput, p.to_string());
-        let chain = read_small(cert, CERT_PATH).map_err(invalid)?;
-        let key = Secret::new(read_small(key, KEY_PATH).map_err(invalid)?);
+        let chain = read_small(sources, cert, CERT_PATH).map_err(invalid)?;
+        let key = Secret::new(read_small(sources, key, KEY_PATH).map_err(invalid)?);
         Ok(Some(TlsCertificate::from_pem(
             secret_name.clone(),
             chain,
@@ -252,24 +262,41 @@ fn covers(san: &str, name: &str) -> bool {
     }
 }
 
-fn read_small(path: &str, field: &str) -> std::result::Result<String, Problem> {
-    use std::io::Read;
+fn read_small(
+    sources: &dyn Sources,
+    path: &str,
+    field: &str,
+) -> std::result::Result<String, Problem> {
     let invalid = |m: String| Problem::new(field, m);
-    let file =
-        std::fs::File::open(path).map_err(|e| invalid(format!("cannot read {path}: {e}")))?;
-    let mut text = String::new();
-    file.take(crate::spec::MAX_SPEC_BYTES as u64 + 1)
-        .read_to_string(&mut text)
-        .map_err(|e| invalid(format!("cannot read {path}: {e}")))?;
-    if text.len() > crate::spec::MAX_SPEC_BYTES {
+    let limit = crate::spec::MAX_SPEC_BYTES as u64;
+    let bytes = sources.file(path, limit).map_err(invalid)?;
+    if bytes.len() as u64 > limit {
         return Err(invalid(format!("{path} is larger than 1 MiB")));
     }
-    Ok(text)
+    String::from_utf8(bytes).map_err(|e| {
+        let mut b = e.into_bytes();
+        b.iter_mut().for_each(|x| *x = 0);
+        invalid(format!(
+            "cannot read {path}: stream did not contain valid UTF-8"
+        ))
+    })
 }
 
 /// The problems and warnings of a spec's certificate files at `now` (none unless it
-/// brings its own certificate from files). A file that cannot be read is a problem.
+/// brings its own certificate from files), read from the process's files; see
+/// [`check_spec_from`].
 pub fn check_spec(spec: &ReferenceArchitecture, now: SystemTime) -> TlsCheck {
+    check_spec_from(spec, &ProcessSources, now)
+}
+
+/// The problems and warnings of a spec's certificate files, read from `sources`, at
+/// `now` (none unless it brings its own certificate from files). A file that cannot
+/// be read is a problem.
+pub fn check_spec_from(
+    spec: &ReferenceArchitecture,
+    sources: &dyn Sources,
+    now: SystemTime,
+) -> TlsCheck {
     let mut out = TlsCheck::default();
     let CertificateSettings::BringYourOwn {
         certificate_file,
@@ -300,8 +327,8 @@ pub fn check_spec(spec: &ReferenceArchitecture, now: SystemTime) -> TlsCheck {
     let (Some(cert), Some(key)) = (certificate_file, key_file) else {
         return out;
     };
-    let chain = read_small(cert, CERT_PATH);
-    let key = read_small(key, KEY_PATH);
+    let chain = read_small(sources, cert, CERT_PATH);
+    let key = read_small(sources, key, KEY_PATH);
     match (chain, key) {
         (Ok(chain), Ok(key)) => TlsCertificate::from_pem(String::new(), chain, Secret::new(key))
             .check(&spec.domain, now),

@@ -6,6 +6,7 @@ use std::net::Ipv4Addr;
 
 use ipnet::Ipv4Net;
 
+use crate::secret::{ProcessSources, Sources};
 use crate::spec::*;
 
 pub use crate::problem::{Problem, ValidationErrors, Warning};
@@ -17,9 +18,22 @@ impl ReferenceArchitecture {
     }
 }
 
-/// Check every value of `spec`.
+/// Check every value of `spec`, reading the secrets and files it names from the
+/// process's environment and files ([`ProcessSources`]).
 pub fn validate(spec: &ReferenceArchitecture) -> Result<(), ValidationErrors> {
-    let mut v = Checker::default();
+    validate_with(spec, &ProcessSources)
+}
+
+/// Check every value of `spec`, reading the secrets and files it names from
+/// `sources` (a controller reads them from the installation's own Secret).
+pub fn validate_with(
+    spec: &ReferenceArchitecture,
+    sources: &dyn Sources,
+) -> Result<(), ValidationErrors> {
+    let mut v = Checker {
+        problems: Vec::new(),
+        sources,
+    };
     v.spec(spec);
     if v.problems.is_empty() {
         Ok(())
@@ -28,8 +42,15 @@ pub fn validate(spec: &ReferenceArchitecture) -> Result<(), ValidationErrors> {
     }
 }
 
-/// Notes about a valid spec (old versions, risky settings).
+/// Notes about a valid spec (old versions, risky settings), reading its certificate
+/// files from the process's files.
 pub fn warnings(spec: &ReferenceArchitecture) -> Vec<Warning> {
+    warnings_with(spec, &ProcessSources)
+}
+
+/// Notes about a valid spec (old versions, risky settings), reading its certificate
+/// files from `sources`.
+pub fn warnings_with(spec: &ReferenceArchitecture, sources: &dyn Sources) -> Vec<Warning> {
     let mut out = Vec::new();
     if let Some(db) = spec.database.cloud() {
         cloud_database_warnings(db, &mut out);
@@ -63,7 +84,7 @@ pub fn warnings(spec: &ReferenceArchitecture) -> Vec<Warning> {
                 .into(),
         });
     }
-    out.extend(crate::tls::check_spec(spec, std::time::SystemTime::now()).warnings);
+    out.extend(crate::tls::check_spec_from(spec, sources, std::time::SystemTime::now()).warnings);
     for role in PoolRole::ALL {
         if spec.node_pools.get(role).min_nodes == 0 {
             out.push(Warning {
@@ -93,12 +114,13 @@ fn cloud_database_warnings(db: &DatabaseSettings, out: &mut Vec<Warning>) {
     }
 }
 
-#[derive(Default)]
-struct Checker {
+struct Checker<'a> {
     problems: Vec<Problem>,
+    /// Where the secrets and files the spec names are read.
+    sources: &'a dyn Sources,
 }
 
-impl Checker {
+impl Checker<'_> {
     fn err(&mut self, path: impl Into<String>, message: impl Into<String>) {
         self.problems.push(Problem::new(path, message));
     }
@@ -591,7 +613,7 @@ impl Checker {
 
     /// Load a secret source now, so that a missing variable or file is a problem here.
     fn secret(&mut self, path: &str, source: &SecretSource) -> Option<crate::secret::Secret> {
-        match source.load(path) {
+        match source.load_from(self.sources, path) {
             Ok(v) => Some(v),
             Err(p) => {
                 self.problems.push(p);
@@ -601,7 +623,7 @@ impl Checker {
     }
 
     fn ca_file(&mut self, path: &str, file: &str) {
-        if let Err(p) = load_ca_file(file, path) {
+        if let Err(p) = load_ca_file_from(self.sources, file, path) {
             self.problems.push(p);
         }
     }
@@ -917,7 +939,8 @@ impl Checker {
                     );
                 }
                 // The files, if any: names, expiry and key, read here (before any call).
-                let check = crate::tls::check_spec(s, std::time::SystemTime::now());
+                let check =
+                    crate::tls::check_spec_from(s, self.sources, std::time::SystemTime::now());
                 self.problems.extend(check.problems);
             }
         }

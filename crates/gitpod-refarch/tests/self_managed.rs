@@ -11,13 +11,14 @@ use gitpod_refarch::engine::{Clock, TokioClock};
 use gitpod_refarch::plan::{self, diff, Effect, Snapshot};
 use gitpod_refarch::provider::{Inputs, Observed, Operation, Progress, ProviderInfo};
 use gitpod_refarch::resource::{DatabaseResource, Desired, ResourceId, ResourceKind};
+use gitpod_refarch::secret::Sources;
 use gitpod_refarch::sim::{LatencyProfile, SimCloud};
 use gitpod_refarch::spec::{
     Cloud, DatabaseChoice, DatabaseTlsMode, RecordsTarget, ReferenceArchitecture, RegistryMode,
     SecretSource, SelfManagedDatabaseSettings, SelfManagedDnsSettings, SelfManagedRegistrySettings,
     SelfManagedStorageSettings, TsigAlgorithm,
 };
-use gitpod_refarch::validate::ValidationErrors;
+use gitpod_refarch::validate::{validate_with, ValidationErrors};
 use gitpod_refarch::{async_trait, Database, Engine, ErrorKind, Providers};
 
 /// A fresh directory for this test's secret files.
@@ -918,4 +919,136 @@ fn the_example_spec_loads_and_validates_with_its_variables() {
     std::env::remove_var("GITPOD_REGISTRY_PASSWORD");
     let e = s.validate().unwrap_err();
     assert!(e.has_path("registry.password"), "{e}");
+}
+
+/// Variables and files from a table, as a controller supplies them from its own
+/// store instead of the process's environment and disk.
+#[derive(Debug, Default)]
+struct Table(Vec<(String, String)>);
+
+impl Sources for Table {
+    fn env(&self, name: &str) -> Result<String, String> {
+        self.0
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.clone())
+            .ok_or_else(|| format!("no {name} in the table"))
+    }
+
+    fn file(&self, path: &str, _limit: u64) -> Result<Vec<u8>, String> {
+        self.env(path).map(String::into_bytes)
+    }
+}
+
+#[test]
+fn a_spec_lists_its_references_and_validates_them_from_the_sources_given() {
+    let s = self_managed_spec("sources");
+    let refs = s.references();
+    let fields: Vec<&str> = refs.iter().map(|r| r.field).collect();
+    assert_eq!(
+        fields,
+        [
+            "database.adminPassword",
+            "database.tls.caFile",
+            "dns.tsigSecret",
+            "storage.accessKeyId",
+            "storage.secretAccessKey",
+            "registry.password",
+            "registry.caFile",
+        ]
+    );
+    assert_eq!(
+        refs[0].source,
+        SecretSource::env("SM_TEST_DB_ADMIN_PASSWORD")
+    );
+    assert_eq!(refs[1].source, SecretSource::file(CA));
+    // The process has every variable and file: valid.
+    s.validate().unwrap();
+    // An empty table: each reference is a problem at its field, and nothing else.
+    let e = validate_with(&s, &Table::default()).unwrap_err();
+    let mut paths: Vec<&str> = e.problems().iter().map(|p| p.path.as_str()).collect();
+    let mut expected = fields.clone();
+    paths.sort_unstable();
+    expected.sort_unstable();
+    assert_eq!(paths, expected, "{e}");
+    assert!(
+        e.to_string()
+            .contains("no SM_TEST_DB_ADMIN_PASSWORD in the table"),
+        "{e}"
+    );
+    // The same values from the table, under the names and paths: valid.
+    let table = Table(
+        refs.iter()
+            .map(|r| match &r.source {
+                SecretSource::Env(n) => (n.clone(), std::env::var(n).unwrap()),
+                SecretSource::File(p) => (p.clone(), std::fs::read_to_string(p).unwrap()),
+                other => panic!("{other}"),
+            })
+            .collect(),
+    );
+    validate_with(&s, &table).unwrap();
+    assert!(plan::plan_with_sources(&s, &Snapshot::default(), &table).is_ok());
+    assert!(plan::plan_with_sources(&s, &Snapshot::default(), &Table::default()).is_err());
+    // A cloud-only spec names nothing.
+    assert!(ReferenceArchitecture::defaults(Cloud::Gcp)
+        .references()
+        .is_empty());
+}
+
+#[tokio::test]
+async fn the_engine_validates_with_its_sources_not_the_process() {
+    env();
+    let clock: Arc<dyn Clock> = Arc::new(TokioClock::new());
+    let sim = Arc::new(SimCloud::new(clock.clone(), LatencyProfile::instant()));
+    let providers = || {
+        Providers::builder()
+            .cluster(sim.clone())
+            .dns(sim.clone())
+            .object_store(sim.clone())
+            .registry(sim.clone())
+            .database(Arc::new(LabelledSelfManaged(sim.clone())))
+            .build()
+            .unwrap()
+    };
+    let mut spec = ReferenceArchitecture::builder(Cloud::Aws)
+        .name("gp")
+        .domain("gitpod.example.com")
+        .acme_email("ops@example.com")
+        .build()
+        .unwrap();
+    spec.database = SelfManagedDatabaseSettings::new(
+        "db.corp.example.com",
+        "root",
+        SecretSource::env("SM_TEST_DB_ADMIN_PASSWORD"),
+    )
+    .into();
+    // The process has the variable, the engine's sources do not: refused, no call.
+    let engine = Engine::builder(providers())
+        .clock(clock.clone())
+        .sources(Arc::new(Table::default()))
+        .build()
+        .unwrap();
+    for result in [engine.plan(&spec).await, engine.plan_destroy(&spec).await] {
+        let e = result.unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::InvalidInput);
+        assert!(
+            e.chain()
+                .contains("database.adminPassword: no SM_TEST_DB_ADMIN_PASSWORD in the table"),
+            "{}",
+            e.chain()
+        );
+    }
+    let n = sim.counts();
+    assert_eq!((n.reads, n.mutating, n.polls), (0, 0, 0), "{n:?}");
+    // The sources have it: planned.
+    let table = Table(vec![(
+        "SM_TEST_DB_ADMIN_PASSWORD".into(),
+        "from-the-table".into(),
+    )]);
+    let engine = Engine::builder(providers())
+        .clock(clock)
+        .sources(Arc::new(table))
+        .build()
+        .unwrap();
+    assert!(engine.plan(&spec).await.unwrap().has_changes());
 }

@@ -4,12 +4,16 @@
 //! each one as the CLI would run it:
 //!
 //! 1. The finalizer [`FINALIZER`] is added before anything is made.
-//! 2. `spec` (minus `operator`) is read as the CLI reads its spec file and validated;
-//!    an invalid one is `Degraded` with reason `InvalidSpec` and the problems' field
-//!    paths, and waits for the resource to change.
-//! 3. The credentials Secret (`operator.credentialsSecret`) is read; the
-//!    [`ProviderFactory`] builds the providers (bad credentials fail here) and names
-//!    the account whose [`Budget`](gitpod_refarch::engine::Budget) the engine shares.
+//! 2. The credentials Secret (`operator.credentialsSecret`) is read. `spec` (minus
+//!    `operator`) is read as the CLI reads its spec file and validated, with its
+//!    references (`{env: ..}`, `{file: ..}`, CA and certificate files) answered by that
+//!    Secret ([`SecretSources`]), never by the controller's environment or disk. A
+//!    problem only in those references is `Degraded` with reason `Credentials` and
+//!    retried with backoff; any other is `Degraded` with reason `InvalidSpec` and the
+//!    problems' field paths, and waits for the resource to change.
+//! 3. The [`ProviderFactory`] builds the providers (bad credentials fail here; the
+//!    self-managed parts from the same Secret) and names the account whose
+//!    [`Budget`](gitpod_refarch::engine::Budget) the engine shares.
 //! 4. The engine keeps its state in the Secret `<name>-state` (the bootstrap crate's
 //!    `KubeStateStore`), locked for each run as `controller <identity>`.
 //! 5. Plan (`Planned` condition, the plan in short); with changes, `Progressing`
@@ -37,7 +41,9 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use futures::StreamExt;
+use gitpod_refarch::secret::Sources;
 use gitpod_refarch::state::{LockInfo, StateStore};
+use gitpod_refarch::validate::validate_with;
 use gitpod_refarch::{Engine, EngineBuilder, Error, ErrorKind, ReferenceArchitecture, Result};
 use gitpod_refarch_bootstrap::api::kube_error;
 use gitpod_refarch_bootstrap::KubeStateStore;
@@ -54,6 +60,7 @@ use kube::{Resource, ResourceExt};
 use crate::budgets::Budgets;
 use crate::crd::{DeletionPolicy, GitpodInstallation};
 use crate::factory::{Credentials, ProviderFactory};
+use crate::sources::SecretSources;
 use status::StatusWriter;
 
 /// How many Event recorders the controller spreads its installations over. A
@@ -453,18 +460,45 @@ impl Context {
         Ok(Some(out))
     }
 
+    /// The installation's credentials (read once), and the sources its spec's
+    /// references are read from: the same Secret.
+    async fn secret_of(
+        &self,
+        obj: &GitpodInstallation,
+    ) -> (Result<Option<Credentials>>, SecretSources) {
+        let credentials = self.credentials(obj).await;
+        let sources = match (&obj.spec.operator.credentials_secret, &credentials) {
+            (None, _) => SecretSources::none(),
+            (Some(name), Ok(values)) => SecretSources::new(
+                format!("{}/{name}", obj.namespace().unwrap_or_default()),
+                values.clone(),
+            ),
+            (Some(name), Err(e)) => SecretSources::unreadable(
+                format!("{}/{name}", obj.namespace().unwrap_or_default()),
+                e.to_string(),
+            ),
+        };
+        (credentials, sources)
+    }
+
     /// The engine of one installation.
     async fn engine(
         &self,
         obj: &GitpodInstallation,
         spec: &ReferenceArchitecture,
+        credentials: Result<Option<Credentials>>,
+        sources: SecretSources,
     ) -> Result<(Engine, String)> {
-        let credentials = self.credentials(obj).await?;
-        let providers = self.factory.providers(spec, credentials.as_ref()).await?;
+        let credentials = credentials?;
+        let providers = self
+            .factory
+            .providers(spec, credentials.as_ref(), &sources)
+            .await?;
         let account = self.factory.account(spec, credentials.as_ref());
         drop(credentials);
         let ns = obj.namespace().unwrap_or_default();
         let mut b = Engine::builder(providers)
+            .sources(Arc::new(sources))
             .state(self.state_store(&ns, &obj.name_any()))
             .lock_owner(self.config.lock_owner())
             .budget(self.budgets.get(&account))
@@ -523,13 +557,21 @@ impl Context {
 
     async fn apply(&self, api: &Api<GitpodInstallation>, obj: &GitpodInstallation) -> Result<Next> {
         let mut st = StatusWriter::new(api.clone(), obj);
-        let spec = match parse_spec(obj) {
+        let (credentials, sources) = self.secret_of(obj).await;
+        let spec = match parse_spec(obj, &sources) {
             Ok(spec) => spec,
-            Err(message) => {
+            Err(invalid) if invalid.in_secret => {
+                // The fix is in the credentials Secret, which is not watched: retried
+                // with backoff.
                 st.observed();
-                st.degraded("InvalidSpec", message.clone());
+                let e = Error::new(ErrorKind::Credentials, invalid.message);
+                return Err(self.fail(obj, &mut st, e).await);
+            }
+            Err(invalid) => {
+                st.observed();
+                st.degraded("InvalidSpec", invalid.message.clone());
                 st.write().await?;
-                self.event(obj, true, "InvalidSpec", message).await;
+                self.event(obj, true, "InvalidSpec", invalid.message).await;
                 // Nothing to retry until the resource changes.
                 return Ok(Next::OnChange);
             }
@@ -537,7 +579,10 @@ impl Context {
         if obj.status.is_none() {
             st.phase(status::PHASE_PENDING);
         }
-        match self.apply_spec(obj, &spec, &mut st).await {
+        match self
+            .apply_spec(obj, &spec, credentials, sources, &mut st)
+            .await
+        {
             Ok(action) => Ok(action),
             Err(e) => Err(self.fail(obj, &mut st, e).await),
         }
@@ -547,9 +592,11 @@ impl Context {
         &self,
         obj: &GitpodInstallation,
         spec: &ReferenceArchitecture,
+        credentials: Result<Option<Credentials>>,
+        sources: SecretSources,
         st: &mut StatusWriter,
     ) -> Result<Next> {
-        let (engine, account) = self.engine(obj, spec).await?;
+        let (engine, account) = self.engine(obj, spec, credentials, sources).await?;
         tracing::debug!(installation = %key_of(obj), account, "reconciling");
         let mut attempts = 0;
         loop {
@@ -749,21 +796,34 @@ impl Context {
     async fn destroy(&self, obj: &GitpodInstallation, st: &mut StatusWriter) -> Result<Next> {
         let ns = obj.namespace().unwrap_or_default();
         let state = state_secret_name(&obj.name_any());
-        let spec = match parse_spec(obj) {
+        let (credentials, sources) = self.secret_of(obj).await;
+        let spec = match parse_spec(obj, &sources) {
             Ok(spec) => spec,
-            Err(message) => {
+            Err(invalid) => {
                 // Nothing to destroy if nothing was ever stored.
                 let store = self.state_store(&ns, &obj.name_any());
                 if store.load().await?.is_none() {
                     return Ok(Next::OnChange);
                 }
+                if invalid.in_secret {
+                    return Err(Error::new(
+                        ErrorKind::Credentials,
+                        format!(
+                            "cannot destroy without what the spec reads from the credentials \
+                             Secret ({}); restore it, or set operator.deletionPolicy: Retain \
+                             to leave everything in place",
+                            invalid.message
+                        ),
+                    ));
+                }
                 return Err(Error::invalid_input(format!(
-                    "cannot destroy with an invalid spec ({message}); fix the spec, or set \
-                     operator.deletionPolicy: Retain to leave everything in place"
+                    "cannot destroy with an invalid spec ({}); fix the spec, or set \
+                     operator.deletionPolicy: Retain to leave everything in place",
+                    invalid.message
                 )));
             }
         };
-        let engine = match self.engine(obj, &spec).await {
+        let engine = match self.engine(obj, &spec, credentials, sources).await {
             Ok((engine, _)) => engine,
             Err(e) => {
                 // No providers (a cloud this controller does not run, credentials
@@ -910,18 +970,53 @@ pub fn reason_of(kind: ErrorKind) -> &'static str {
     }
 }
 
+/// Why [`parse_spec`] refused a resource's spec.
+#[non_exhaustive]
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct InvalidSpec {
+    /// Every problem with its field path under `spec.`, in one line.
+    pub message: String,
+    /// Whether every problem is at a field whose value the credentials Secret
+    /// supplies (a secret's `env`/`file`, a certificate or CA file): the fix is in
+    /// the Secret, not the resource, so the controller retries with backoff instead
+    /// of waiting for the resource to change.
+    pub in_secret: bool,
+}
+
+impl std::fmt::Display for InvalidSpec {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.message)
+    }
+}
+
 /// The SDK spec of the resource, loaded as the CLI loads its spec file and
-/// validated; on failure, every problem with its field path under `spec.`.
-pub fn parse_spec(obj: &GitpodInstallation) -> std::result::Result<ReferenceArchitecture, String> {
-    let text = serde_json::to_string(&obj.spec.architecture)
-        .map_err(|e| format!("the spec does not serialize: {e}"))?;
-    let problems = match ReferenceArchitecture::from_json(&text) {
-        Ok(spec) => match spec.validate() {
+/// validated, with the secrets and files it names read from `sources` (the
+/// installation's credentials Secret, [`SecretSources`]), never from the
+/// controller's environment or disk; on failure, every problem with its field path
+/// under `spec.`.
+pub fn parse_spec(
+    obj: &GitpodInstallation,
+    sources: &dyn Sources,
+) -> std::result::Result<ReferenceArchitecture, InvalidSpec> {
+    let text = serde_json::to_string(&obj.spec.architecture).map_err(|e| InvalidSpec {
+        message: format!("the spec does not serialize: {e}"),
+        in_secret: false,
+    })?;
+    let (problems, referenced) = match ReferenceArchitecture::from_json(&text) {
+        Ok(spec) => match validate_with(&spec, sources) {
             Ok(()) => return Ok(spec),
-            Err(v) => v,
+            Err(v) => {
+                let fields: Vec<&'static str> =
+                    spec.references().into_iter().map(|r| r.field).collect();
+                (v, fields)
+            }
         },
-        Err(v) => v,
+        Err(v) => (v, Vec::new()),
     };
+    let in_secret = problems
+        .problems()
+        .iter()
+        .all(|p| referenced.contains(&p.path.as_str()));
     let list: Vec<String> = problems
         .problems()
         .iter()
@@ -933,11 +1028,14 @@ pub fn parse_spec(obj: &GitpodInstallation) -> std::result::Result<ReferenceArch
             }
         })
         .collect();
-    Err(format!(
-        "invalid spec ({} problem(s)): {}",
-        list.len(),
-        list.join("; ")
-    ))
+    Err(InvalidSpec {
+        message: format!(
+            "invalid spec ({} problem(s)): {}",
+            list.len(),
+            list.join("; ")
+        ),
+        in_secret: in_secret && !list.is_empty(),
+    })
 }
 
 /// Reconcile one installation: the finalizer, then apply or cleanup.

@@ -52,6 +52,7 @@ use crate::outputs::Outputs;
 use crate::plan::{self, Action, Mode, Plan, Snapshot};
 use crate::provider::{Inputs, Operation, Progress, Providers};
 use crate::resource::{Desired, Domain, GeneratedSecret, Output, ResourceId};
+use crate::secret::{ProcessSources, Sources};
 use crate::spec::ReferenceArchitecture;
 use crate::state::{
     Generation, LockInfo, LockRequest, MemoryStateStore, State, StateStore, ENCRYPTION_KEY,
@@ -110,9 +111,19 @@ pub struct EngineBuilder {
     events: Option<EventSink>,
     budget: Option<Arc<Budget>>,
     lock_owner: Option<String>,
+    sources: Option<Arc<dyn Sources>>,
 }
 
 impl EngineBuilder {
+    /// Where the secrets and files a spec names (`{env: ..}`, `{file: ..}`,
+    /// certificate and CA files) are read to validate it (default: the process's
+    /// environment and files, [`ProcessSources`]). A controller passes the
+    /// installation's own store, so that a spec never reads the controller's.
+    pub fn sources(mut self, sources: Arc<dyn Sources>) -> Self {
+        self.sources = Some(sources);
+        self
+    }
+
     /// Share a budget of concurrent cloud calls with other engines (of the same cloud
     /// account); default: no limit beyond [`Config::concurrency`].
     pub fn budget(mut self, budget: Arc<Budget>) -> Self {
@@ -199,6 +210,7 @@ impl EngineBuilder {
             cancel: CancellationToken::new(),
             budget: self.budget,
             lock_owner: self.lock_owner.unwrap_or_else(LockRequest::this_process),
+            sources: self.sources.unwrap_or_else(|| Arc::new(ProcessSources)),
         })
     }
 }
@@ -225,6 +237,7 @@ pub struct Engine {
     cancel: CancellationToken,
     budget: Option<Arc<Budget>>,
     lock_owner: String,
+    sources: Arc<dyn Sources>,
 }
 
 impl std::fmt::Debug for Engine {
@@ -326,6 +339,7 @@ impl Engine {
             events: None,
             budget: None,
             lock_owner: None,
+            sources: None,
         }
     }
 
@@ -375,7 +389,7 @@ impl Engine {
     /// Validate the spec (no call if invalid), then read every resource of the
     /// installation once, concurrently.
     pub async fn observe(&self, spec: &ReferenceArchitecture) -> Result<Snapshot> {
-        spec.validate()?;
+        crate::validate::validate_with(spec, self.sources.as_ref())?;
         let (state, generation) = self.load_state(&spec.name).await?;
         // Desired resources, plus optional ones this installation is known to have
         // made (so that one no longer desired is deleted): one read per resource.
@@ -459,14 +473,22 @@ impl Engine {
     pub async fn plan(&self, spec: &ReferenceArchitecture) -> Result<Plan> {
         self.providers.check_choices(spec)?;
         let snapshot = self.observe(spec).await?;
-        Ok(plan::plan(spec, &snapshot)?)
+        Ok(plan::plan_with_sources(
+            spec,
+            &snapshot,
+            self.sources.as_ref(),
+        )?)
     }
 
     /// Observe, then plan a destroy.
     pub async fn plan_destroy(&self, spec: &ReferenceArchitecture) -> Result<Plan> {
         self.providers.check_choices(spec)?;
         let snapshot = self.observe(spec).await?;
-        Ok(plan::plan_destroy(spec, &snapshot)?)
+        Ok(plan::plan_destroy_with_sources(
+            spec,
+            &snapshot,
+            self.sources.as_ref(),
+        )?)
     }
 
     /// Plan and apply in one call; the report's outputs feed [`Engine::installer_bundle`].

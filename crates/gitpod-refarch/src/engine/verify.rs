@@ -102,7 +102,7 @@ impl Engine {
         spec: &ReferenceArchitecture,
         options: VerifyOptions,
     ) -> Result<VerifyReport> {
-        spec.validate()?;
+        crate::validate::validate_with(spec, self.sources.as_ref())?;
         self.providers.check_choices(spec)?;
         let start = self.clock.now();
         let outputs = self.outputs(&spec.name).await?;

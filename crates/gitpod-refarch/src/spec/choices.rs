@@ -530,24 +530,34 @@ impl SelfManagedRegistrySettings {
 /// The largest CA file read, in bytes (1 MiB).
 const MAX_CA_FILE_BYTES: u64 = 1 << 20;
 
-/// Read the CA certificate file `path` named at the spec field `field` (`database.tls.caFile`):
-/// at most 1 MiB of PEM text holding at least one parsable `CERTIFICATE` block.
+/// Read the CA certificate file `path` named at the spec field `field` (`database.tls.caFile`)
+/// from the process's files; see [`load_ca_file_from`].
 pub fn load_ca_file(path: &str, field: &str) -> Result<String, crate::problem::Problem> {
+    load_ca_file_from(&crate::secret::ProcessSources, path, field)
+}
+
+/// Read the CA certificate file `path` named at the spec field `field` from
+/// `sources`: at most 1 MiB of PEM text holding at least one parsable `CERTIFICATE`
+/// block.
+pub fn load_ca_file_from(
+    sources: &dyn crate::secret::Sources,
+    path: &str,
+    field: &str,
+) -> Result<String, crate::problem::Problem> {
     use rustls::pki_types::{pem::PemObject, CertificateDer};
-    use std::io::Read;
     let problem = |m: String| crate::problem::Problem::new(field, m);
     if path.is_empty() {
         return Err(problem("the path is empty".into()));
     }
-    let file =
-        std::fs::File::open(path).map_err(|e| problem(format!("cannot read {path}: {e}")))?;
-    let mut text = String::new();
-    file.take(MAX_CA_FILE_BYTES + 1)
-        .read_to_string(&mut text)
-        .map_err(|e| problem(format!("cannot read {path}: {e}")))?;
-    if text.len() as u64 > MAX_CA_FILE_BYTES {
+    let bytes = sources.file(path, MAX_CA_FILE_BYTES).map_err(problem)?;
+    if bytes.len() as u64 > MAX_CA_FILE_BYTES {
         return Err(problem(format!("{path} is larger than 1 MiB")));
     }
+    let text = String::from_utf8(bytes).map_err(|_| {
+        problem(format!(
+            "cannot read {path}: stream did not contain valid UTF-8"
+        ))
+    })?;
     let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_slice_iter(text.as_bytes())
         .collect::<Result<_, _>>()
         .map_err(|e| problem(format!("{path} is not PEM: {e}")))?;

@@ -19,9 +19,10 @@ use serde::{Deserialize, Serialize};
 
 pub use builder::Builder;
 pub use choices::{
-    load_ca_file, DatabaseChoice, DatabaseTls, DatabaseTlsMode, DnsChoice, PartProvider,
-    RegistryChoice, SecretSource, SelfManagedDatabaseSettings, SelfManagedDnsSettings,
-    SelfManagedRegistrySettings, SelfManagedStorageSettings, StorageChoice, TsigAlgorithm,
+    load_ca_file, load_ca_file_from, DatabaseChoice, DatabaseTls, DatabaseTlsMode, DnsChoice,
+    PartProvider, RegistryChoice, SecretSource, SelfManagedDatabaseSettings,
+    SelfManagedDnsSettings, SelfManagedRegistrySettings, SelfManagedStorageSettings, StorageChoice,
+    TsigAlgorithm,
 };
 pub use load::{MAX_NESTING, MAX_SPEC_BYTES, MAX_VALUES};
 
@@ -561,6 +562,71 @@ fn choice_problem(merged: &serde_json::Value, path: &str) -> Option<Problem> {
         ("registry", false) => first::<RegistrySettings>(path, object),
         ("registry", true) => first::<SelfManagedRegistrySettings>(path, object),
         _ => None,
+    }
+}
+
+/// A value the spec names rather than holds: where a secret comes from, or a
+/// certificate or CA file. [`ReferenceArchitecture::references`] lists them.
+#[non_exhaustive]
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SpecReference {
+    /// The field's path, as problems name it (`database.adminPassword`).
+    pub field: &'static str,
+    /// What it names: `env` or `file` for a secret, `file` for a certificate or CA
+    /// file.
+    pub source: SecretSource,
+}
+
+impl ReferenceArchitecture {
+    /// Every value the spec names rather than holds, in the order `validate` reads
+    /// them: the secrets of its self-managed parts, their CA files, and a brought
+    /// certificate's files. A program that reads them from its own store (the
+    /// controller, from the installation's Secret) can tell the user which keys it
+    /// needs.
+    pub fn references(&self) -> Vec<SpecReference> {
+        let mut out = Vec::new();
+        let mut add = |field: &'static str, source: &SecretSource| {
+            out.push(SpecReference {
+                field,
+                source: source.clone(),
+            })
+        };
+        if let Some(d) = self.database.self_managed() {
+            add("database.adminPassword", &d.admin_password);
+            if let Some(f) = &d.tls.ca_file {
+                add("database.tls.caFile", &SecretSource::file(f));
+            }
+        }
+        if let Some(d) = self.dns.self_managed() {
+            add("dns.tsigSecret", &d.tsig_secret);
+        }
+        if let Some(st) = self.storage.self_managed() {
+            add("storage.accessKeyId", &st.access_key_id);
+            add("storage.secretAccessKey", &st.secret_access_key);
+            if let Some(f) = &st.ca_file {
+                add("storage.caFile", &SecretSource::file(f));
+            }
+        }
+        if let Some(r) = self.registry.self_managed() {
+            add("registry.password", &r.password);
+            if let Some(f) = &r.ca_file {
+                add("registry.caFile", &SecretSource::file(f));
+            }
+        }
+        if let CertificateSettings::BringYourOwn {
+            certificate_file,
+            key_file,
+            ..
+        } = &self.certificates
+        {
+            if let Some(f) = certificate_file {
+                add("certificates.certificateFile", &SecretSource::file(f));
+            }
+            if let Some(f) = key_file {
+                add("certificates.keyFile", &SecretSource::file(f));
+            }
+        }
+        out
     }
 }
 

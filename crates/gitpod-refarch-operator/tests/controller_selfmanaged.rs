@@ -1,0 +1,249 @@
+//! The controller with the parts a platform team already runs: the cluster column on
+//! AWS (EKS on a real moto server, no in-cluster bootstrap: moto's clusters have no
+//! API server) and the four self-managed parts, each a real server started here:
+//! Debian's MariaDB, BIND 9 with a TSIG key, Docker's registry with htpasswd, and
+//! S3-compatible storage (moto's S3). The same spec as the CLI's mixed test
+//! (`examples/tests/mixed.rs`), with its `env` and `file` references answered by the
+//! installation's credentials Secret, never by the controller's environment or disk.
+#![cfg(all(feature = "aws", feature = "selfmanaged"))]
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+mod support;
+
+#[path = "../../gitpod-refarch-selfmanaged/tests/support/mariadb.rs"]
+#[allow(dead_code)]
+mod mariadb;
+#[path = "../../gitpod-refarch-selfmanaged/tests/support/named.rs"]
+#[allow(dead_code)]
+mod named;
+#[path = "../../gitpod-refarch-selfmanaged/tests/support/registry.rs"]
+mod registry;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use gitpod_refarch_operator::controller::Context;
+use gitpod_refarch_operator::factory::{AwsFactory, AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY};
+use k8s_openapi::api::core::v1::Secret as KubeSecret;
+use kube::api::{DeleteParams, Patch, PatchParams};
+use kube::ResourceExt;
+use serde_json::json;
+use support::*;
+
+const NAME: &str = "gp-mixed";
+const ZONE: &str = "gitpod.example.test";
+
+fn spec_yaml(db_port: u16, dns_server: &str, registry: &str, user: &str, moto: &str) -> String {
+    format!(
+        "cloud: aws
+name: {NAME}
+domain: {ZONE}
+cluster:
+  region: eu-west-1
+  zones: [eu-west-1b, eu-west-1c]
+certificates:
+  issuer: acme
+  email: ops@example.com
+database:
+  provider: selfManaged
+  host: 127.0.0.1
+  port: {db_port}
+  adminUsername: {admin}
+  adminPassword: {{env: GITPOD_DB_ADMIN_PASSWORD}}
+  tls: {{mode: disabled}}
+dns:
+  provider: selfManaged
+  zone: {ZONE}
+  server: {dns_server}
+  tsigKeyName: {key}
+  tsigAlgorithm: hmac-sha256
+  tsigSecret: {{file: tsig.key}}
+  recordsTarget: {{ipv4: 203.0.113.10}}
+registry:
+  provider: selfManaged
+  url: {registry}/gitpod
+  username: {user}
+  password: {{env: GITPOD_REGISTRY_PASSWORD}}
+storage:
+  provider: selfManaged
+  endpoint: {moto}
+  region: us-east-1
+  bucket: gp-mixed-gitpod
+  accessKeyId: {{env: GITPOD_S3_ACCESS_KEY_ID}}
+  secretAccessKey: {{env: GITPOD_S3_SECRET_ACCESS_KEY}}
+",
+        admin = mariadb::ADMIN,
+        key = named::KEY,
+    )
+}
+
+fn factory(moto: &Moto) -> Arc<AwsFactory> {
+    Arc::new(
+        AwsFactory::new()
+            .endpoint_url(moto.url.clone())
+            .poll_interval(Duration::from_millis(50))
+            .in_cluster(false),
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn self_managed_parts_take_their_secrets_from_the_installations_secret() {
+    let moto = Moto::start().await;
+    let db = mariadb::MariaDb::start().await;
+    let dns = named::start(&[(ZONE, "")]);
+    let reg = registry::TestRegistry::start().await;
+    let c = Cluster::start().await;
+    let _running = c.spawn(Context::new(
+        c.client.clone(),
+        factory(&moto),
+        fast_cloud_config(),
+    ));
+    let api = c.installations();
+
+    // The Secret lacks the database's password. (That the controller's own
+    // environment is never read is `sources.rs`'s unit test: setting a variable here
+    // would race the SDKs reading theirs.)
+    let tsig = dns.secret.expose().clone();
+    c.secret(
+        "creds",
+        &[
+            (AWS_ACCESS_KEY_ID, "testing"),
+            (AWS_SECRET_ACCESS_KEY, "testing"),
+            ("tsig.key", &tsig),
+            ("GITPOD_REGISTRY_PASSWORD", &reg.password),
+            ("GITPOD_S3_ACCESS_KEY_ID", "testing"),
+            ("GITPOD_S3_SECRET_ACCESS_KEY", "testing"),
+        ],
+    )
+    .await;
+    let spec = spec_yaml(db.port, &dns.server(), &reg.base, &reg.username, &moto.url);
+    c.create(&installation(
+        NAME,
+        &spec,
+        json!({"credentialsSecret": "creds", "deletionPolicy": "Delete"}),
+    ))
+    .await;
+    // Degraded with reason Credentials (retried: the fix is in the Secret), naming
+    // the field and the key; nothing was made.
+    let o = wait_degraded(&api, NAME, "Credentials").await;
+    let message = condition(&o, "Degraded").unwrap().message.clone();
+    assert!(
+        message.contains(
+            "spec.database.adminPassword: env GITPOD_DB_ADMIN_PASSWORD: the credentials \
+             Secret default/creds has no key GITPOD_DB_ADMIN_PASSWORD"
+        ),
+        "{message}"
+    );
+    assert!(!db.databases().await.contains(&"gitpod".to_string()));
+
+    // The key is added: the next retry applies, with no change to the resource.
+    let patch = json!({"stringData": {"GITPOD_DB_ADMIN_PASSWORD": db.admin_password.expose()}});
+    let secrets: kube::Api<KubeSecret> = c.secrets();
+    secrets
+        .patch("creds", &PatchParams::default(), &Patch::Merge(&patch))
+        .await
+        .unwrap();
+    let o = wait_ready(&api, NAME).await;
+    // The CLI's resources, on the real servers: the database and its user on
+    // MariaDB, the bucket on the S3-compatible store; none of the cloud's own.
+    assert!(db.databases().await.contains(&"gitpod".to_string()));
+    assert!(db.users().await.iter().any(|u| u.starts_with("gitpod@")));
+    let buckets = reqwest::get(&moto.url).await.unwrap().text().await.unwrap();
+    assert!(buckets.contains("gp-mixed-gitpod"), "{buckets}");
+    let status = o.status.clone().unwrap();
+    assert_eq!(
+        status.outputs.get("databaseHost").map(String::as_str),
+        Some("127.0.0.1"),
+        "{:?}",
+        status.outputs
+    );
+    // The installer bundle names the self-managed parts; no secret in the status.
+    let bundle = secrets.get(&format!("{NAME}-installer")).await.unwrap();
+    let config = bundle.data.unwrap()["gitpod.config.yaml"].0.clone();
+    let config = String::from_utf8(config).unwrap();
+    assert!(
+        config.contains(&reg.base.replace("http://", "")),
+        "{config}"
+    );
+    let text = serde_json::to_string(&o).unwrap();
+    for s in [
+        db.admin_password.expose().as_str(),
+        reg.password.as_str(),
+        tsig.as_str(),
+    ] {
+        assert!(!text.contains(s), "a secret in the resource: {text}");
+    }
+
+    // Delete: the database and its user are dropped, the bucket is gone.
+    api.delete(NAME, &DeleteParams::default()).await.unwrap();
+    wait_gone(&api, NAME, &o.uid().unwrap()).await;
+    assert!(!db.databases().await.contains(&"gitpod".to_string()));
+    assert!(
+        !db.users().await.iter().any(|u| u.starts_with("gitpod@")),
+        "{:?}",
+        db.users().await
+    );
+    let buckets = reqwest::get(&moto.url).await.unwrap().text().await.unwrap();
+    assert!(!buckets.contains("gp-mixed-gitpod"), "{buckets}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_certificate_path_is_never_read_from_the_controllers_disk() {
+    let moto = Moto::start().await;
+    let c = Cluster::start().await;
+    let _running = c.spawn(Context::new(
+        c.client.clone(),
+        factory(&moto),
+        fast_cloud_config(),
+    ));
+    let api = c.installations();
+    // A real PEM pair on the controller's disk, named by path.
+    let dir = std::env::temp_dir().join(format!("gp-operator-byo-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let key = rcgen::KeyPair::generate().unwrap();
+    let cert = rcgen::CertificateParams::new(vec![ZONE.to_string()])
+        .unwrap()
+        .self_signed(&key)
+        .unwrap();
+    let (cert_path, key_path) = (dir.join("tls.crt"), dir.join("tls.key"));
+    std::fs::write(&cert_path, cert.pem()).unwrap();
+    std::fs::write(&key_path, key.serialize_pem()).unwrap();
+    c.secret(
+        "creds",
+        &[
+            (AWS_ACCESS_KEY_ID, "testing"),
+            (AWS_SECRET_ACCESS_KEY, "testing"),
+        ],
+    )
+    .await;
+    let spec = format!(
+        "cloud: aws\nname: byo\ndomain: {ZONE}\ncluster:\n  region: eu-west-1\n\
+         certificates:\n  issuer: bringYourOwn\n  secretName: https-certificates\n  \
+         certificateFile: {}\n  keyFile: {}\n",
+        cert_path.display(),
+        key_path.display()
+    );
+    c.create(&installation(
+        "byo",
+        &spec,
+        json!({"credentialsSecret": "creds"}),
+    ))
+    .await;
+    let o = wait_degraded(&api, "byo", "Credentials").await;
+    let message = condition(&o, "Degraded").unwrap().message.clone();
+    for field in [
+        "spec.certificates.certificateFile",
+        "spec.certificates.keyFile",
+    ] {
+        assert!(message.contains(field), "{field}: {message}");
+    }
+    assert!(
+        message.contains("never a path on the controller's disk"),
+        "{message}"
+    );
+    assert!(
+        message.contains("(as --from-file names it: tls.key)"),
+        "{message}"
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}
