@@ -52,8 +52,9 @@ pub struct OperatorSettings {
     /// Azure `AZURE_TENANT_ID`, `AZURE_CLIENT_ID` and `AZURE_CLIENT_SECRET`. Absent:
     /// the controller's own workload identity. It also answers the spec's references
     /// (self-managed parts' secrets, CA and certificate files): `{env: NAME}` is the
-    /// key NAME, `{file: NAME}` and `caFile: NAME` the key NAME; the controller never
-    /// reads its own environment or disk for them.
+    /// key NAME, `{file: NAME}` and `caFile: NAME` the key NAME, if its annotation
+    /// `refarch.gitpod.io/spec-references` lists this installation (or is `*`); the
+    /// controller never reads its own environment or disk for them.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub credentials_secret: Option<String>,
     /// The Secret (in the resource's namespace) that receives the installer bundle:

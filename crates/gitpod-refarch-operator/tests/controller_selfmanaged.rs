@@ -24,6 +24,7 @@ use std::time::Duration;
 
 use gitpod_refarch_operator::controller::Context;
 use gitpod_refarch_operator::factory::{AwsFactory, AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY};
+use gitpod_refarch_operator::sources::REFERENCES_ANNOTATION;
 use k8s_openapi::api::core::v1::Secret as KubeSecret;
 use kube::api::{DeleteParams, Patch, PatchParams};
 use kube::ResourceExt;
@@ -123,10 +124,38 @@ async fn self_managed_parts_take_their_secrets_from_the_installations_secret() {
         json!({"credentialsSecret": "creds", "deletionPolicy": "Delete"}),
     ))
     .await;
-    // Degraded with reason Credentials (retried: the fix is in the Secret), naming
-    // the field and the key; nothing was made.
+    // The Secret does not let the installation read references from it (their
+    // values would go to the hosts the spec names): Degraded with reason
+    // Credentials, retried, naming the annotation; nothing was made.
     let o = wait_degraded(&api, NAME, "Credentials").await;
     let message = condition(&o, "Degraded").unwrap().message.clone();
+    assert!(
+        message.contains(&format!(
+            "spec.registry.password: env GITPOD_REGISTRY_PASSWORD: the credentials Secret \
+             default/creds does not let installation {NAME} read spec references"
+        )),
+        "{message}"
+    );
+    assert!(
+        message.contains(&format!("annotate it {REFERENCES_ANNOTATION}={NAME}")),
+        "{message}"
+    );
+    assert!(!db.databases().await.contains(&"gitpod".to_string()));
+
+    // Annotated: the one key it lacks is named, at its field.
+    let secrets: kube::Api<KubeSecret> = c.secrets();
+    assert_eq!(REFERENCES_ANNOTATION, "refarch.gitpod.io/spec-references");
+    let patch = json!({"metadata": {"annotations": {"refarch.gitpod.io/spec-references": NAME}}});
+    secrets
+        .patch("creds", &PatchParams::default(), &Patch::Merge(&patch))
+        .await
+        .unwrap();
+    let o = wait_for(&api, NAME, |o| {
+        condition(o, "Degraded").is_some_and(|c| c.message.contains("has no key"))
+    })
+    .await;
+    let message = condition(&o, "Degraded").unwrap().message.clone();
+    assert_eq!(condition(&o, "Degraded").unwrap().reason, "Credentials");
     assert!(
         message.contains(
             "spec.database.adminPassword: env GITPOD_DB_ADMIN_PASSWORD: the credentials \
@@ -134,11 +163,12 @@ async fn self_managed_parts_take_their_secrets_from_the_installations_secret() {
         ),
         "{message}"
     );
-    assert!(!db.databases().await.contains(&"gitpod".to_string()));
+    assert!(!message.contains("registry.password"), "{message}");
 
-    // The key is added: the next retry applies, with no change to the resource.
-    let patch = json!({"stringData": {"GITPOD_DB_ADMIN_PASSWORD": db.admin_password.expose()}});
-    let secrets: kube::Api<KubeSecret> = c.secrets();
+    // The key is added (with the newline `echo` leaves): the next retry applies,
+    // with no change to the resource.
+    let password = format!("{}\n", db.admin_password.expose());
+    let patch = json!({"stringData": {"GITPOD_DB_ADMIN_PASSWORD": password}});
     secrets
         .patch("creds", &PatchParams::default(), &Patch::Merge(&patch))
         .await
@@ -229,7 +259,8 @@ async fn a_certificate_path_is_never_read_from_the_controllers_disk() {
         json!({"credentialsSecret": "creds"}),
     ))
     .await;
-    let o = wait_degraded(&api, "byo", "Credentials").await;
+    // A path is the spec's to change: InvalidSpec, waiting for the resource.
+    let o = wait_degraded(&api, "byo", "InvalidSpec").await;
     let message = condition(&o, "Degraded").unwrap().message.clone();
     for field in [
         "spec.certificates.certificateFile",

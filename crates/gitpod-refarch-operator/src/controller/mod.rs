@@ -7,10 +7,11 @@
 //! 2. The credentials Secret (`operator.credentialsSecret`) is read. `spec` (minus
 //!    `operator`) is read as the CLI reads its spec file and validated, with its
 //!    references (`{env: ..}`, `{file: ..}`, CA and certificate files) answered by that
-//!    Secret ([`SecretSources`]), never by the controller's environment or disk. A
-//!    problem only in those references is `Degraded` with reason `Credentials` and
-//!    retried with backoff; any other is `Degraded` with reason `InvalidSpec` and the
-//!    problems' field paths, and waits for the resource to change.
+//!    Secret ([`SecretSources`], if its annotation allows the installation), never by
+//!    the controller's environment or disk. A problem only the Secret can fix is
+//!    `Degraded` with reason `Credentials` and retried with backoff; any other is
+//!    `Degraded` with reason `InvalidSpec` and the problems' field paths, and waits
+//!    for the resource to change.
 //! 3. The [`ProviderFactory`] builds the providers (bad credentials fail here; the
 //!    self-managed parts from the same Secret) and names the account whose
 //!    [`Budget`](gitpod_refarch::engine::Budget) the engine shares.
@@ -41,7 +42,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use futures::StreamExt;
-use gitpod_refarch::secret::Sources;
+use gitpod_refarch::secret::SecretSource;
 use gitpod_refarch::state::{LockInfo, StateStore};
 use gitpod_refarch::validate::validate_with;
 use gitpod_refarch::{Engine, EngineBuilder, Error, ErrorKind, ReferenceArchitecture, Result};
@@ -60,7 +61,7 @@ use kube::{Resource, ResourceExt};
 use crate::budgets::Budgets;
 use crate::crd::{DeletionPolicy, GitpodInstallation};
 use crate::factory::{Credentials, ProviderFactory};
-use crate::sources::SecretSources;
+use crate::sources::{allows, SecretSources, REFERENCES_ANNOTATION};
 use status::StatusWriter;
 
 /// How many Event recorders the controller spreads its installations over. A
@@ -424,61 +425,66 @@ impl Context {
         }
     }
 
-    /// The credentials of the installation's Secret, if it names one.
-    async fn credentials(&self, obj: &GitpodInstallation) -> Result<Option<Credentials>> {
+    /// The installation's credentials Secret, read once: its values (`None`: it
+    /// names none), and the sources its spec's references are read from (the same
+    /// Secret, if its [`REFERENCES_ANNOTATION`] lets this installation).
+    async fn secret_of(
+        &self,
+        obj: &GitpodInstallation,
+    ) -> (Result<Option<Credentials>>, SecretSources) {
         let Some(name) = &obj.spec.operator.credentials_secret else {
-            return Ok(None);
+            return (Ok(None), SecretSources::none());
         };
         let ns = obj.namespace().unwrap_or_default();
+        let id = format!("{ns}/{name}");
         let api: Api<KubeSecret> = Api::namespaced(self.client.clone(), &ns);
-        let secret = api
-            .get_opt(name)
-            .await
-            .map_err(|e| kube_error(e, &format!("reading the credentials Secret {ns}/{name}")))?;
-        let Some(secret) = secret else {
-            return Err(Error::new(
-                ErrorKind::Credentials,
-                format!(
-                    "the credentials Secret {ns}/{name} (operator.credentialsSecret) does not \
-                     exist: create it, or remove the field to use the controller's own identity"
-                ),
-            ));
+        let secret = match api.get_opt(name).await {
+            Ok(Some(secret)) => secret,
+            Ok(None) => {
+                let e = Error::new(
+                    ErrorKind::Credentials,
+                    format!(
+                        "the credentials Secret {id} (operator.credentialsSecret) does not \
+                         exist: create it, or remove the field to use the controller's own \
+                         identity"
+                    ),
+                );
+                let reason = format!("the credentials Secret {id} does not exist");
+                return (Err(e), SecretSources::unreadable(id, reason));
+            }
+            Err(e) => {
+                let e = kube_error(e, &format!("reading the credentials Secret {id}"));
+                let reason = e.chain();
+                return (Err(e), SecretSources::unreadable(id, reason));
+            }
         };
+        let allowed = allows(
+            secret
+                .metadata
+                .annotations
+                .as_ref()
+                .and_then(|a| a.get(REFERENCES_ANNOTATION))
+                .map(String::as_str),
+            &obj.name_any(),
+        );
         let mut out = Credentials::new();
         for (k, v) in secret.data.unwrap_or_default() {
-            let text = String::from_utf8(v.0).map_err(|_| {
-                Error::new(
-                    ErrorKind::Credentials,
-                    format!("the key {k} of the credentials Secret {ns}/{name} is not UTF-8"),
-                )
-            })?;
+            let Ok(text) = String::from_utf8(v.0) else {
+                let message = format!("the key {k} of the credentials Secret {id} is not UTF-8");
+                let e = Error::new(ErrorKind::Credentials, message.clone());
+                return (Err(e), SecretSources::unreadable(id, message));
+            };
             out.insert(k, gitpod_refarch::Secret::new(text));
         }
         for (k, v) in secret.string_data.unwrap_or_default() {
             out.insert(k, gitpod_refarch::Secret::new(v));
         }
-        Ok(Some(out))
-    }
-
-    /// The installation's credentials (read once), and the sources its spec's
-    /// references are read from: the same Secret.
-    async fn secret_of(
-        &self,
-        obj: &GitpodInstallation,
-    ) -> (Result<Option<Credentials>>, SecretSources) {
-        let credentials = self.credentials(obj).await;
-        let sources = match (&obj.spec.operator.credentials_secret, &credentials) {
-            (None, _) => SecretSources::none(),
-            (Some(name), Ok(values)) => SecretSources::new(
-                format!("{}/{name}", obj.namespace().unwrap_or_default()),
-                values.clone(),
-            ),
-            (Some(name), Err(e)) => SecretSources::unreadable(
-                format!("{}/{name}", obj.namespace().unwrap_or_default()),
-                e.to_string(),
-            ),
+        let sources = if allowed {
+            SecretSources::new(id, Some(out.clone()))
+        } else {
+            SecretSources::not_allowed(id, &obj.name_any())
         };
-        (credentials, sources)
+        (Ok(Some(out)), sources)
     }
 
     /// The engine of one installation.
@@ -558,6 +564,14 @@ impl Context {
     async fn apply(&self, api: &Api<GitpodInstallation>, obj: &GitpodInstallation) -> Result<Next> {
         let mut st = StatusWriter::new(api.clone(), obj);
         let (credentials, sources) = self.secret_of(obj).await;
+        let credentials = match credentials {
+            // The Secret could not be read (the API server, not the Secret): retried
+            // as that error.
+            Err(e) if e.kind() != ErrorKind::Credentials => {
+                return Err(self.fail(obj, &mut st, e).await);
+            }
+            other => other,
+        };
         let spec = match parse_spec(obj, &sources) {
             Ok(spec) => spec,
             Err(invalid) if invalid.in_secret => {
@@ -976,8 +990,10 @@ pub fn reason_of(kind: ErrorKind) -> &'static str {
 pub struct InvalidSpec {
     /// Every problem with its field path under `spec.`, in one line.
     pub message: String,
-    /// Whether every problem is at a field whose value the credentials Secret
-    /// supplies (a secret's `env`/`file`, a certificate or CA file): the fix is in
+    /// Whether every problem is at a reference (a secret's `env`/`file`, a
+    /// certificate or CA file) that the credentials Secret answered or must answer
+    /// ([`SecretSources::answered`]: a missing or empty key, a Secret that does not
+    /// exist or does not allow the installation, a value it holds): the fix is in
     /// the Secret, not the resource, so the controller retries with backoff instead
     /// of waiting for the resource to change.
     pub in_secret: bool,
@@ -996,7 +1012,7 @@ impl std::fmt::Display for InvalidSpec {
 /// under `spec.`.
 pub fn parse_spec(
     obj: &GitpodInstallation,
-    sources: &dyn Sources,
+    sources: &SecretSources,
 ) -> std::result::Result<ReferenceArchitecture, InvalidSpec> {
     let text = serde_json::to_string(&obj.spec.architecture).map_err(|e| InvalidSpec {
         message: format!("the spec does not serialize: {e}"),
@@ -1006,8 +1022,16 @@ pub fn parse_spec(
         Ok(spec) => match validate_with(&spec, sources) {
             Ok(()) => return Ok(spec),
             Err(v) => {
-                let fields: Vec<&'static str> =
-                    spec.references().into_iter().map(|r| r.field).collect();
+                let answered = sources.answered();
+                let fields: Vec<&'static str> = spec
+                    .references()
+                    .into_iter()
+                    .filter(|r| match &r.source {
+                        SecretSource::Env(key) | SecretSource::File(key) => answered.contains(key),
+                        _ => false,
+                    })
+                    .map(|r| r.field)
+                    .collect();
                 (v, fields)
             }
         },
