@@ -6,6 +6,7 @@ use serde_json::{json, Value};
 
 use crate::catalog::{self, ResType};
 use crate::controllers::{self, finalizers};
+use crate::gc;
 use crate::managed;
 use crate::patch::{self, Selector};
 use crate::status::{self, ApiError, ApiResult};
@@ -623,7 +624,10 @@ fn create(
     st.stamp_new(&mut obj, catalog::has_generation(t));
     st.objects.insert(key.clone(), obj);
     controllers::after_write(st, &key, now);
-    stored(st, t, &key)
+    let out = stored(st, t, &key);
+    // An object none of whose owners exists is collected (after it was answered).
+    gc::check(st, &key, now);
+    out
 }
 
 /// The fields that count for `metadata.generation`: all but metadata and status,
@@ -756,7 +760,9 @@ fn update(
     }
     st.objects.insert(key.clone(), result);
     controllers::after_write(st, key, now);
-    stored(st, t, key)
+    let out = stored(st, t, key);
+    gc::check(st, key, now);
+    out
 }
 
 /// The object just written, as the answer presents it.
@@ -920,6 +926,7 @@ fn delete(
             ));
         }
     }
+    let propagation = gc::propagation(&opts, &t.kind, &t.group, &key.name)?;
     if req.dry_run() || opts.pointer("/dryRun/0").and_then(Value::as_str) == Some("All") {
         return Ok((200, present(t, &old)));
     }
@@ -932,6 +939,12 @@ fn delete(
             )));
         }
         controllers::delete_namespace(st, key, now);
+        let obj = st.objects.get(key).cloned().unwrap_or(old);
+        return Ok((200, present(t, &obj)));
+    }
+    // Orphan the dependents, or (foreground) delete them first and keep this one
+    // until they are gone.
+    if gc::before_delete(st, key, propagation, now) {
         let obj = st.objects.get(key).cloned().unwrap_or(old);
         return Ok((200, present(t, &obj)));
     }

@@ -745,11 +745,18 @@ pub(crate) fn remove_cascade(st: &mut Store, key: &Key) {
             st.remove(&k);
         }
     }
+    // The garbage collector: what it owned goes too (see `gc.rs`).
+    crate::gc::owner_removed(st, str_at(&obj, "/metadata/uid"), Instant::now());
 }
 
 /// Change a stored object with `f`; bump its resourceVersion if it changed. Removes
 /// it if it is being deleted and has no finalizers left.
-fn controller_write(st: &mut Store, key: &Key, now: Instant, f: impl FnOnce(&mut Value)) {
+pub(crate) fn controller_write(
+    st: &mut Store,
+    key: &Key,
+    now: Instant,
+    f: impl FnOnce(&mut Value),
+) {
     let Some(old) = st.objects.get(key).cloned() else {
         return;
     };
@@ -823,6 +830,7 @@ pub(crate) fn settle(st: &mut Store, now: Instant) {
     settle_namespaces(st, now);
     settle_issuers(st, now);
     settle_certificates(st, now);
+    crate::gc::settle(st, now);
 }
 
 fn settle_crds(st: &mut Store, now: Instant) {

@@ -223,6 +223,18 @@
 //!   `status.loadBalancer.ingress: [{ip: 203.0.113.N}]` after `lb_provision_delay`.
 //!   On DELETE it lingers with a `deletionTimestamp` for `lb_delete_delay`, then its
 //!   load balancer is released and it vanishes.
+//! - **Garbage collection by owner references** (background, `Orphan` and
+//!   `Foreground` propagation, as kube-controller-manager's collector): an object
+//!   whose `ownerReferences` resolve to no existing owner is deleted, through its
+//!   finalizers, when its last owner goes or when it is written so. An owner exists
+//!   when the object of that API group, kind and name has that `uid` and is
+//!   cluster-scoped or in the dependent's namespace (a namespaced owner never
+//!   resolves from elsewhere); a reference to a gone owner is dropped while another
+//!   exists; a kind the server does not serve is left alone. A DELETE with
+//!   `propagationPolicy: Orphan` (or `orphanDependents: true`) drops the references
+//!   to the object instead, `Foreground` deletes the dependents first and keeps the
+//!   owner (finalizer `foregroundDeletion`) until none is left; both forms at once,
+//!   or another policy, is 422 `Invalid`.
 //! - **Nodes of node pools**: [`FakeKube::set_node_pool`] (or, for a cloud fake in
 //!   another process, the fake-only admin endpoint `PUT /fake-kube/nodepools/{pool}`
 //!   with a [`NodePool`] as camelCase JSON; `DELETE` removes the pool, `GET
@@ -309,9 +321,14 @@
 //!   Leases are plain objects: nothing expires or renews them.
 //! - Deleting a CRD removes its custom resources at once, finalizers or not (the API
 //!   server deletes them one by one and waits for their finalizers).
-//! - No other controllers: no Pods, ReplicaSets, Endpoints, garbage collection by
-//!   owner references or service account tokens. Timed effects happen when the fake is
-//!   next asked something (a request or a library call), not in the background.
+//! - The garbage collector acts at once, in the request that removed the owner or
+//!   wrote the dependent (the API server's collector takes a moment, and emits no
+//!   `OwnerRefInvalidNamespace` Event); a foreground delete with dependents answers
+//!   the owner with its `foregroundDeletion` finalizer; `blockOwnerDeletion` is not
+//!   checked (every dependent holds a foreground delete back).
+//! - No other controllers: no Pods, ReplicaSets, Endpoints or service account
+//!   tokens. Timed effects happen when the fake is next asked something (a request or
+//!   a library call), not in the background.
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -332,6 +349,7 @@ mod api;
 mod auth;
 mod catalog;
 mod controllers;
+mod gc;
 mod managed;
 mod nodes;
 mod openapi;

@@ -64,6 +64,8 @@ pub(crate) struct Store {
     pub(crate) freeze_after: Option<u64>,
     /// Simulated node pools and their nodes (see `nodes.rs`).
     pub(crate) nodes: crate::nodes::Pools,
+    /// Owners deleted in the foreground, waiting for their dependents (`gc.rs`).
+    pub(crate) foreground: std::collections::BTreeSet<Key>,
 }
 
 impl Store {
@@ -99,6 +101,7 @@ impl Store {
             counts: Counts::default(),
             freeze_after: None,
             nodes: crate::nodes::Pools::default(),
+            foreground: std::collections::BTreeSet::new(),
         };
         for ns in ["default", "kube-node-lease", "kube-public", "kube-system"] {
             let mut obj = json!({

@@ -76,7 +76,8 @@ pub enum DeletionPolicy {
     /// is retained and named in an Event).
     #[default]
     Delete,
-    /// Leave every cloud resource and the state Secret in place.
+    /// Leave every cloud resource, the state Secret and the installer Secret (no
+    /// longer owned by the resource) in place.
     Retain,
 }
 

@@ -204,6 +204,12 @@ async fn delete_destroys_everything_and_the_state_secret() {
     let sim = factory.sim(ACCOUNT, "gp-del").unwrap();
     assert!(!sim.resources().is_empty());
     assert!(c.secrets().get_opt("gp-del-state").await.unwrap().is_some());
+    assert!(c
+        .secrets()
+        .get_opt("gp-del-installer")
+        .await
+        .unwrap()
+        .is_some());
 
     api.delete("gp-del", &DeleteParams::default())
         .await
@@ -211,6 +217,14 @@ async fn delete_destroys_everything_and_the_state_secret() {
     wait_gone(&api, "gp-del", &o.uid().unwrap()).await;
     assert_eq!(sim.resources(), Vec::<ResourceId>::new());
     assert!(c.secrets().get_opt("gp-del-state").await.unwrap().is_none());
+    // The installer Secret goes with its owner (the fake's garbage collector finds
+    // the resource by the owner reference's kind, name and uid).
+    assert!(c
+        .secrets()
+        .get_opt("gp-del-installer")
+        .await
+        .unwrap()
+        .is_none());
     let reasons: Vec<String> = c
         .events("gp-del")
         .await
@@ -246,6 +260,12 @@ async fn retain_keeps_the_cloud_resources_and_the_state() {
     let state = KubeStateStore::new(c.client.clone(), NS, "gp-keep-state");
     let stored = state.load().await.unwrap().expect("the state is kept");
     assert_eq!(stored.state.installation, "gp-keep");
+    // So is the installer Secret, no longer owned by the resource.
+    let installer = c.secrets().get("gp-keep-installer").await.unwrap();
+    assert!(
+        installer.metadata.owner_references.is_none(),
+        "{installer:?}"
+    );
     let events = c.events("gp-keep").await;
     assert!(
         events

@@ -7,6 +7,7 @@ mod cert_manager;
 mod crud;
 mod faults;
 mod fidelity;
+mod gc;
 mod kubectl;
 mod load_balancer;
 mod nodes;

@@ -789,13 +789,30 @@ impl Context {
         let ns = obj.namespace().unwrap_or_default();
         let state = state_secret_name(&obj.name_any());
         if obj.spec.operator.deletion_policy == DeletionPolicy::Retain {
+            // The installer Secret is owned by the resource: orphaned, or the garbage
+            // collector would take it with the resource.
+            let installer = installer_secret_name(obj);
+            let secrets: Api<KubeSecret> = Api::namespaced(self.client.clone(), &ns);
+            let orphan = serde_json::json!({"metadata": {"ownerReferences": null}});
+            match secrets
+                .patch(&installer, &PatchParams::default(), &Patch::Merge(&orphan))
+                .await
+            {
+                Ok(_) => {}
+                Err(kube::Error::Api(r)) if r.code == 404 => {}
+                Err(e) => {
+                    let e =
+                        kube_error(e, &format!("keeping the installer Secret {ns}/{installer}"));
+                    return Err(self.fail(obj, &mut st, e).await);
+                }
+            }
             self.event(
                 obj,
                 false,
                 "Retained",
                 format!(
-                    "deletionPolicy is Retain: every cloud resource and the state Secret \
-                     {ns}/{state} are left in place"
+                    "deletionPolicy is Retain: every cloud resource, the state Secret \
+                     {ns}/{state} and the installer Secret {ns}/{installer} are left in place"
                 ),
             )
             .await;
