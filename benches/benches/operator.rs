@@ -12,9 +12,9 @@
 //! scaled so that one installation takes a few seconds of real time. The ratio of N
 //! installations to one measures the controller's parallelism as long as waiting
 //! dominates, as it does on a real cloud (one installation ~16 minutes). At the
-//! default 1/300, 1,000 installations need about 10 CPU-seconds between the
-//! controller and the fake on a 2-core machine, as much as three one-installation
-//! runs: that row measures CPU too. `GITPOD_REFARCH_FLEET_SCALE=0.01` (one
+//! default 1/300, 1,000 installations need about 7 CPU-seconds between the
+//! controller and the fake on a 2-core machine, about one one-installation run per
+//! core: that row measures CPU too. `GITPOD_REFARCH_FLEET_SCALE=0.01` (one
 //! installation ~10 s) keeps the waiting dominant.
 //!
 //! - `cargo test -p gitpod-refarch-benches --bench operator` (criterion's test mode,

@@ -106,12 +106,6 @@ fn owner_refs(obj: &Value) -> Vec<OwnerRef> {
         .collect()
 }
 
-fn names_owner(obj: &Value, uid: &str) -> bool {
-    obj.pointer("/metadata/ownerReferences")
-        .and_then(Value::as_array)
-        .is_some_and(|l| l.iter().any(|r| str_at(r, "/uid") == uid))
-}
-
 /// What an owner reference of a dependent in namespace `ns` points at.
 #[derive(PartialEq, Eq)]
 enum Owner {
@@ -199,13 +193,9 @@ fn drop_refs(st: &mut Store, key: &Key, now: Instant, uids: &[String]) {
     });
 }
 
-/// The objects that name `uid` as an owner.
+/// The objects that name `uid` as an owner (an index, not a scan).
 fn dependents(st: &Store, uid: &str) -> Vec<Key> {
-    st.objects
-        .iter()
-        .filter(|(_, o)| names_owner(o, uid))
-        .map(|(k, _)| k.clone())
-        .collect()
+    st.objects.dependents(uid)
 }
 
 /// The object `uid` was removed: check each of its dependents.

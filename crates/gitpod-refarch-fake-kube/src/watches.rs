@@ -8,7 +8,7 @@
 //! with an in-stream `ERROR` event carrying a 410 `Expired` Status, as the API
 //! server's watch cache answers), then streams new events as they happen.
 
-use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -92,6 +92,19 @@ pub(crate) struct Objects {
     pulse: watch::Sender<u64>,
     /// True once the fake is shutting down: open watches end.
     closing: watch::Sender<bool>,
+    /// Owner uid -> the objects whose `metadata.ownerReferences` name it, kept by
+    /// `insert` and `remove` for the garbage collector (`gc.rs`).
+    owned: HashMap<String, BTreeSet<Key>>,
+}
+
+/// The owner uids an object's `metadata.ownerReferences` name.
+fn owner_uids(obj: &Value) -> impl Iterator<Item = &str> {
+    obj.get("metadata")
+        .and_then(|m| m.get("ownerReferences"))
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+        .filter_map(|r| r.get("uid").and_then(Value::as_str))
 }
 
 impl std::ops::Deref for Objects {
@@ -118,6 +131,32 @@ impl Objects {
             capacity,
             pulse: watch::channel(0).0,
             closing: watch::channel(false).0,
+            owned: HashMap::new(),
+        }
+    }
+
+    /// The objects whose owner references name `uid`, in key order.
+    pub(crate) fn dependents(&self, uid: &str) -> Vec<Key> {
+        self.owned
+            .get(uid)
+            .map(|keys| keys.iter().cloned().collect())
+            .unwrap_or_default()
+    }
+
+    fn index(&mut self, key: &Key, old: Option<&Value>, new: Option<&Value>) {
+        for uid in old.into_iter().flat_map(owner_uids) {
+            if let Some(keys) = self.owned.get_mut(uid) {
+                keys.remove(key);
+                if keys.is_empty() {
+                    self.owned.remove(uid);
+                }
+            }
+        }
+        for uid in new.into_iter().flat_map(owner_uids) {
+            self.owned
+                .entry(uid.to_string())
+                .or_default()
+                .insert(key.clone());
         }
     }
 
@@ -161,6 +200,7 @@ impl Objects {
         }
         self.rv = self.rv.max(rv);
         let prev = self.map.insert(key.clone(), obj.clone());
+        self.index(&key, prev.as_ref(), Some(&obj));
         let kind = if prev.is_some() {
             EventType::Modified
         } else {
@@ -179,6 +219,7 @@ impl Objects {
     /// resourceVersion. Returns the object as it was stored.
     pub(crate) fn remove(&mut self, key: &Key) -> Option<Value> {
         let old = self.map.remove(key)?;
+        self.index(key, Some(&old), None);
         let rv = self.next_rv();
         let mut last = old.clone();
         meta_mut(&mut last).insert("resourceVersion".into(), json!(rv.to_string()));

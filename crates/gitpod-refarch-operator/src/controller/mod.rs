@@ -107,9 +107,9 @@ pub struct OperatorConfig {
     /// two. Measured with 1,000 installations on the sim, release build with
     /// jemalloc, 2 cores, 32 API requests in flight, a 20 s persist interval
     /// (`benches/benches/operator.rs`; the process also holds the 1,000 simulated
-    /// clouds): at 1/300 of the real durations (one installation 3.3 s), 1024 7.1 s
-    /// and 172 MiB, 512 10.0 s and 118 MiB; at 1/100 (one 9.9 s), 1024 13.8 s and
-    /// 171 MiB.
+    /// clouds): at 1/300 of the real durations (one installation 3.3 s), 1024 6.2 s
+    /// and 171 MiB (512: 10.0 s and 118 MiB before the last CPU savings); at 1/100
+    /// (one 9.9 s), 1024 12.6 s and 173 MiB.
     pub concurrency: u16,
     /// When a state locked by someone else (the CLI) is tried again (default 30 s).
     pub locked_retry: Duration,
