@@ -904,16 +904,15 @@ fn delete(
     req: &Request<'_>,
     now: Instant,
 ) -> ApiResult<(u16, Value)> {
+    // The options first, as the API server decodes and validates them before it
+    // looks the object up.
+    let opts = delete_options(req)?;
+    let propagation = gc::propagation(&opts)?;
     let old = st
         .objects
         .get(key)
         .cloned()
         .ok_or_else(|| ApiError::not_found(&t.group, &t.plural, &key.name))?;
-    let opts: Value = if req.body.iter().all(u8::is_ascii_whitespace) {
-        Value::Null
-    } else {
-        parse_json(req.body)?
-    };
     for (field, path) in [("UID", "uid"), ("ResourceVersion", "resourceVersion")] {
         let want = str_at(&opts, &format!("/preconditions/{path}"));
         let have = str_at(&old, &format!("/metadata/{path}"));
@@ -926,7 +925,6 @@ fn delete(
             ));
         }
     }
-    let propagation = gc::propagation(&opts, &t.kind, &t.group, &key.name)?;
     if req.dry_run() || opts.pointer("/dryRun/0").and_then(Value::as_str) == Some("All") {
         return Ok((200, present(t, &old)));
     }
@@ -944,8 +942,7 @@ fn delete(
     }
     // Orphan the dependents, or (foreground) delete them first and keep this one
     // until they are gone.
-    if gc::before_delete(st, key, propagation, now) {
-        let obj = st.objects.get(key).cloned().unwrap_or(old);
+    if let Some(obj) = gc::before_delete(st, key, propagation, now) {
         return Ok((200, present(t, &obj)));
     }
     if !finalizers(&old).is_empty() {
@@ -955,6 +952,32 @@ fn delete(
     }
     controllers::remove_cascade(st, key);
     Ok((200, status::success(&t.group, &t.plural, &key.name, &uid)))
+}
+
+/// A DELETE's `DeleteOptions`: its body, or without one its query parameters
+/// (`?propagationPolicy=Orphan`, `?orphanDependents=true`), as the API server reads
+/// them.
+fn delete_options(req: &Request<'_>) -> ApiResult<Value> {
+    if !req.body.iter().all(u8::is_ascii_whitespace) {
+        return parse_json(req.body);
+    }
+    let mut opts = serde_json::Map::new();
+    if let Some(p) = req.q("propagationPolicy") {
+        opts.insert("propagationPolicy".into(), json!(p));
+    }
+    if let Some(o) = req.q("orphanDependents") {
+        let value = match o {
+            "true" | "1" => true,
+            "false" | "0" => false,
+            other => {
+                return Err(ApiError::bad_request(format!(
+                    "orphanDependents: invalid boolean value {other:?}"
+                )))
+            }
+        };
+        opts.insert("orphanDependents".into(), json!(value));
+    }
+    Ok(Value::Object(opts))
 }
 
 fn delete_collection(
@@ -969,11 +992,17 @@ fn delete_collection(
             "the server does not allow this method on the requested resource",
         ));
     }
+    let opts = delete_options(req)?;
+    let propagation = gc::propagation(&opts)?;
     let sel = selector(st, t, req)?;
     let mut items = Vec::new();
     for (key, obj) in matching(st, t, ns, &sel) {
         if !req.dry_run() {
-            if finalizers(&obj).is_empty() {
+            if gc::before_delete(st, &key, propagation, now).is_some() {
+                // Foreground: marked, its dependents on their way.
+            } else if !st.objects.contains_key(&key) {
+                // Gone already (collected with an earlier item).
+            } else if finalizers(&obj).is_empty() {
                 controllers::remove_cascade(st, &key);
             } else {
                 controllers::start_deletion(st, &key, now);

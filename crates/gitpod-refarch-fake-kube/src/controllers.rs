@@ -108,6 +108,7 @@ pub(crate) fn on_write(
 ) -> ApiResult<()> {
     let name = str_at(obj, "/metadata/name").to_string();
     check_finalizers(t, &name, old, obj)?;
+    check_owner_references(t, &name, obj)?;
     match (t.group.as_str(), t.plural.as_str()) {
         ("", "namespaces") => {
             let meta = meta_mut(obj);
@@ -590,6 +591,82 @@ fn is_qualified_name(s: &str) -> bool {
 
 /// The API server's rules for `metadata.finalizers`: each a qualified name, and
 /// none added to an object that is being deleted.
+/// `metadata.ownerReferences` as the API server validates them: apiVersion (with a
+/// version), kind, name and uid required; at most one `controller: true`.
+fn check_owner_references(t: &ResType, name: &str, obj: &Value) -> ApiResult<()> {
+    let Some(list) = obj
+        .get("metadata")
+        .and_then(|m| m.get("ownerReferences"))
+        .and_then(Value::as_array)
+    else {
+        return Ok(());
+    };
+    let mut causes = Vec::new();
+    let field = "metadata.ownerReferences";
+    for r in list {
+        let api_version = str_at(r, "/apiVersion");
+        let version = api_version.rsplit('/').next().unwrap_or("");
+        let checks = [
+            (
+                "apiVersion",
+                api_version,
+                version.is_empty(),
+                "version must not be empty",
+            ),
+            (
+                "kind",
+                str_at(r, "/kind"),
+                str_at(r, "/kind").is_empty(),
+                "kind must not be empty",
+            ),
+            (
+                "name",
+                str_at(r, "/name"),
+                str_at(r, "/name").is_empty(),
+                "name must not be empty",
+            ),
+            (
+                "uid",
+                str_at(r, "/uid"),
+                str_at(r, "/uid").is_empty(),
+                "uid must not be empty",
+            ),
+        ];
+        for (f, value, bad, message) in checks {
+            if bad {
+                causes.push((
+                    format!("{field}.{f}"),
+                    format!("Invalid value: \"{value}\": {message}"),
+                ));
+            }
+        }
+    }
+    let controllers: Vec<String> = list
+        .iter()
+        .filter(|r| r.get("controller") == Some(&json!(true)))
+        .map(|r| format!("{}/{}", str_at(r, "/kind"), str_at(r, "/name")))
+        .collect();
+    if controllers.len() > 1 {
+        causes.push((
+            field.to_string(),
+            format!(
+                "Invalid value: \"ownerReferences\": Only one reference can have Controller \
+                 set to true. Found \"true\" in references for {}",
+                controllers
+                    .iter()
+                    .take(2)
+                    .cloned()
+                    .collect::<Vec<_>>()
+                    .join(" and ")
+            ),
+        ));
+    }
+    if causes.is_empty() {
+        return Ok(());
+    }
+    Err(ApiError::invalid(&t.kind, &t.group, name, &causes))
+}
+
 fn check_finalizers(t: &ResType, name: &str, old: Option<&Value>, obj: &Value) -> ApiResult<()> {
     let now = finalizers(obj);
     if let Some((i, bad)) = now.iter().enumerate().find(|(_, f)| !is_qualified_name(f)) {
@@ -735,18 +812,25 @@ pub(crate) fn after_write(st: &mut Store, key: &Key, now: Instant) {
 
 /// Remove an object that has no finalizers left, with what depends on it.
 pub(crate) fn remove_cascade(st: &mut Store, key: &Key) {
+    let now = Instant::now();
+    // A CRD's objects go first, while their type is still served, so that the
+    // garbage collector resolves the references to them.
+    if key.group == "apiextensions.k8s.io" && key.plural == "customresourcedefinitions" {
+        if let Some(crd) = st.objects.get(key) {
+            let group = str_at(crd, "/spec/group").to_string();
+            let plural = str_at(crd, "/spec/names/plural").to_string();
+            for k in st.keys_of(&group, &plural) {
+                if let Some(o) = st.remove(&k) {
+                    crate::gc::owner_removed(st, str_at(&o, "/metadata/uid"), now);
+                }
+            }
+        }
+    }
     let Some(obj) = st.remove(key) else {
         return;
     };
-    if key.group == "apiextensions.k8s.io" && key.plural == "customresourcedefinitions" {
-        let group = str_at(&obj, "/spec/group").to_string();
-        let plural = str_at(&obj, "/spec/names/plural").to_string();
-        for k in st.keys_of(&group, &plural) {
-            st.remove(&k);
-        }
-    }
     // The garbage collector: what it owned goes too (see `gc.rs`).
-    crate::gc::owner_removed(st, str_at(&obj, "/metadata/uid"), Instant::now());
+    crate::gc::owner_removed(st, str_at(&obj, "/metadata/uid"), now);
 }
 
 /// Change a stored object with `f`; bump its resourceVersion if it changed. Removes

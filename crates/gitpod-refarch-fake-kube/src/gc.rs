@@ -2,28 +2,33 @@
 //! collector does it (here at once, where the real one takes a moment).
 //!
 //! - An object whose `metadata.ownerReferences` name only owners that do not exist
-//!   is deleted (through its finalizers, as any delete): when its last owner goes,
-//!   and when it is written naming no owner that exists. An owner exists when the
-//!   object of its API group, kind and name has its `uid`, and is cluster-scoped or
-//!   in the dependent's namespace: a namespaced owner never resolves from another
-//!   namespace or from a cluster-scoped dependent, so such a dependent goes.
+//!   is deleted (through its finalizers, as any delete; a Namespace through its
+//!   termination): when its last owner goes, and when it is written naming no owner
+//!   that exists. An owner exists when the object of its API group, version, kind
+//!   and name has its `uid`, and is cluster-scoped or in the dependent's namespace
+//!   (a namespaced owner never resolves from another namespace).
 //! - A reference to a gone owner is dropped when another owner still exists.
-//! - A reference of a kind the server does not serve is left alone (the real
-//!   collector cannot map it and retries; the dependent stays).
-//! - The owner's DELETE chooses: `propagationPolicy: Background` (the default) as
-//!   above; `Orphan` (or the deprecated `orphanDependents: true`) drops every
-//!   reference to it first; `Foreground` deletes its dependents first, and the owner
-//!   keeps the finalizer `foregroundDeletion` (with its `deletionTimestamp`) until no
-//!   object names it as an owner.
+//! - An object with a reference the collector cannot resolve (a kind or version the
+//!   server does not serve, a namespaced owner named by a cluster-scoped object) is
+//!   left alone, references and all: the real collector gives up on it.
+//! - The owner's DELETE chooses (its `DeleteOptions`, from the body or the query):
+//!   `propagationPolicy: Background` (the default) as above; `Orphan` (or the
+//!   deprecated `orphanDependents: true`) drops every reference to it first;
+//!   `Foreground` marks it (`deletionTimestamp` and the finalizer
+//!   `foregroundDeletion`, in one write), deletes its dependents (a dependent that
+//!   another owner holds only loses its reference), and removes it when none names it
+//!   any more. A later DELETE with an explicit `Background` lets it go at once.
 
 use std::time::Instant;
 
 use serde_json::{json, Value};
 
 use crate::catalog;
-use crate::controllers::{controller_write, finalizers, remove_cascade, start_deletion};
+use crate::controllers::{
+    controller_write, delete_namespace, finalizers, remove_cascade, start_deletion,
+};
 use crate::status::ApiError;
-use crate::store::{meta_mut, str_at, Key, Store};
+use crate::store::{meta_mut, now_rfc3339, str_at, Key, Store};
 
 /// The finalizer an owner deleted with `propagationPolicy: Foreground` keeps until
 /// its dependents are gone.
@@ -40,44 +45,57 @@ pub(crate) enum Propagation {
     Orphan,
 }
 
-/// The propagation a DELETE's options ask for (`null` options: the default). Both
-/// forms at once, or an unknown policy, is 422 `Invalid`, as the API server
-/// answers.
-pub(crate) fn propagation(
-    opts: &Value,
-    kind: &str,
-    group: &str,
-    name: &str,
-) -> Result<Propagation, ApiError> {
+/// The propagation a DELETE's options ask for (`None`: they name none, the
+/// default applies). Both forms at once, or an unknown policy, is 422 `Invalid` on
+/// `DeleteOptions.meta.k8s.io`, as the API server validates them.
+pub(crate) fn propagation(opts: &Value) -> Result<Option<Propagation>, ApiError> {
     let orphan = opts.get("orphanDependents").and_then(Value::as_bool);
     let policy = opts.get("propagationPolicy").and_then(Value::as_str);
-    let invalid = |field: &str, message: String| {
-        ApiError::invalid(kind, group, name, &[(field.to_string(), message)])
-    };
-    match (orphan, policy) {
-        (Some(_), Some(_)) => Err(invalid(
-            "orphanDependents",
-            "Invalid value: \"orphanDependents\": orphanDependents and deletionPropagation \
-             cannot be both set"
-                .into(),
-        )),
-        (Some(true), None) => Ok(Propagation::Orphan),
-        (Some(false) | None, None) | (None, Some("Background")) => Ok(Propagation::Background),
-        (None, Some("Foreground")) => Ok(Propagation::Foreground),
-        (None, Some("Orphan")) => Ok(Propagation::Orphan),
-        (None, Some(other)) => Err(invalid(
-            "propagationPolicy",
+    let mut causes = Vec::new();
+    if let (Some(_), Some(p)) = (orphan, policy) {
+        causes.push((
+            "propagationPolicy".to_string(),
             format!(
-                "Unsupported value: \"{other}\": supported values: \"Foreground\", \
-                 \"Background\", \"Orphan\""
+                "Invalid value: \"{p}\": orphanDependents and deletionPropagation cannot be \
+                 both set"
             ),
-        )),
+        ));
     }
+    let chosen = match policy {
+        None => None,
+        Some("Background") => Some(Propagation::Background),
+        Some("Foreground") => Some(Propagation::Foreground),
+        Some("Orphan") => Some(Propagation::Orphan),
+        Some(other) => {
+            causes.push((
+                "propagationPolicy".to_string(),
+                format!(
+                    "Unsupported value: \"{other}\": supported values: \"Foreground\", \
+                     \"Background\", \"Orphan\", \"nil\""
+                ),
+            ));
+            None
+        }
+    };
+    if !causes.is_empty() {
+        return Err(ApiError::invalid(
+            "DeleteOptions",
+            "meta.k8s.io",
+            "",
+            &causes,
+        ));
+    }
+    Ok(chosen.or(match orphan {
+        Some(true) => Some(Propagation::Orphan),
+        Some(false) => Some(Propagation::Background),
+        None => None,
+    }))
 }
 
 /// One entry of `metadata.ownerReferences`.
 struct OwnerRef {
     group: String,
+    version: String,
     kind: String,
     name: String,
     uid: String,
@@ -85,7 +103,8 @@ struct OwnerRef {
 
 fn owner_refs(obj: &Value) -> Vec<OwnerRef> {
     let Some(list) = obj
-        .pointer("/metadata/ownerReferences")
+        .get("metadata")
+        .and_then(|m| m.get("ownerReferences"))
         .and_then(Value::as_array)
     else {
         return Vec::new();
@@ -93,11 +112,10 @@ fn owner_refs(obj: &Value) -> Vec<OwnerRef> {
     list.iter()
         .map(|r| {
             let api_version = str_at(r, "/apiVersion");
+            let (group, version) = api_version.rsplit_once('/').unwrap_or(("", api_version));
             OwnerRef {
-                group: api_version
-                    .rsplit_once('/')
-                    .map(|(g, _)| g.to_string())
-                    .unwrap_or_default(),
+                group: group.to_string(),
+                version: version.to_string(),
                 kind: str_at(r, "/kind").to_string(),
                 name: str_at(r, "/name").to_string(),
                 uid: str_at(r, "/uid").to_string(),
@@ -111,20 +129,21 @@ fn owner_refs(obj: &Value) -> Vec<OwnerRef> {
 enum Owner {
     Exists,
     Absent,
-    /// A kind the server does not serve: left alone.
-    Unknown,
+    /// The collector cannot resolve it (a kind or version not served, a namespaced
+    /// owner of a cluster-scoped object): the dependent is left alone.
+    Unresolvable,
 }
 
 fn owner(st: &Store, ns: &str, r: &OwnerRef) -> Owner {
     let types = catalog::all_types(st);
-    let Some(t) = types
+    let served = types
         .iter()
-        .find(|t| t.group == r.group && t.kind == r.kind)
-    else {
-        return Owner::Unknown;
+        .find(|t| t.group == r.group && t.version == r.version && t.kind == r.kind);
+    let Some(t) = served else {
+        return Owner::Unresolvable;
     };
     if t.namespaced && ns.is_empty() {
-        return Owner::Absent;
+        return Owner::Unresolvable;
     }
     let key = catalog::key(t, if t.namespaced { ns } else { "" }, &r.name);
     match st.objects.get(&key) {
@@ -133,11 +152,19 @@ fn owner(st: &Store, ns: &str, r: &OwnerRef) -> Owner {
     }
 }
 
-/// Delete `key` as a DELETE without options does: through its finalizers.
+/// Delete `key` as a DELETE without options does: through its finalizers; a
+/// Namespace through its termination (never `default`, `kube-system` or
+/// `kube-public`, which the API server refuses to delete).
 fn delete(st: &mut Store, key: &Key, now: Instant) {
     let Some(obj) = st.objects.get(key) else {
         return;
     };
+    if key.group.is_empty() && key.plural == "namespaces" {
+        if !matches!(key.name.as_str(), "default" | "kube-system" | "kube-public") {
+            delete_namespace(st, key, now);
+        }
+        return;
+    }
     if finalizers(obj).is_empty() {
         remove_cascade(st, key);
     } else {
@@ -146,7 +173,8 @@ fn delete(st: &mut Store, key: &Key, now: Instant) {
 }
 
 /// Check the owners of the object at `key`: drop references to gone owners while
-/// another exists; delete it when none does.
+/// another exists; delete it when none does; leave it alone when a reference does
+/// not resolve.
 pub(crate) fn check(st: &mut Store, key: &Key, now: Instant) {
     let Some(obj) = st.objects.get(key) else {
         return;
@@ -156,10 +184,10 @@ pub(crate) fn check(st: &mut Store, key: &Key, now: Instant) {
         return;
     }
     let owners: Vec<Owner> = refs.iter().map(|r| owner(st, &key.namespace, r)).collect();
-    if !owners.contains(&Owner::Absent) {
+    if owners.contains(&Owner::Unresolvable) || !owners.contains(&Owner::Absent) {
         return;
     }
-    if owners.iter().all(|o| *o == Owner::Absent) {
+    if !owners.contains(&Owner::Exists) {
         delete(st, key, now);
         return;
     }
@@ -170,6 +198,16 @@ pub(crate) fn check(st: &mut Store, key: &Key, now: Instant) {
         .map(|(r, _)| r.uid.clone())
         .collect();
     drop_refs(st, key, now, &gone);
+}
+
+/// Whether the object at `key` has an owner other than `uid` that exists.
+fn held_by_another(st: &Store, key: &Key, uid: &str) -> bool {
+    st.objects.get(key).is_some_and(|o| {
+        owner_refs(o)
+            .iter()
+            .filter(|r| r.uid != uid)
+            .any(|r| owner(st, &key.namespace, r) == Owner::Exists)
+    })
 }
 
 fn drop_refs(st: &mut Store, key: &Key, now: Instant, uids: &[String]) {
@@ -209,31 +247,36 @@ pub(crate) fn owner_removed(st: &mut Store, uid: &str, now: Instant) {
 }
 
 /// Before the object at `key` is deleted with `propagation`: orphan its
-/// dependents, or (foreground) delete them and keep the owner until they are gone.
-/// Returns whether the owner must wait (it was given the `foregroundDeletion`
-/// finalizer).
+/// dependents, or (foreground) mark it and delete them, or (an explicit background
+/// on an owner waiting in the foreground) stop waiting. `Some(object)`: the DELETE is
+/// answered with it and goes no further; `None`: the DELETE goes on as usual.
 pub(crate) fn before_delete(
     st: &mut Store,
     key: &Key,
-    propagation: Propagation,
+    propagation: Option<Propagation>,
     now: Instant,
-) -> bool {
-    let Some(obj) = st.objects.get(key) else {
-        return false;
-    };
-    let uid = str_at(obj, "/metadata/uid").to_string();
+) -> Option<Value> {
+    let obj = st.objects.get(key)?.clone();
+    let uid = str_at(&obj, "/metadata/uid").to_string();
+    let waiting = finalizers(&obj).iter().any(|f| f == FOREGROUND);
     match propagation {
-        Propagation::Background => false,
-        Propagation::Orphan => {
+        None => None,
+        Some(Propagation::Background) if waiting => {
+            st.foreground.remove(key);
+            controller_write(st, key, now, remove_foreground);
+            Some(st.objects.get(key).cloned().unwrap_or(obj))
+        }
+        Some(Propagation::Background) => None,
+        Some(Propagation::Orphan) => {
             for dep in dependents(st, &uid) {
                 drop_refs(st, &dep, now, std::slice::from_ref(&uid));
             }
-            false
+            None
         }
-        Propagation::Foreground => {
+        Some(Propagation::Foreground) => {
             let deps = dependents(st, &uid);
             if deps.is_empty() {
-                return false;
+                return None;
             }
             controller_write(st, key, now, |o| {
                 let meta = meta_mut(o);
@@ -246,15 +289,35 @@ pub(crate) fn before_delete(
                     list.push(json!(FOREGROUND));
                 }
                 meta.insert("finalizers".into(), Value::Array(list));
+                if !meta.contains_key("deletionTimestamp") {
+                    meta.insert("deletionTimestamp".into(), json!(now_rfc3339()));
+                    meta.insert("deletionGracePeriodSeconds".into(), json!(0));
+                    if let Some(g) = meta.get("generation").and_then(Value::as_i64) {
+                        meta.insert("generation".into(), json!(g + 1));
+                    }
+                }
             });
-            start_deletion(st, key, now);
+            let marked = st.objects.get(key).cloned().unwrap_or(obj);
             st.foreground.insert(key.clone());
             for dep in deps {
-                delete(st, &dep, now);
+                if held_by_another(st, &dep, &uid) {
+                    drop_refs(st, &dep, now, std::slice::from_ref(&uid));
+                } else {
+                    delete(st, &dep, now);
+                }
             }
             settle(st, now);
-            true
+            Some(marked)
         }
+    }
+}
+
+fn remove_foreground(o: &mut Value) {
+    if let Some(l) = meta_mut(o)
+        .get_mut("finalizers")
+        .and_then(Value::as_array_mut)
+    {
+        l.retain(|f| f != FOREGROUND);
     }
 }
 
@@ -272,13 +335,6 @@ pub(crate) fn settle(st: &mut Store, now: Instant) {
             continue;
         }
         st.foreground.remove(&key);
-        controller_write(st, &key, now, |o| {
-            if let Some(l) = meta_mut(o)
-                .get_mut("finalizers")
-                .and_then(Value::as_array_mut)
-            {
-                l.retain(|f| f != FOREGROUND);
-            }
-        });
+        controller_write(st, &key, now, remove_foreground);
     }
 }

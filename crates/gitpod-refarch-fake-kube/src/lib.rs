@@ -226,15 +226,21 @@
 //! - **Garbage collection by owner references** (background, `Orphan` and
 //!   `Foreground` propagation, as kube-controller-manager's collector): an object
 //!   whose `ownerReferences` resolve to no existing owner is deleted, through its
-//!   finalizers, when its last owner goes or when it is written so. An owner exists
-//!   when the object of that API group, kind and name has that `uid` and is
-//!   cluster-scoped or in the dependent's namespace (a namespaced owner never
-//!   resolves from elsewhere); a reference to a gone owner is dropped while another
-//!   exists; a kind the server does not serve is left alone. A DELETE with
+//!   finalizers (a Namespace through its termination), when its last owner goes (a
+//!   custom resource removed with its CRD included) or when it is written so. An
+//!   owner exists when the object of that API group, version, kind and name has that
+//!   `uid` and is cluster-scoped or in the dependent's namespace; a reference to a
+//!   gone owner is dropped while another exists. An object with a reference the
+//!   collector cannot resolve (a kind or version not served, a namespaced owner of a
+//!   cluster-scoped object) is left as it is. The `DeleteOptions` of a DELETE or
+//!   DELETE of a collection (body, or the query without one) are validated first
+//!   (422 on `DeleteOptions.meta.k8s.io` for both forms at once or another policy):
 //!   `propagationPolicy: Orphan` (or `orphanDependents: true`) drops the references
-//!   to the object instead, `Foreground` deletes the dependents first and keeps the
-//!   owner (finalizer `foregroundDeletion`) until none is left; both forms at once,
-//!   or another policy, is 422 `Invalid`.
+//!   to the object, `Foreground` marks it (`deletionTimestamp` and the finalizer
+//!   `foregroundDeletion` in one write, answered as marked), deletes its dependents
+//!   (one another owner holds only loses its reference) and removes it once none is
+//!   left; a later explicit `Background` lets it go. `ownerReferences` need
+//!   `apiVersion`, `kind`, `name` and `uid`, and at most one `controller: true` (422).
 //! - **Nodes of node pools**: [`FakeKube::set_node_pool`] (or, for a cloud fake in
 //!   another process, the fake-only admin endpoint `PUT /fake-kube/nodepools/{pool}`
 //!   with a [`NodePool`] as camelCase JSON; `DELETE` removes the pool, `GET
@@ -323,9 +329,9 @@
 //!   server deletes them one by one and waits for their finalizers).
 //! - The garbage collector acts at once, in the request that removed the owner or
 //!   wrote the dependent (the API server's collector takes a moment, and emits no
-//!   `OwnerRefInvalidNamespace` Event); a foreground delete with dependents answers
-//!   the owner with its `foregroundDeletion` finalizer; `blockOwnerDeletion` is not
-//!   checked (every dependent holds a foreground delete back).
+//!   `OwnerRefInvalidNamespace` Event). `blockOwnerDeletion` is not checked (every
+//!   dependent holds a foreground delete back), and a foreground delete's dependents
+//!   are deleted in the background (their own dependents may outlive the owner).
 //! - No other controllers: no Pods, ReplicaSets, Endpoints or service account
 //!   tokens. Timed effects happen when the fake is next asked something (a request or
 //!   a library call), not in the background.

@@ -248,6 +248,12 @@ async fn retain_keeps_the_cloud_resources_and_the_state() {
     ))
     .await;
     let o = wait_ready(&api, "gp-keep").await;
+    // With Retain, the installer Secret is not owned by the resource.
+    let installer = c.secrets().get("gp-keep-installer").await.unwrap();
+    assert!(
+        installer.metadata.owner_references.is_none(),
+        "{installer:?}"
+    );
     let sim = factory.sim(ACCOUNT, "gp-keep").unwrap();
     let made = resources(&sim);
     assert!(!made.is_empty());
@@ -268,9 +274,9 @@ async fn retain_keeps_the_cloud_resources_and_the_state() {
     );
     let events = c.events("gp-keep").await;
     assert!(
-        events
-            .iter()
-            .any(|(r, n)| r == "Retained" && n.contains("gp-keep-state")),
+        events.iter().any(|(r, n)| r == "Retained"
+            && n.contains("gp-keep-state")
+            && n.contains("so is the installer Secret")),
         "{events:?}"
     );
     assert!(!events.iter().any(|(r, _)| r == "Destroying"), "{events:?}");
@@ -477,4 +483,50 @@ async fn the_api_client_limits_requests_in_flight() {
         unlimited > 4,
         "without the limit, 40 requests at once opened only {unlimited} connections"
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_policy_changed_to_retain_keeps_the_installer_secret() {
+    let c = Cluster::start().await;
+    let factory = Arc::new(SimFactory::default());
+    let _running = c.spawn(Context::new(c.client.clone(), factory.clone(), config()));
+    let api = c.installations();
+    c.create(&installation(
+        "gp-flip",
+        &sim_spec_yaml("gp-flip"),
+        json!({}),
+    ))
+    .await;
+    let o = wait_ready(&api, "gp-flip").await;
+    let installer = c.secrets().get("gp-flip-installer").await.unwrap();
+    assert_eq!(installer.metadata.owner_references.unwrap().len(), 1);
+
+    api.patch(
+        "gp-flip",
+        &PatchParams::default(),
+        &Patch::Merge(json!({"spec": {"operator": {"deletionPolicy": "Retain"}}})),
+    )
+    .await
+    .unwrap();
+    wait_ready(&api, "gp-flip").await;
+    // The next apply of the installer Secret no longer sets the reference.
+    let installer = c.secrets().get("gp-flip-installer").await.unwrap();
+    let refs = installer.metadata.owner_references.unwrap_or_default();
+    assert!(refs.is_empty(), "{refs:?}");
+
+    api.delete("gp-flip", &DeleteParams::default())
+        .await
+        .unwrap();
+    wait_gone(&api, "gp-flip", &o.uid().unwrap()).await;
+    assert!(c
+        .secrets()
+        .get_opt("gp-flip-installer")
+        .await
+        .unwrap()
+        .is_some());
+    assert!(!factory
+        .sim(ACCOUNT, "gp-flip")
+        .unwrap()
+        .resources()
+        .is_empty());
 }

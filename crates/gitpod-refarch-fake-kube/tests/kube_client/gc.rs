@@ -116,6 +116,40 @@ async fn an_owner_that_does_not_resolve_is_absent_and_an_unknown_kind_is_left_al
     )
     .await;
     assert!(exists(&client, "unknown-kind").await.is_some());
+    // An unresolvable reference beside a gone owner: the object is left as it is.
+    dependent(
+        &client,
+        "mixed",
+        vec![
+            reference("example.com/v1", "Widget", "w", "1234"),
+            reference("v1", "ConfigMap", "gone", "5678"),
+        ],
+        &[],
+    )
+    .await;
+    let mixed = exists(&client, "mixed").await.unwrap();
+    assert_eq!(mixed.metadata.owner_references.unwrap().len(), 2);
+    // A version the server does not serve does not resolve either.
+    dependent(
+        &client,
+        "v2",
+        vec![reference("v2", "ConfigMap", "a", &a.uid().unwrap())],
+        &[],
+    )
+    .await;
+    assert!(exists(&client, "v2").await.is_some());
+    // A cluster-scoped object naming a namespaced owner: unresolvable, kept.
+    let roles: Api<ClusterRole> = Api::all(client.clone());
+    let role: ClusterRole = serde_json::from_value(json!({
+        "metadata": {"name": "owned-by-a-configmap", "ownerReferences": [owned_by(&a)]},
+    }))
+    .unwrap();
+    roles.create(&PostParams::default(), &role).await.unwrap();
+    assert!(roles
+        .get_opt("owned-by-a-configmap")
+        .await
+        .unwrap()
+        .is_some());
     // The right owner: kept.
     dependent(&client, "right", vec![owned_by(&a)], &[]).await;
     assert!(exists(&client, "right").await.is_some());
@@ -135,8 +169,21 @@ async fn orphan_keeps_the_dependents_and_foreground_deletes_them_first() {
     assert!(cms.get_opt("a").await.unwrap().is_none());
 
     let f = owner(&client, "default", "f").await;
+    let other = owner(&client, "default", "other").await;
     dependent(&client, "first", vec![owned_by(&f)], &["example.com/hold"]).await;
-    cms.delete("f", &DeleteParams::foreground()).await.unwrap();
+    dependent(&client, "shared", vec![owned_by(&f), owned_by(&other)], &[]).await;
+    let answered = cms.delete("f", &DeleteParams::foreground()).await.unwrap();
+    // Answered with the owner as marked: timestamp and finalizer.
+    let marked = answered.left().expect("the object, not a Status");
+    assert_eq!(
+        marked.metadata.finalizers,
+        Some(vec!["foregroundDeletion".to_string()])
+    );
+    // A dependent another owner holds only loses its reference.
+    let shared = exists(&client, "shared").await.unwrap();
+    let refs = shared.metadata.owner_references.unwrap();
+    assert_eq!(refs.len(), 1);
+    assert_eq!(refs[0].name, "other");
     // The owner waits for its dependent, which is being deleted.
     let waiting = cms.get("f").await.unwrap();
     assert!(waiting.metadata.deletion_timestamp.is_some());
@@ -188,10 +235,10 @@ async fn an_unknown_propagation_policy_is_invalid() {
             .await,
     );
     assert_eq!((e.code, e.reason.as_str()), (422, "Invalid"));
-    assert!(
-        e.message.contains("Unsupported value: \"Sideways\""),
-        "{}",
-        e.message
+    assert_eq!(
+        e.message,
+        "DeleteOptions.meta.k8s.io \"\" is invalid: propagationPolicy: Unsupported value: \
+         \"Sideways\": supported values: \"Foreground\", \"Background\", \"Orphan\", \"nil\""
     );
     let e = api_error(
         client
@@ -201,6 +248,104 @@ async fn an_unknown_propagation_policy_is_invalid() {
             .await,
     );
     assert_eq!(e.code, 422);
+    assert!(
+        e.message
+            .contains("orphanDependents and deletionPropagation cannot be both set"),
+        "{}",
+        e.message
+    );
+    // The options are checked before the object is looked up.
+    let missing = Request::builder()
+        .method("DELETE")
+        .uri("/api/v1/namespaces/default/configmaps/missing")
+        .header("content-type", "application/json")
+        .body(br#"{"propagationPolicy":"Sideways"}"#.to_vec())
+        .unwrap();
+    assert_eq!(api_error(client.request_text(missing).await).code, 422);
     let cms: Api<ConfigMap> = Api::default_namespaced(client.clone());
     assert!(cms.get_opt("a").await.unwrap().is_some());
+
+    // Without a body, the options come from the query.
+    let a = cms.get("a").await.unwrap();
+    dependent(&client, "orphaned", vec![owned_by(&a)], &[]).await;
+    let by_query = Request::builder()
+        .method("DELETE")
+        .uri("/api/v1/namespaces/default/configmaps/a?propagationPolicy=Orphan")
+        .body(Vec::new())
+        .unwrap();
+    client.request_text(by_query).await.unwrap();
+    assert!(cms.get_opt("a").await.unwrap().is_none());
+    let kept = exists(&client, "orphaned").await.unwrap();
+    assert!(kept.metadata.owner_references.is_none(), "{kept:?}");
+}
+
+#[tokio::test]
+async fn owner_references_are_validated() {
+    let fake = FakeKube::start(FakeConfig::default()).await.unwrap();
+    let client = client(&fake);
+    let a = owner(&client, "default", "a").await;
+    let secrets: Api<Secret> = Api::default_namespaced(client.clone());
+    let with = |refs: Value| -> Secret {
+        serde_json::from_value(json!({"metadata": {"name": "s", "ownerReferences": refs}})).unwrap()
+    };
+    let no_uid = with(json!([{"apiVersion": "v1", "kind": "ConfigMap", "name": "a", "uid": ""}]));
+    let e = api_error(secrets.create(&PostParams::default(), &no_uid).await);
+    assert_eq!((e.code, e.reason.as_str()), (422, "Invalid"));
+    assert!(
+        e.message
+            .contains("metadata.ownerReferences.uid: Invalid value: \"\": uid must not be empty"),
+        "{}",
+        e.message
+    );
+    let mut first = owned_by(&a);
+    first["controller"] = json!(true);
+    let mut second = first.clone();
+    second["uid"] = json!("another");
+    let e = api_error(
+        secrets
+            .create(&PostParams::default(), &with(json!([first, second])))
+            .await,
+    );
+    assert_eq!(e.code, 422);
+    assert!(
+        e.message
+            .contains("Only one reference can have Controller set to true"),
+        "{}",
+        e.message
+    );
+}
+
+#[tokio::test]
+async fn deleting_a_crd_collects_what_its_objects_owned() {
+    use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
+    use kube::api::DynamicObject;
+    let fake = FakeKube::start(FakeConfig::default()).await.unwrap();
+    let client = client(&fake);
+    let crd = crate::ssa::widget_crd("widgets", "Widget", false);
+    let widgets = crate::ssa::established(&client, crd).await;
+    let w: DynamicObject = serde_json::from_value(json!({
+        "apiVersion": "example.com/v1", "kind": "Widget",
+        "metadata": {"name": "w1", "namespace": "default"},
+        "spec": {"size": 1},
+    }))
+    .unwrap();
+    let w = widgets.create(&PostParams::default(), &w).await.unwrap();
+    dependent(
+        &client,
+        "of-w1",
+        vec![reference(
+            "example.com/v1",
+            "Widget",
+            "w1",
+            &w.uid().unwrap(),
+        )],
+        &[],
+    )
+    .await;
+    assert!(exists(&client, "of-w1").await.is_some());
+    let crds: Api<CustomResourceDefinition> = Api::all(client.clone());
+    crds.delete("widgets.example.com", &DeleteParams::default())
+        .await
+        .unwrap();
+    assert!(exists(&client, "of-w1").await.is_none());
 }

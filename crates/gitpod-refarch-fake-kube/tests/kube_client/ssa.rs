@@ -489,7 +489,7 @@ async fn managed_fields_in_requests_are_handled_as_the_api_server_does() {
     fake.shutdown().await;
 }
 
-fn widget_crd(plural: &str, kind: &str, status_sub: bool) -> Value {
+pub(crate) fn widget_crd(plural: &str, kind: &str, status_sub: bool) -> Value {
     let mut version = json!({
         "name": "v1", "served": true, "storage": true,
         "schema": {"openAPIV3Schema": {"type": "object", "properties": {
@@ -517,7 +517,7 @@ fn widget_crd(plural: &str, kind: &str, status_sub: bool) -> Value {
     })
 }
 
-async fn established(client: &Client, crd: Value) -> Api<DynamicObject> {
+pub(crate) async fn established(client: &Client, crd: Value) -> Api<DynamicObject> {
     let crds: Api<CustomResourceDefinition> = Api::all(client.clone());
     let name = crd["metadata"]["name"].as_str().unwrap().to_string();
     let kind = crd["spec"]["names"]["kind"].as_str().unwrap().to_string();

@@ -750,14 +750,21 @@ impl Context {
                 ByteString(docs.join("---\n").into_bytes()),
             );
         }
-        let owner = obj.controller_owner_ref(&()).ok_or_else(|| {
-            Error::internal("the installation has no uid to own its installer Secret")
-        })?;
+        // Owned by the resource (collected with it) unless it is to be retained; an
+        // apply without the reference removes one an earlier apply set.
+        let owner = match obj.spec.operator.deletion_policy {
+            DeletionPolicy::Delete => {
+                Some(vec![obj.controller_owner_ref(&()).ok_or_else(|| {
+                    Error::internal("the installation has no uid to own its installer Secret")
+                })?])
+            }
+            DeletionPolicy::Retain => None,
+        };
         let secret = KubeSecret {
             metadata: ObjectMeta {
                 name: Some(name.clone()),
                 namespace: Some(ns.clone()),
-                owner_references: Some(vec![owner]),
+                owner_references: owner,
                 labels: Some(BTreeMap::from([(
                     "app.kubernetes.io/managed-by".to_string(),
                     CONTROLLER_NAME.to_string(),
@@ -789,30 +796,15 @@ impl Context {
         let ns = obj.namespace().unwrap_or_default();
         let state = state_secret_name(&obj.name_any());
         if obj.spec.operator.deletion_policy == DeletionPolicy::Retain {
-            // The installer Secret is owned by the resource: orphaned, or the garbage
-            // collector would take it with the resource.
             let installer = installer_secret_name(obj);
-            let secrets: Api<KubeSecret> = Api::namespaced(self.client.clone(), &ns);
-            let orphan = serde_json::json!({"metadata": {"ownerReferences": null}});
-            match secrets
-                .patch(&installer, &PatchParams::default(), &Patch::Merge(&orphan))
-                .await
-            {
-                Ok(_) => {}
-                Err(kube::Error::Api(r)) if r.code == 404 => {}
-                Err(e) => {
-                    let e =
-                        kube_error(e, &format!("keeping the installer Secret {ns}/{installer}"));
-                    return Err(self.fail(obj, &mut st, e).await);
-                }
-            }
+            let kept = self.keep_installer_secret(obj, &ns, &installer).await;
             self.event(
                 obj,
                 false,
                 "Retained",
                 format!(
-                    "deletionPolicy is Retain: every cloud resource, the state Secret \
-                     {ns}/{state} and the installer Secret {ns}/{installer} are left in place"
+                    "deletionPolicy is Retain: every cloud resource and the state Secret \
+                     {ns}/{state} are left in place; {kept}"
                 ),
             )
             .await;
@@ -821,6 +813,53 @@ impl Context {
         match self.destroy(obj, &mut st).await {
             Ok(action) => Ok(action),
             Err(e) => Err(self.fail(obj, &mut st, e).await),
+        }
+    }
+
+    /// On `Retain`: make sure the installer Secret does not go with the resource.
+    /// Applies under `Retain` write it without an owner reference; one written before
+    /// the policy changed still names the resource, and that reference (only it) is
+    /// removed. Never blocks the deletion: what happened is said in the Event.
+    async fn keep_installer_secret(
+        &self,
+        obj: &GitpodInstallation,
+        ns: &str,
+        installer: &str,
+    ) -> String {
+        let secrets: Api<KubeSecret> = Api::namespaced(self.client.clone(), ns);
+        let uid = obj.uid().unwrap_or_default();
+        let current = match secrets.get_opt(installer).await {
+            Ok(Some(s)) => s,
+            Ok(None) => return format!("there is no installer Secret {ns}/{installer}"),
+            Err(e) => {
+                let e = kube_error(e, &format!("reading the installer Secret {ns}/{installer}"));
+                tracing::warn!(installation = %key_of(obj), "{}", e.chain());
+                return format!("the installer Secret could not be kept: {}", e.chain());
+            }
+        };
+        let refs = current.metadata.owner_references.unwrap_or_default();
+        if !refs.iter().any(|r| r.uid == uid) {
+            return format!("so is the installer Secret {ns}/{installer}");
+        }
+        let left: Vec<_> = refs.into_iter().filter(|r| r.uid != uid).collect();
+        // The resourceVersion makes the merge patch conditional: nothing else's
+        // reference is lost to a concurrent change.
+        let patch = serde_json::json!({"metadata": {
+            "ownerReferences": if left.is_empty() { serde_json::Value::Null } else { serde_json::json!(left) },
+            "resourceVersion": current.metadata.resource_version,
+        }});
+        match secrets
+            .patch(installer, &PatchParams::default(), &Patch::Merge(&patch))
+            .await
+        {
+            Ok(_) => format!(
+                "so is the installer Secret {ns}/{installer}, no longer owned by the resource"
+            ),
+            Err(e) => {
+                let e = kube_error(e, &format!("keeping the installer Secret {ns}/{installer}"));
+                tracing::warn!(installation = %key_of(obj), "{}", e.chain());
+                format!("the installer Secret could not be kept: {}", e.chain())
+            }
         }
     }
 
