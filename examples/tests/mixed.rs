@@ -10,9 +10,13 @@
 
 use std::process::{Command, Output};
 
+use mixed::ZONE;
+
 #[path = "../../crates/gitpod-refarch-selfmanaged/tests/support/mariadb.rs"]
 #[allow(dead_code)]
 mod mariadb;
+#[path = "../../crates/gitpod-refarch-selfmanaged/tests/support/mixed.rs"]
+mod mixed;
 #[path = "../../crates/gitpod-refarch-selfmanaged/tests/support/named.rs"]
 #[allow(dead_code)]
 mod named;
@@ -60,52 +64,6 @@ fn text(o: &Output) -> String {
     )
 }
 
-const ZONE: &str = "gitpod.example.test";
-
-fn spec(db_port: u16, dns_server: &str, registry: &str, registry_user: &str, moto: &str) -> String {
-    format!(
-        "cloud: aws
-name: gp-mixed
-domain: {ZONE}
-cluster:
-  region: eu-west-1
-  zones: [eu-west-1b, eu-west-1c]
-certificates:
-  issuer: acme
-  email: ops@example.com
-database:
-  provider: selfManaged
-  host: 127.0.0.1
-  port: {db_port}
-  adminUsername: {admin}
-  adminPassword: {{env: GITPOD_DB_ADMIN_PASSWORD}}
-  tls: {{mode: disabled}}
-dns:
-  provider: selfManaged
-  zone: {ZONE}
-  server: {dns_server}
-  tsigKeyName: {key}
-  tsigAlgorithm: hmac-sha256
-  tsigSecret: {{file: tsig.key}}
-  recordsTarget: {{ipv4: 203.0.113.10}}
-registry:
-  provider: selfManaged
-  url: {registry}/gitpod
-  username: {registry_user}
-  password: {{env: GITPOD_REGISTRY_PASSWORD}}
-storage:
-  provider: selfManaged
-  endpoint: {moto}
-  region: us-east-1
-  bucket: gp-mixed-gitpod
-  accessKeyId: {{env: GITPOD_S3_ACCESS_KEY_ID}}
-  secretAccessKey: {{env: GITPOD_S3_SECRET_ACCESS_KEY}}
-",
-        admin = mariadb::ADMIN,
-        key = named::KEY,
-    )
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_eks_cluster_with_four_self_managed_parts_applies_verifies_and_destroys() {
     let moto = Moto::start();
@@ -115,7 +73,15 @@ async fn an_eks_cluster_with_four_self_managed_parts_applies_verifies_and_destro
     let dir = tempfile::tempdir().unwrap();
     std::fs::write(dir.path().join("tsig.key"), dns.secret.expose()).unwrap();
     // The registry's url carries `http://`: a plain-HTTP test registry on loopback.
-    let spec_text = spec(db.port, &dns.server(), &reg.base, &reg.username, &moto.1);
+    let spec_text = mixed::spec(
+        db.port,
+        mariadb::ADMIN,
+        &dns.server(),
+        named::KEY,
+        &reg.base,
+        &reg.username,
+        &moto.1,
+    );
     std::fs::write(dir.path().join("spec.yaml"), &spec_text).unwrap();
 
     let cli = |args: &[&str]| -> Output {

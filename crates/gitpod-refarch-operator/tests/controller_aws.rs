@@ -7,13 +7,10 @@
 
 mod support;
 
-use std::sync::Arc;
-use std::time::Duration;
-
 use gitpod_refarch::Secret;
 use gitpod_refarch_aws::{AwsConfig, AwsProvider};
 use gitpod_refarch_operator::controller::Context;
-use gitpod_refarch_operator::factory::{AwsFactory, AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY};
+use gitpod_refarch_operator::factory::{AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY};
 use kube::api::DeleteParams;
 use kube::ResourceExt;
 use serde_json::json;
@@ -26,15 +23,6 @@ fn spec_yaml() -> String {
         "cloud: aws\nname: {NAME}\ndomain: {NAME}.example.com\ncluster:\n  region: eu-west-1\n\
          certificates:\n  issuer: acme\n  email: ops@example.com\n\
          dns:\n  recordsTarget:\n    ipv4: 203.0.113.10\n"
-    )
-}
-
-fn factory(moto: &Moto) -> Arc<AwsFactory> {
-    Arc::new(
-        AwsFactory::new()
-            .endpoint_url(moto.url.clone())
-            .poll_interval(Duration::from_millis(50))
-            .in_cluster(false),
     )
 }
 
@@ -87,7 +75,7 @@ async fn made(moto: &Moto) -> Vec<String> {
 async fn an_installation_on_moto_becomes_ready_and_its_deletion_leaves_nothing() {
     let moto = Moto::start().await;
     let c = Cluster::start().await;
-    let ctx = Context::new(c.client.clone(), factory(&moto), fast_cloud_config());
+    let ctx = Context::new(c.client.clone(), moto_factory(&moto), fast_cloud_config());
     let _running = c.spawn(ctx.clone());
     let api = c.installations();
     assert_eq!(made(&moto).await, Vec::<String>::new());
@@ -162,7 +150,7 @@ async fn wrong_keys_degrade_the_installation_with_credentials() {
     let c = Cluster::start().await;
     let _running = c.spawn(Context::new(
         c.client.clone(),
-        factory(&moto),
+        moto_factory(&moto),
         fast_cloud_config(),
     ));
     let api = c.installations();

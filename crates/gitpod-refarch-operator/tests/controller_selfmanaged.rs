@@ -13,79 +13,23 @@ mod support;
 #[path = "../../gitpod-refarch-selfmanaged/tests/support/mariadb.rs"]
 #[allow(dead_code)]
 mod mariadb;
+#[path = "../../gitpod-refarch-selfmanaged/tests/support/mixed.rs"]
+mod mixed;
 #[path = "../../gitpod-refarch-selfmanaged/tests/support/named.rs"]
 #[allow(dead_code)]
 mod named;
 #[path = "../../gitpod-refarch-selfmanaged/tests/support/registry.rs"]
 mod registry;
 
-use std::sync::Arc;
-use std::time::Duration;
-
 use gitpod_refarch_operator::controller::Context;
-use gitpod_refarch_operator::factory::{AwsFactory, AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY};
+use gitpod_refarch_operator::factory::{AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY};
 use gitpod_refarch_operator::sources::REFERENCES_ANNOTATION;
 use k8s_openapi::api::core::v1::Secret as KubeSecret;
 use kube::api::{DeleteParams, Patch, PatchParams};
 use kube::ResourceExt;
+use mixed::{NAME, ZONE};
 use serde_json::json;
 use support::*;
-
-const NAME: &str = "gp-mixed";
-const ZONE: &str = "gitpod.example.test";
-
-fn spec_yaml(db_port: u16, dns_server: &str, registry: &str, user: &str, moto: &str) -> String {
-    format!(
-        "cloud: aws
-name: {NAME}
-domain: {ZONE}
-cluster:
-  region: eu-west-1
-  zones: [eu-west-1b, eu-west-1c]
-certificates:
-  issuer: acme
-  email: ops@example.com
-database:
-  provider: selfManaged
-  host: 127.0.0.1
-  port: {db_port}
-  adminUsername: {admin}
-  adminPassword: {{env: GITPOD_DB_ADMIN_PASSWORD}}
-  tls: {{mode: disabled}}
-dns:
-  provider: selfManaged
-  zone: {ZONE}
-  server: {dns_server}
-  tsigKeyName: {key}
-  tsigAlgorithm: hmac-sha256
-  tsigSecret: {{file: tsig.key}}
-  recordsTarget: {{ipv4: 203.0.113.10}}
-registry:
-  provider: selfManaged
-  url: {registry}/gitpod
-  username: {user}
-  password: {{env: GITPOD_REGISTRY_PASSWORD}}
-storage:
-  provider: selfManaged
-  endpoint: {moto}
-  region: us-east-1
-  bucket: gp-mixed-gitpod
-  accessKeyId: {{env: GITPOD_S3_ACCESS_KEY_ID}}
-  secretAccessKey: {{env: GITPOD_S3_SECRET_ACCESS_KEY}}
-",
-        admin = mariadb::ADMIN,
-        key = named::KEY,
-    )
-}
-
-fn factory(moto: &Moto) -> Arc<AwsFactory> {
-    Arc::new(
-        AwsFactory::new()
-            .endpoint_url(moto.url.clone())
-            .poll_interval(Duration::from_millis(50))
-            .in_cluster(false),
-    )
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn self_managed_parts_take_their_secrets_from_the_installations_secret() {
@@ -96,7 +40,7 @@ async fn self_managed_parts_take_their_secrets_from_the_installations_secret() {
     let c = Cluster::start().await;
     let _running = c.spawn(Context::new(
         c.client.clone(),
-        factory(&moto),
+        moto_factory(&moto),
         fast_cloud_config(),
     ));
     let api = c.installations();
@@ -117,7 +61,15 @@ async fn self_managed_parts_take_their_secrets_from_the_installations_secret() {
         ],
     )
     .await;
-    let spec = spec_yaml(db.port, &dns.server(), &reg.base, &reg.username, &moto.url);
+    let spec = mixed::spec(
+        db.port,
+        mariadb::ADMIN,
+        &dns.server(),
+        named::KEY,
+        &reg.base,
+        &reg.username,
+        &moto.url,
+    );
     c.create(&installation(
         NAME,
         &spec,
@@ -223,7 +175,7 @@ async fn a_certificate_path_is_never_read_from_the_controllers_disk() {
     let c = Cluster::start().await;
     let _running = c.spawn(Context::new(
         c.client.clone(),
-        factory(&moto),
+        moto_factory(&moto),
         fast_cloud_config(),
     ));
     let api = c.installations();

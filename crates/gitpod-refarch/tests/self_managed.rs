@@ -829,6 +829,19 @@ impl Database for LabelledSelfManaged {
     }
 }
 
+/// The simulated cloud for every part but the database, which goes to a provider
+/// that calls itself self-managed.
+fn self_managed_database(sim: &Arc<SimCloud>) -> Providers {
+    Providers::builder()
+        .cluster(sim.clone())
+        .dns(sim.clone())
+        .object_store(sim.clone())
+        .registry(sim.clone())
+        .database(Arc::new(LabelledSelfManaged(sim.clone())))
+        .build()
+        .unwrap()
+}
+
 #[tokio::test]
 async fn the_engine_refuses_a_part_routed_to_the_wrong_kind_of_provider() {
     let clock: Arc<dyn Clock> = Arc::new(TokioClock::new());
@@ -860,15 +873,10 @@ async fn the_engine_refuses_a_part_routed_to_the_wrong_kind_of_provider() {
     assert_eq!((n.reads, n.mutating, n.polls), (0, 0, 0), "{n:?}");
 
     // The other way round: a cloud database routed to a self-managed provider.
-    let providers = Providers::builder()
-        .cluster(sim.clone())
-        .dns(sim.clone())
-        .object_store(sim.clone())
-        .registry(sim.clone())
-        .database(Arc::new(LabelledSelfManaged(sim.clone())))
+    let engine = Engine::builder(self_managed_database(&sim))
+        .clock(clock)
         .build()
         .unwrap();
-    let engine = Engine::builder(providers).clock(clock).build().unwrap();
     let mut cloud = ReferenceArchitecture::builder(Cloud::Aws)
         .name("gp")
         .domain("gitpod.example.com")
@@ -1000,16 +1008,7 @@ async fn the_engine_validates_with_its_sources_not_the_process() {
     env();
     let clock: Arc<dyn Clock> = Arc::new(TokioClock::new());
     let sim = Arc::new(SimCloud::new(clock.clone(), LatencyProfile::instant()));
-    let providers = || {
-        Providers::builder()
-            .cluster(sim.clone())
-            .dns(sim.clone())
-            .object_store(sim.clone())
-            .registry(sim.clone())
-            .database(Arc::new(LabelledSelfManaged(sim.clone())))
-            .build()
-            .unwrap()
-    };
+    let providers = || self_managed_database(&sim);
     let mut spec = ReferenceArchitecture::builder(Cloud::Aws)
         .name("gp")
         .domain("gitpod.example.com")

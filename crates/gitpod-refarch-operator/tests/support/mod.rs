@@ -299,6 +299,18 @@ impl Drop for Moto {
     }
 }
 
+/// An AWS factory for `moto`: its endpoint, a short poll, no in-cluster bootstrap
+/// (moto's EKS clusters have no API server behind them).
+#[cfg(feature = "aws")]
+pub fn moto_factory(moto: &Moto) -> Arc<gitpod_refarch_operator::factory::AwsFactory> {
+    Arc::new(
+        gitpod_refarch_operator::factory::AwsFactory::new()
+            .endpoint_url(moto.url.clone())
+            .poll_interval(Duration::from_millis(50))
+            .in_cluster(false),
+    )
+}
+
 impl Moto {
     /// Turn on moto's IAM authentication: from then on every key moto does not know
     /// (all of them, in a fresh moto) is refused.

@@ -3,6 +3,7 @@
 #![allow(dead_code)]
 
 pub mod mariadb;
+pub mod mixed;
 pub mod moto;
 pub mod named;
 pub mod registry;
